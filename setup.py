@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="supcon_tf",
+    version="0.1.0",
+    description="Supervised Contrastive Learning (Khosla et al., NeurIPS 2020) for Keras 3 / TensorFlow",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["supcon_tf", "supcon_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.17",
+        "keras>=3.0",
+        "numpy",
+        "absl-py",
+        "scikit-learn",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-xdist",
+            "ruff",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+        ],
+    },
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

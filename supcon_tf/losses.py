@@ -1,0 +1,496 @@
+"""Supervised contrastive losses (Khosla et al., NeurIPS 2020) as Keras 3 losses.
+
+The module has two layers, as Keras' own losses do: stateless functions that do the
+maths and return one loss value per sample (`supervised_contrastive_loss`,
+`npairs_loss`), and `keras.losses.Loss` subclasses that store the options and let
+Keras do dtype conversion, `sample_weight`, reduction and distribution scaling
+(`SupervisedContrastiveLoss`, `NPairsLoss`).
+
+Layout conventions used throughout:
+
+* `y_pred` holds embeddings `[B, D]` (one view per sample) or `[B, V, D]` (V views;
+  trailing dimensions after the view axis are flattened into D).
+* Inside the loss the views are laid out view-major (`index = view * B + sample`),
+  so that anchors of `contrast_mode="one"` are the first B rows.
+* The loss needs the TensorFlow backend of Keras 3.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+CONTRAST_MODES = ("all", "one")
+SUMMATIONS = ("out", "in")
+
+# A finite stand-in for -inf: exp() of it underflows to exactly 0 in float32 while
+# keeping every intermediate value finite, so masked entries never produce NaN
+# gradients (an all-masked row gives a finite, unused log-sum-exp).
+_MASK_VALUE = -1e9
+
+
+def _check_options(temperature, base_temperature, contrast_mode, summation):
+    """Validates the loss options and returns `(temperature, base_temperature)`."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(
+            f"`temperature` must be a positive number, got {temperature!r} "
+            f"of type {type(temperature).__name__}."
+        )
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"`temperature` must be a positive finite number, got {temperature}.")
+    if base_temperature is None:
+        base_temperature = temperature
+    if isinstance(base_temperature, bool) or not isinstance(base_temperature, (int, float)):
+        raise ValueError(
+            f"`base_temperature` must be a positive number or None, got {base_temperature!r}."
+        )
+    if not base_temperature > 0 or not math.isfinite(base_temperature):
+        raise ValueError(
+            f"`base_temperature` must be a positive finite number or None, got {base_temperature}."
+        )
+    if contrast_mode not in CONTRAST_MODES:
+        raise ValueError(
+            f"Unknown `contrast_mode`={contrast_mode!r}. Expected one of {CONTRAST_MODES}: "
+            "'all' uses every view as an anchor, 'one' only the first view."
+        )
+    if summation not in SUMMATIONS:
+        raise ValueError(
+            f"Unknown `summation`={summation!r}. Expected one of {SUMMATIONS}: "
+            "'out' is Eq. 2 of the paper (L_out), 'in' is Eq. 3 (L_in)."
+        )
+    return float(temperature), float(base_temperature)
+
+
+def _as_views(y_pred):
+    """Returns embeddings as a float `[B, V, D]` tensor (float32 unless float64)."""
+    y_pred = tf.convert_to_tensor(y_pred)
+    if not y_pred.dtype.is_floating:
+        raise ValueError(
+            f"Embeddings `y_pred` must be a floating-point tensor, got dtype {y_pred.dtype.name}."
+        )
+    if y_pred.dtype != tf.float64:
+        # float16 / bfloat16 inputs (mixed precision) are computed in float32.
+        y_pred = tf.cast(y_pred, tf.float32)
+    rank = y_pred.shape.rank
+    if rank is None:
+        raise ValueError(
+            "Embeddings `y_pred` must have a known rank: [batch, dim] or [batch, views, dim]."
+        )
+    if rank < 2:
+        raise ValueError(
+            f"Embeddings `y_pred` must have rank 2 ([batch, dim]) or 3 ([batch, views, dim]), "
+            f"got rank {rank} with shape {y_pred.shape}. For a single embedding, add a batch "
+            "axis; for one view per sample use [batch, dim]."
+        )
+    if rank == 2:
+        return y_pred[:, None, :]
+    if rank > 3:
+        dims = tf.shape(y_pred)
+        y_pred = tf.reshape(y_pred, tf.concat([dims[:2], [-1]], axis=0))
+    return y_pred
+
+
+def _num_views(features):
+    views = features.shape[1]
+    if views is None:
+        raise ValueError("The number of views (axis 1 of `y_pred`) must be known statically.")
+    return views
+
+
+def _check_batch(name, tensor, batch_size):
+    """Raises when the static first dimension of `tensor` differs from the batch size."""
+    size = tensor.shape[0]
+    if size is not None and batch_size is not None and size != batch_size:
+        raise ValueError(
+            f"`{name}` has {size} rows but `y_pred` has a batch of {batch_size} samples; "
+            f"they must match (got {name} shape {tensor.shape})."
+        )
+
+
+def _positive_sample_mask(y_true, batch_size, positive_mask=None):
+    """Returns the boolean `[B, B]` matrix of positive pairs between samples.
+
+    Entry (i, j) is True when sample j's views are positives for sample i's anchors.
+    The diagonal is always True: other views of the same sample are positives.
+    """
+    eye = tf.eye(batch_size, dtype=tf.bool)
+    if positive_mask is not None:
+        if y_true is not None:
+            raise ValueError("Pass either `y_true` labels or `positive_mask`, not both.")
+        positive_mask = tf.convert_to_tensor(positive_mask)
+        if positive_mask.shape.rank != 2:
+            raise ValueError(
+                f"`positive_mask` must be a [batch, batch] matrix, got shape {positive_mask.shape}."
+            )
+        _check_batch("positive_mask", positive_mask, batch_size)
+        cols = positive_mask.shape[1]
+        if (
+            cols is not None
+            and positive_mask.shape[0] is not None
+            and cols != positive_mask.shape[0]
+        ):
+            raise ValueError(
+                f"`positive_mask` must be square [batch, batch], got shape {positive_mask.shape}."
+            )
+        if positive_mask.dtype != tf.bool:
+            positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
+        return tf.logical_or(positive_mask, eye)
+    if y_true is None:
+        return eye
+    y_true = tf.convert_to_tensor(y_true)
+    rank = y_true.shape.rank
+    if rank is None or rank == 0 or rank > 2:
+        raise ValueError(
+            "Labels `y_true` must be integer labels [batch] or [batch, 1], or one-/multi-hot "
+            f"labels [batch, classes]; got shape {y_true.shape}."
+        )
+    _check_batch("y_true", y_true, batch_size)
+    if rank == 2 and y_true.shape[1] != 1:
+        # One-hot or multi-hot: positives share at least one label. A [B, 0] tensor
+        # (no labels at all) leaves only the other views of the same sample.
+        hot = tf.cast(y_true, tf.float32)
+        shared = tf.matmul(hot, hot, transpose_b=True) > 0
+        return tf.logical_or(shared, eye)
+    labels = tf.reshape(y_true, [-1])
+    return tf.logical_or(tf.equal(labels[:, None], labels[None, :]), eye)
+
+
+def _anchor_losses(
+    features,
+    sample_mask,
+    temperature,
+    contrast_mode,
+    summation,
+    include_self=False,
+    anchor_start=0,
+):
+    """Dense per-sample loss of the local anchors against a (possibly larger) contrast set.
+
+    Args:
+        features: `[G, V, D]` embeddings of the whole contrast batch (already normalised).
+        sample_mask: boolean `[B, G]` positives between the B anchor samples and all G
+            samples (including each anchor sample itself).
+        anchor_start: index in `[0, G)` of the first anchor sample; anchors are samples
+            `anchor_start .. anchor_start + B - 1` (all of them when B == G).
+        include_self: the n-pairs variant: the anchor itself counts as a positive and
+            stays in the denominator.
+
+    Returns:
+        `[B]` loss per anchor sample, averaged over its anchor views.
+    """
+    num_views = _num_views(features)
+    anchor_views = num_views if contrast_mode == "all" else 1
+    global_batch = tf.shape(features)[0]
+    local_batch = tf.shape(sample_mask)[0]
+    dim = tf.shape(features)[2]
+
+    # View-major layout: row v * G + g is view v of sample g.
+    contrast = tf.reshape(tf.transpose(features, [1, 0, 2]), [-1, dim])
+    local = features[anchor_start : anchor_start + local_batch, :anchor_views]
+    anchors = tf.reshape(tf.transpose(local, [1, 0, 2]), [-1, dim])
+
+    logits = tf.matmul(anchors, contrast, transpose_b=True) / tf.cast(temperature, features.dtype)
+
+    num_anchors = anchor_views * local_batch
+    anchor_rows = tf.range(num_anchors)
+    self_column = (
+        (anchor_rows // local_batch) * global_batch + anchor_start + anchor_rows % local_batch
+    )
+    is_self = tf.equal(tf.range(num_views * global_batch)[None, :], self_column[:, None])
+
+    positives = tf.tile(sample_mask, [anchor_views, num_views])
+    mask_value = tf.constant(_MASK_VALUE, features.dtype)
+    if include_self:
+        denominator_logits = logits
+    else:
+        positives = tf.logical_and(positives, tf.logical_not(is_self))
+        denominator_logits = tf.where(is_self, mask_value, logits)
+
+    log_denominator = tf.reduce_logsumexp(denominator_logits, axis=1)
+    num_positives = tf.reduce_sum(tf.cast(positives, features.dtype), axis=1)
+    has_positive = num_positives > 0
+    safe_count = tf.maximum(num_positives, 1.0)
+
+    if summation == "out":
+        # -1/|P| sum_p log softmax = log-denominator - mean positive logit.
+        positive_sum = tf.reduce_sum(tf.where(positives, logits, tf.zeros_like(logits)), axis=1)
+        loss = log_denominator - positive_sum / safe_count
+    else:
+        # -log(1/|P| sum_p softmax) = log-denominator + log|P| - logsumexp over positives.
+        log_positive = tf.reduce_logsumexp(tf.where(positives, logits, mask_value), axis=1)
+        loss = log_denominator + tf.math.log(safe_count) - log_positive
+
+    loss = tf.where(has_positive, loss, tf.zeros_like(loss))
+    return tf.reduce_mean(tf.reshape(loss, [anchor_views, local_batch]), axis=0)
+
+
+def supervised_contrastive_loss(
+    y_true,
+    y_pred,
+    temperature=0.1,
+    base_temperature=None,
+    contrast_mode="all",
+    summation="out",
+    normalize=True,
+    positive_mask=None,
+):
+    """Per-sample supervised contrastive loss (functional form).
+
+    For every anchor view `i` with positives `P(i)` (all other views whose sample shares
+    the anchor's label, and the other views of the anchor's own sample) and contrasts
+    `A(i)` (every view except the anchor itself), with `z` the L2-normalised embeddings
+    and `tau` the temperature:
+
+        L_out(i) = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) )
+        L_in(i)  = -log( 1/|P(i)| sum_{p in P(i)} exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) )
+
+    scaled by `tau / base_temperature`. A sample's loss is the mean over its anchor
+    views. An anchor with no positive contributes 0.
+
+    Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020,
+    Eq. 2 (`summation="out"`) and Eq. 3 (`summation="in"`).
+
+    Args:
+        y_true: integer labels `[B]` or `[B, 1]`; one-hot or multi-hot labels `[B, C]`
+            (two samples are positives when they share at least one label); or `None`
+            for SimCLR (only the other views of the same sample are positives).
+        y_pred: embeddings `[B, D]` or `[B, V, D]` (extra trailing axes are flattened).
+        temperature: softmax temperature `tau > 0`.
+        base_temperature: the loss is multiplied by `temperature / base_temperature`;
+            `None` means equal to `temperature` (no scaling).
+        contrast_mode: `"all"` (every view is an anchor) or `"one"` (only view 0).
+            Contrasts are always all views.
+        summation: `"out"` (Eq. 2, the paper's recommended loss) or `"in"` (Eq. 3).
+        normalize: L2-normalise the embeddings first. Turn off only for inputs that
+            are already unit vectors.
+        positive_mask: optional `[B, B]` boolean matrix of custom positives between
+            samples, used instead of `y_true` (which must then be `None`). The diagonal
+            is always positive.
+
+    Returns:
+        A `[B]` float tensor (float32, or float64 for float64 embeddings).
+
+    Example:
+
+    >>> import numpy as np
+    >>> embeddings = np.random.default_rng(0).normal(size=(4, 2, 8)).astype("float32")
+    >>> per_sample = supervised_contrastive_loss([0, 1, 0, 1], embeddings, temperature=0.1)
+    >>> per_sample.shape
+    TensorShape([4])
+    """
+    temperature, base_temperature = _check_options(
+        temperature, base_temperature, contrast_mode, summation
+    )
+    features = _as_views(y_pred)
+    if y_true is None and positive_mask is None and _num_views(features) < 2:
+        raise ValueError(
+            "Without labels (`y_true=None`, SimCLR) the positives are the other views of the "
+            "same sample, so `y_pred` needs at least 2 views, shape [batch, views>=2, dim]; "
+            f"got shape {features.shape}."
+        )
+    if normalize:
+        features = tf.math.l2_normalize(features, axis=-1)
+    batch_size = features.shape[0]
+    if batch_size is None:
+        batch_size = tf.shape(features)[0]
+    sample_mask = _positive_sample_mask(y_true, batch_size, positive_mask)
+    loss = _anchor_losses(features, sample_mask, temperature, contrast_mode, summation)
+    return loss * tf.cast(temperature / base_temperature, loss.dtype)
+
+
+def npairs_loss(y_true, y_pred):
+    """Native replacement for `tfa.losses.npairs_loss` (TensorFlow Addons).
+
+    Computes the n-pairs loss of Sohn (NeurIPS 2016) on a precomputed similarity
+    (logit) matrix, exactly as TensorFlow Addons did: row i's target distribution is
+    uniform over the samples with the same label as i (i itself included), and the loss
+    is the softmax cross-entropy of row i of `y_pred` against it, averaged over rows.
+
+    Args:
+        y_true: integer labels `[B]` (or `[B, 1]`).
+        y_pred: similarity logits `[B, B]`, e.g. `z @ z.T / temperature`.
+
+    Returns:
+        The scalar mean loss (as `tfa.losses.npairs_loss` returned).
+
+    Example:
+
+    >>> import numpy as np
+    >>> z = np.eye(3, dtype="float32")
+    >>> float(npairs_loss([0, 0, 1], z @ z.T / 0.5)) > 0
+    True
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    if y_pred.shape.rank != 2:
+        raise ValueError(
+            f"`y_pred` must be a [batch, batch] logit matrix, got shape {y_pred.shape}."
+        )
+    if y_pred.dtype not in (tf.float32, tf.float64):
+        y_pred = tf.cast(y_pred, tf.float32)
+    labels = tf.reshape(tf.convert_to_tensor(y_true), [-1])
+    _check_batch("y_true", labels, y_pred.shape[0])
+    same = tf.cast(tf.equal(labels[:, None], labels[None, :]), y_pred.dtype)
+    targets = same / tf.reduce_sum(same, axis=1, keepdims=True)
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=y_pred))
+
+
+@keras.saving.register_keras_serializable(package="supcon_tf")
+class SupervisedContrastiveLoss(keras.losses.Loss):
+    """Supervised contrastive loss (SupCon) of Khosla et al., NeurIPS 2020.
+
+    All views of samples that share the anchor's label are positives; every other view
+    in the batch is a negative. With `z` L2-normalised and `tau` the temperature, for an
+    anchor view `i` with positives `P(i)` and contrasts `A(i)` (all views but `i`):
+
+        L_out(i) = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) )
+
+    (Eq. 2, `summation="out"`, the paper's choice) or, with the mean inside the log,
+    Eq. 3 `summation="in"`. Without labels (`y_true=None`) it is SimCLR's NT-Xent: the
+    only positives are the other views of the same sample. `call` returns one value per
+    sample (the mean over its anchor views), so Keras' reduction, `sample_weight` and
+    distribution scaling apply as for any Keras loss.
+
+    Args:
+        temperature: softmax temperature `tau > 0` (the paper uses 0.1).
+        base_temperature: the loss is scaled by `temperature / base_temperature`;
+            `None` (default) means no scaling. The reference PyTorch code uses 0.07.
+        contrast_mode: `"all"` (every view is an anchor) or `"one"` (only view 0).
+        summation: `"out"` (Eq. 2) or `"in"` (Eq. 3).
+        normalize: L2-normalise embeddings inside the loss (default `True`).
+        reduction: Keras reduction, default `"sum_over_batch_size"`.
+        name: loss name.
+        dtype: Keras dtype of the loss computation (default float32; float16 and
+            bfloat16 embeddings are always computed in float32).
+
+    Call arguments:
+        y_true: integer labels `[B]` / `[B, 1]`, one-/multi-hot `[B, C]`, or `None`.
+        y_pred: embeddings `[B, D]` or `[B, V, D]`.
+        sample_weight: optional `[B]` weights.
+
+    Example:
+
+    >>> import numpy as np, keras
+    >>> loss = SupervisedContrastiveLoss(temperature=0.1)
+    >>> views = np.random.default_rng(0).normal(size=(8, 2, 16)).astype("float32")
+    >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    >>> value = loss(labels, views)
+    >>> bool(value > 0)
+    True
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16)])
+    >>> model.compile(optimizer="adam", loss=SupervisedContrastiveLoss(temperature=0.1))
+    """
+
+    def __init__(
+        self,
+        temperature=0.1,
+        base_temperature=None,
+        contrast_mode="all",
+        summation="out",
+        normalize=True,
+        reduction="sum_over_batch_size",
+        name="supervised_contrastive_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        _check_options(temperature, base_temperature, contrast_mode, summation)
+        self.temperature = temperature
+        self.base_temperature = base_temperature
+        self.contrast_mode = contrast_mode
+        self.summation = summation
+        self.normalize = normalize
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if y_true is None:
+            # Keras cannot convert `None`; an empty label set per sample ([B, 0]) has the
+            # same meaning: only the other views of the same sample are positives.
+            y_pred = tf.convert_to_tensor(y_pred)
+            if y_pred.shape.rank is not None and (y_pred.shape.rank < 3 or y_pred.shape[1] == 1):
+                raise ValueError(
+                    "Without labels (`y_true=None`, SimCLR) the positives are the other views "
+                    "of the same sample, so `y_pred` needs at least 2 views, shape "
+                    f"[batch, views>=2, dim]; got shape {y_pred.shape}."
+                )
+            y_true = tf.zeros(tf.stack([tf.shape(y_pred)[0], 0]), dtype=tf.float32)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    def call(self, y_true, y_pred):
+        return supervised_contrastive_loss(
+            y_true,
+            y_pred,
+            temperature=self.temperature,
+            base_temperature=self.base_temperature,
+            contrast_mode=self.contrast_mode,
+            summation=self.summation,
+            normalize=self.normalize,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "temperature": self.temperature,
+                "base_temperature": self.base_temperature,
+                "contrast_mode": self.contrast_mode,
+                "summation": self.summation,
+                "normalize": self.normalize,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="supcon_tf")
+class NPairsLoss(keras.losses.Loss):
+    """The original Keras SupCon example's loss, without TensorFlow Addons.
+
+    The Keras example ("Supervised Contrastive Learning", Khandelwal 2020) computed
+    `tfa.losses.npairs_loss(labels, z @ z.T / temperature)` on L2-normalised embeddings.
+    Unlike `SupervisedContrastiveLoss`, each sample counts as its own positive and stays
+    in the softmax denominator:
+
+        L(i) = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/tau) / sum_{a} exp(z_i.z_a/tau) )
+
+    with `P(i)` every view with i's label, i included, and `a` over all views, i
+    included. With one view per sample this equals `npairs_loss(y, z @ z.T / tau)`.
+
+    Args:
+        temperature: softmax temperature (the Keras example used 0.05).
+        normalize: L2-normalise embeddings first (the Keras example did).
+        reduction, name, dtype: as for any Keras loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> z = np.random.default_rng(0).normal(size=(6, 8)).astype("float32")
+    >>> bool(NPairsLoss(temperature=0.05)([0, 1, 2, 0, 1, 2], z) > 0)
+    True
+    """
+
+    def __init__(
+        self,
+        temperature=0.05,
+        normalize=True,
+        reduction="sum_over_batch_size",
+        name="npairs_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        _check_options(temperature, None, "all", "out")
+        self.temperature = temperature
+        self.normalize = normalize
+
+    def call(self, y_true, y_pred):
+        features = _as_views(y_pred)
+        if self.normalize:
+            features = tf.math.l2_normalize(features, axis=-1)
+        batch_size = features.shape[0]
+        if batch_size is None:
+            batch_size = tf.shape(features)[0]
+        sample_mask = _positive_sample_mask(y_true, batch_size)
+        return _anchor_losses(
+            features, sample_mask, self.temperature, "all", "out", include_self=True
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"temperature": self.temperature, "normalize": self.normalize})
+        return config

@@ -1,0 +1,98 @@
+"""Independent float64 NumPy transcriptions of the paper's equations (test oracles).
+
+Written as plain loops over anchors and contrasts, directly from Eq. 2 and Eq. 3 of
+Khosla et al. (2020), sharing no code with `supcon_tf`.
+"""
+
+import math
+
+import numpy as np
+
+
+def _normalize(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _logsumexp(values):
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def as_views(features):
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim == 2:
+        features = features[:, None, :]
+    return features.reshape(features.shape[0], features.shape[1], -1)
+
+
+def positives_from(labels, batch_size, mask=None):
+    """Returns a function `positive(i, j)` over sample indices."""
+
+    def positive(i, j):
+        if i == j:
+            return True
+        if mask is not None:
+            return bool(mask[i][j])
+        if labels is None:
+            return False
+        labels_array = np.asarray(labels)
+        if labels_array.ndim == 2 and labels_array.shape[1] != 1:
+            return bool(np.any((labels_array[i] > 0) & (labels_array[j] > 0)))
+        flat = labels_array.reshape(-1)
+        return flat[i] == flat[j]
+
+    return positive
+
+
+def supcon_reference(
+    features,
+    labels=None,
+    temperature=0.1,
+    base_temperature=None,
+    contrast_mode="all",
+    summation="out",
+    mask=None,
+    normalize=True,
+):
+    """Per-sample SupCon loss, Eq. 2 ("out") or Eq. 3 ("in"), in float64."""
+    f = as_views(features)
+    if normalize:
+        f = _normalize(f)
+    batch, views, _ = f.shape
+    base_temperature = temperature if base_temperature is None else base_temperature
+    positive = positives_from(labels, batch, mask)
+    anchor_views = range(views) if contrast_mode == "all" else [0]
+    contrasts = [(b, v) for b in range(batch) for v in range(views)]
+    per_sample = np.zeros(batch)
+    for b in range(batch):
+        total = 0.0
+        for v in anchor_views:
+            others = [c for c in contrasts if c != (b, v)]
+            sims = {c: float(f[b, v] @ f[c]) / temperature for c in others}
+            pos = [c for c in others if positive(b, c[0])]
+            if not pos:
+                continue  # no positive: contributes 0
+            log_denominator = _logsumexp([sims[c] for c in others])
+            if summation == "out":
+                value = -sum(sims[p] - log_denominator for p in pos) / len(pos)
+            else:
+                value = -math.log(sum(math.exp(sims[p] - log_denominator) for p in pos) / len(pos))
+            total += value * temperature / base_temperature
+        per_sample[b] = total / len(anchor_views)
+    return per_sample
+
+
+def npairs_reference(labels, logits):
+    """`tfa.losses.npairs_loss` as TensorFlow Addons defined it, transcribed in float64.
+
+    For each row i: target t_ij = [y_i == y_j] / #{j : y_j == y_i}, loss_i =
+    -sum_j t_ij log softmax(logits_i)_j; the result is the mean over rows.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    logits = np.asarray(logits, dtype=np.float64)
+    losses = []
+    for i in range(len(labels)):
+        same = [j for j in range(len(labels)) if labels[j] == labels[i]]
+        log_z = _logsumexp(list(logits[i]))
+        losses.append(-sum(logits[i, j] - log_z for j in same) / len(same))
+    return float(np.mean(losses))

@@ -1,0 +1,467 @@
+"""Tests of `supcon_tf.losses` against independent float64 oracles (tests/reference.py)."""
+
+import itertools
+import math
+import os
+import zlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supcon_tf import (
+    NPairsLoss,
+    SupervisedContrastiveLoss,
+    npairs_loss,
+    supervised_contrastive_loss,
+)
+from tests.reference import npairs_reference, supcon_reference
+
+RTOL = 2e-4
+LABEL_KINDS = ("int", "int_column", "one_hot", "multi_hot", "none", "mask")
+
+
+def make_batch(rng, batch, views, dim, label_kind, num_classes=3):
+    """Random embeddings plus labels (or mask) of the requested kind."""
+    if views == 1:
+        features = rng.normal(size=(batch, dim))
+    else:
+        features = rng.normal(size=(batch, views, dim))
+    ints = rng.integers(0, num_classes, size=batch)
+    mask = None
+    if label_kind == "int":
+        labels = ints
+    elif label_kind == "int_column":
+        labels = ints[:, None]
+    elif label_kind == "one_hot":
+        labels = np.eye(num_classes)[ints]
+    elif label_kind == "multi_hot":
+        labels = (rng.random((batch, num_classes + 1)) < 0.35).astype("float32")
+    elif label_kind == "none":
+        labels = None
+    elif label_kind == "mask":
+        labels = None
+        mask = rng.random((batch, batch)) < 0.3
+    else:
+        raise AssertionError(label_kind)
+    return features.astype("float32"), labels, mask
+
+
+def random_configs(seed, count):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        yield (
+            int(rng.choice([1, 2, 3, 5, 8, 17])),
+            int(rng.choice([1, 2, 3])),
+            int(rng.choice([2, 5, 16, 33])),
+            float(rng.choice([0.01, 0.05, 0.07, 0.1, 0.5, 1.0])),
+        )
+
+
+class TestAgainstReference:
+    @pytest.mark.parametrize(
+        "contrast_mode,summation,label_kind",
+        list(itertools.product(("all", "one"), ("out", "in"), LABEL_KINDS)),
+    )
+    def test_matches_float64_transcription(self, contrast_mode, summation, label_kind):
+        seed = zlib.crc32(f"{contrast_mode}-{summation}-{label_kind}".encode()) % 2**16
+        rng = np.random.default_rng(seed)
+        checked = 0
+        for batch, views, dim, temperature in random_configs(seed, 8):
+            if label_kind == "none" and views == 1:
+                views = 2
+            features, labels, mask = make_batch(rng, batch, views, dim, label_kind)
+            expected = supcon_reference(
+                features, labels, temperature, None, contrast_mode, summation, mask=mask
+            )
+            got = supervised_contrastive_loss(
+                labels,
+                features,
+                temperature=temperature,
+                contrast_mode=contrast_mode,
+                summation=summation,
+                positive_mask=mask,
+            ).numpy()
+            assert got.shape == (batch,)
+            np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-5)
+            checked += 1
+        assert checked == 8
+
+    @pytest.mark.parametrize("summation", ["out", "in"])
+    def test_loss_class_equals_mean_of_reference(self, summation):
+        rng = np.random.default_rng(3)
+        features, labels, _ = make_batch(rng, 12, 2, 8, "int")
+        loss = SupervisedContrastiveLoss(temperature=0.07, summation=summation)
+        expected = supcon_reference(features, labels, 0.07, summation=summation).mean()
+        np.testing.assert_allclose(float(loss(labels, features)), expected, rtol=RTOL)
+
+    def test_simclr_class_call_without_labels(self):
+        rng = np.random.default_rng(4)
+        features = rng.normal(size=(6, 2, 8)).astype("float32")
+        expected = supcon_reference(features, None, 0.5).mean()
+        got = SupervisedContrastiveLoss(temperature=0.5)(None, features)
+        np.testing.assert_allclose(float(got), expected, rtol=RTOL)
+
+    def test_base_temperature_scales(self):
+        rng = np.random.default_rng(5)
+        features, labels, _ = make_batch(rng, 8, 2, 4, "int")
+        plain = supervised_contrastive_loss(labels, features, temperature=0.1)
+        scaled = supervised_contrastive_loss(
+            labels, features, temperature=0.1, base_temperature=0.07
+        )
+        expected = supcon_reference(features, labels, 0.1, 0.07)
+        np.testing.assert_allclose(scaled.numpy(), expected, rtol=RTOL)
+        np.testing.assert_allclose(scaled.numpy(), plain.numpy() * 0.1 / 0.07, rtol=1e-6)
+
+    def test_extra_trailing_dims_are_flattened(self):
+        rng = np.random.default_rng(6)
+        features = rng.normal(size=(5, 2, 3, 4)).astype("float32")
+        labels = np.array([0, 1, 0, 1, 2])
+        got = supervised_contrastive_loss(labels, features).numpy()
+        expected = supcon_reference(features.reshape(5, 2, 12), labels, 0.1)
+        np.testing.assert_allclose(got, expected, rtol=RTOL)
+
+    def test_normalize_false_uses_raw_dot_products(self):
+        rng = np.random.default_rng(7)
+        features = rng.normal(size=(6, 2, 4)).astype("float32") * 0.3
+        labels = np.array([0, 0, 1, 1, 2, 2])
+        got = supervised_contrastive_loss(labels, features, temperature=0.5, normalize=False)
+        expected = supcon_reference(features, labels, 0.5, normalize=False)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=RTOL)
+
+
+class TestClosedForms:
+    def test_two_samples_one_view_same_label_is_zero(self):
+        # The only contrast is the only positive: log(1) = 0.
+        features = np.array([[1.0, 0.0], [0.3, 0.7]], "float32")
+        got = supervised_contrastive_loss([1, 1], features).numpy()
+        np.testing.assert_allclose(got, [0.0, 0.0], atol=1e-6)
+
+    def test_identical_embeddings_give_log_of_contrast_count(self):
+        # All similarities equal: every log-probability is -log(N - 1).
+        batch, views = 4, 3
+        features = np.ones((batch, views, 5), "float32")
+        for summation in ("out", "in"):
+            got = supervised_contrastive_loss(np.zeros(batch), features, summation=summation)
+            np.testing.assert_allclose(got.numpy(), math.log(batch * views - 1), rtol=1e-5)
+
+    def test_orthogonal_two_class_simclr(self):
+        # Sample a: e1 in both views, sample b: e2 in both views. An anchor sees its twin
+        # (similarity 1) and two orthogonal views (similarity 0).
+        tau = 0.2
+        features = np.array([[[1, 0], [1, 0]], [[0, 1], [0, 1]]], "float32")
+        expected = -(1 / tau - math.log(math.exp(1 / tau) + 2))
+        got = supervised_contrastive_loss(None, features, temperature=tau)
+        np.testing.assert_allclose(got.numpy(), [expected, expected], rtol=1e-5)
+
+    def test_in_is_at_most_out(self):
+        # Jensen: -log(mean p) <= -mean(log p).
+        rng = np.random.default_rng(8)
+        features, labels, _ = make_batch(rng, 16, 2, 8, "int")
+        out = supervised_contrastive_loss(labels, features, summation="out").numpy()
+        inside = supervised_contrastive_loss(labels, features, summation="in").numpy()
+        assert np.all(inside <= out + 1e-5)
+        assert np.any(inside < out - 1e-4)
+
+    def test_batch_of_one_single_view_is_zero_not_nan(self):
+        value = SupervisedContrastiveLoss()(np.array([3]), np.ones((1, 4), "float32"))
+        assert float(value) == 0.0
+
+    def test_anchor_without_positive_contributes_zero(self):
+        rng = np.random.default_rng(9)
+        features = tf.constant(rng.normal(size=(3, 4)).astype("float32"))
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            per_sample = supervised_contrastive_loss([0, 1, 1], features)
+        grads = tape.gradient(per_sample, features)
+        assert per_sample.numpy()[0] == 0.0
+        assert np.all(np.isfinite(grads.numpy()))
+
+
+class TestGradients:
+    @pytest.mark.parametrize(
+        "summation,label_kind", itertools.product(("out", "in"), ("int", "none", "multi_hot"))
+    )
+    def test_gradient_matches_finite_differences_of_reference(self, summation, label_kind):
+        rng = np.random.default_rng(10)
+        features, labels, _ = make_batch(rng, 4, 2, 3, label_kind)
+        features = features.astype("float64")
+        temperature = 0.3
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            total = tf.reduce_sum(
+                supervised_contrastive_loss(
+                    labels, variable, temperature=temperature, summation=summation
+                )
+            )
+        grads = tape.gradient(total, variable).numpy()
+
+        eps = 1e-6
+        numeric = np.zeros_like(features)
+        for index in np.ndindex(features.shape):
+            plus, minus = features.copy(), features.copy()
+            plus[index] += eps
+            minus[index] -= eps
+            numeric[index] = (
+                supcon_reference(plus, labels, temperature, summation=summation).sum()
+                - supcon_reference(minus, labels, temperature, summation=summation).sum()
+            ) / (2 * eps)
+        np.testing.assert_allclose(grads, numeric, rtol=1e-4, atol=1e-7)
+
+
+class TestInvariances:
+    def test_permutation_of_batch_permutes_losses(self):
+        rng = np.random.default_rng(11)
+        features, labels, _ = make_batch(rng, 10, 2, 6, "int")
+        perm = rng.permutation(10)
+        base = supervised_contrastive_loss(labels, features).numpy()
+        permuted = supervised_contrastive_loss(labels[perm], features[perm]).numpy()
+        np.testing.assert_allclose(permuted, base[perm], rtol=1e-5)
+
+    def test_permutation_of_views_with_mode_all(self):
+        rng = np.random.default_rng(12)
+        features, labels, _ = make_batch(rng, 6, 3, 6, "int")
+        base = supervised_contrastive_loss(labels, features).numpy()
+        swapped = supervised_contrastive_loss(labels, features[:, ::-1]).numpy()
+        np.testing.assert_allclose(swapped, base, rtol=1e-5)
+
+    def test_label_renaming(self):
+        rng = np.random.default_rng(13)
+        features, labels, _ = make_batch(rng, 10, 2, 6, "int")
+        renamed = np.array([17, -4, 1000])[labels]
+        np.testing.assert_allclose(
+            supervised_contrastive_loss(renamed, features).numpy(),
+            supervised_contrastive_loss(labels, features).numpy(),
+            rtol=1e-6,
+        )
+
+    def test_one_hot_equals_integer_labels(self):
+        rng = np.random.default_rng(14)
+        features, labels, _ = make_batch(rng, 9, 2, 6, "int")
+        np.testing.assert_allclose(
+            supervised_contrastive_loss(np.eye(3)[labels], features).numpy(),
+            supervised_contrastive_loss(labels, features).numpy(),
+            rtol=1e-6,
+        )
+
+    def test_scale_invariance_with_normalization(self):
+        rng = np.random.default_rng(15)
+        features, labels, _ = make_batch(rng, 8, 2, 6, "int")
+        np.testing.assert_allclose(
+            supervised_contrastive_loss(labels, features * 37.0).numpy(),
+            supervised_contrastive_loss(labels, features).numpy(),
+            rtol=1e-5,
+        )
+
+
+class TestNumerics:
+    @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+    def test_half_precision_inputs_computed_in_float32(self, dtype):
+        rng = np.random.default_rng(16)
+        features, labels, _ = make_batch(rng, 16, 2, 32, "int")
+        half = tf.cast(features, dtype)
+        expected = supcon_reference(tf.cast(half, tf.float32).numpy(), labels, 0.1)
+        got = supervised_contrastive_loss(labels, half, temperature=0.1)
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(got.numpy(), expected, rtol=RTOL)
+        value = SupervisedContrastiveLoss()(labels, half)
+        assert np.isfinite(float(value))
+
+    def test_small_temperature_stays_finite_and_exact(self):
+        rng = np.random.default_rng(17)
+        features, labels, _ = make_batch(rng, 32, 2, 16, "int")
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            loss = supervised_contrastive_loss(labels, variable, temperature=0.01)
+        grads = tape.gradient(loss, variable)
+        assert np.all(np.isfinite(grads.numpy()))
+        np.testing.assert_allclose(
+            loss.numpy(), supcon_reference(features, labels, 0.01), rtol=RTOL
+        )
+
+    @pytest.mark.parametrize("summation", ["out", "in"])
+    def test_jit_compile_matches_eager(self, summation):
+        rng = np.random.default_rng(18)
+        features, labels, _ = make_batch(rng, 8, 2, 16, "int")
+        loss = SupervisedContrastiveLoss(summation=summation)
+
+        @tf.function(jit_compile=True)
+        def compiled(y, z):
+            return loss(y, z)
+
+        np.testing.assert_allclose(
+            float(compiled(labels, features)), float(loss(labels, features)), rtol=1e-5
+        )
+
+    def test_sample_weight_is_applied_by_keras(self):
+        rng = np.random.default_rng(19)
+        features, labels, _ = make_batch(rng, 6, 2, 8, "int")
+        weights = np.array([1.0, 0.0, 2.0, 0.5, 0.0, 1.0], "float32")
+        per_sample = supcon_reference(features, labels, 0.1)
+        got = SupervisedContrastiveLoss()(labels, features, sample_weight=weights)
+        np.testing.assert_allclose(float(got), np.sum(per_sample * weights) / 6, rtol=RTOL)
+
+    def test_reduction_none_returns_per_sample(self):
+        rng = np.random.default_rng(20)
+        features, labels, _ = make_batch(rng, 5, 2, 8, "int")
+        got = SupervisedContrastiveLoss(reduction=None)(labels, features)
+        np.testing.assert_allclose(got.numpy(), supcon_reference(features, labels, 0.1), rtol=RTOL)
+
+
+class TestNPairs:
+    def test_functional_equals_tfa_definition(self):
+        rng = np.random.default_rng(21)
+        logits = rng.normal(size=(10, 10)) * 3
+        labels = rng.integers(0, 3, size=10)
+        np.testing.assert_allclose(
+            float(npairs_loss(labels, logits)), npairs_reference(labels, logits), rtol=1e-6
+        )
+
+    @pytest.mark.parametrize("temperature", [0.05, 0.5])
+    def test_class_reproduces_keras_example(self, temperature):
+        # The Keras example: npairs_loss(labels, normalize(z) normalize(z)^T / tau).
+        rng = np.random.default_rng(22)
+        z = rng.normal(size=(12, 16)).astype("float32")
+        labels = rng.integers(0, 4, size=(12, 1))
+        unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+        expected = npairs_reference(labels, unit.astype("float64") @ unit.T / temperature)
+        got = NPairsLoss(temperature=temperature)(labels, z)
+        np.testing.assert_allclose(float(got), expected, rtol=RTOL)
+
+    def test_differs_from_supcon(self):
+        rng = np.random.default_rng(23)
+        z = rng.normal(size=(8, 4)).astype("float32")
+        labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+        assert (
+            abs(
+                float(NPairsLoss(0.1)(labels, z)) - float(SupervisedContrastiveLoss(0.1)(labels, z))
+            )
+            > 1e-3
+        )
+
+    def test_config_round_trip(self):
+        loss = NPairsLoss(temperature=0.2, normalize=False, name="np")
+        clone = NPairsLoss.from_config(loss.get_config())
+        assert clone.get_config() == loss.get_config()
+
+
+class TestSerialization:
+    def test_get_config_round_trip(self):
+        loss = SupervisedContrastiveLoss(
+            temperature=0.2,
+            base_temperature=0.07,
+            contrast_mode="one",
+            summation="in",
+            normalize=False,
+            reduction="sum",
+            name="custom",
+        )
+        clone = SupervisedContrastiveLoss.from_config(loss.get_config())
+        assert clone.get_config() == loss.get_config()
+        assert clone.summation == "in" and clone.contrast_mode == "one"
+
+    def test_keras_serialize_round_trip(self):
+        loss = SupervisedContrastiveLoss(temperature=0.3, summation="in")
+        clone = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert isinstance(clone, SupervisedContrastiveLoss)
+        assert clone.get_config() == loss.get_config()
+
+    def test_saved_keras_model_keeps_loss(self, tmp_path):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+        model.compile(
+            optimizer="sgd", loss=SupervisedContrastiveLoss(temperature=0.25, summation="in")
+        )
+        x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+        y = np.arange(16) % 4
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        path = os.path.join(tmp_path, "model.keras")
+        model.save(path)
+        restored = keras.models.load_model(path)
+        assert isinstance(restored.loss, SupervisedContrastiveLoss)
+        assert restored.loss.temperature == 0.25 and restored.loss.summation == "in"
+        np.testing.assert_allclose(
+            restored.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6
+        )
+
+    def test_compile_and_fit_reduces_loss(self):
+        keras.utils.set_random_seed(1)
+        rng = np.random.default_rng(1)
+        centers = rng.normal(size=(4, 8)) * 2
+        y = np.repeat(np.arange(4), 32)
+        x = (centers[y] + rng.normal(size=(128, 8))).astype("float32")
+        model = keras.Sequential(
+            [keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(16)]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2), loss=SupervisedContrastiveLoss(temperature=0.1)
+        )
+        history = model.fit(x, y, batch_size=64, epochs=8, verbose=0, shuffle=True)
+        losses = history.history["loss"]
+        assert losses[-1] < losses[0] * 0.9
+
+
+class TestErrors:
+    @pytest.mark.parametrize("shape", [(), (4,)])
+    def test_low_rank_embeddings(self, shape):
+        with pytest.raises(ValueError, match="rank"):
+            supervised_contrastive_loss([0], np.ones(shape, "float32"))
+
+    def test_label_count_mismatch(self):
+        with pytest.raises(ValueError, match="rows but `y_pred` has a batch of 4"):
+            supervised_contrastive_loss([0, 1, 2], np.ones((4, 2, 3), "float32"))
+
+    def test_label_count_mismatch_in_class(self):
+        with pytest.raises(ValueError, match="batch"):
+            SupervisedContrastiveLoss()(np.array([0, 1, 2]), np.ones((4, 2, 3), "float32"))
+
+    def test_label_rank_too_high(self):
+        with pytest.raises(ValueError, match="Labels"):
+            supervised_contrastive_loss(np.zeros((4, 2, 2)), np.ones((4, 2, 3), "float32"))
+
+    @pytest.mark.parametrize(
+        "option,value,match",
+        [
+            ("contrast_mode", "some", "contrast_mode"),
+            ("summation", "inside", "summation"),
+            ("temperature", 0.0, "temperature"),
+            ("temperature", -0.1, "temperature"),
+            ("temperature", "hot", "temperature"),
+            ("base_temperature", 0.0, "base_temperature"),
+        ],
+    )
+    def test_bad_options(self, option, value, match):
+        with pytest.raises(ValueError, match=match):
+            SupervisedContrastiveLoss(**{option: value})
+        with pytest.raises(ValueError, match=match):
+            supervised_contrastive_loss([0, 1], np.ones((2, 2, 3), "float32"), **{option: value})
+
+    @pytest.mark.parametrize("shape", [(4, 3), (4, 1, 3)])
+    def test_single_view_without_labels(self, shape):
+        with pytest.raises(ValueError, match="at least 2 views"):
+            SupervisedContrastiveLoss()(None, np.ones(shape, "float32"))
+        with pytest.raises(ValueError, match="at least 2 views"):
+            supervised_contrastive_loss(None, np.ones(shape, "float32"))
+
+    def test_integer_embeddings(self):
+        with pytest.raises(ValueError, match="floating-point"):
+            supervised_contrastive_loss([0, 1], np.ones((2, 3), "int32"))
+
+    def test_labels_and_mask_together(self):
+        with pytest.raises(ValueError, match="not both"):
+            supervised_contrastive_loss(
+                [0, 1], np.ones((2, 2, 3), "float32"), positive_mask=np.eye(2)
+            )
+
+    def test_mask_wrong_shape(self):
+        with pytest.raises(ValueError, match="positive_mask"):
+            supervised_contrastive_loss(
+                None, np.ones((3, 2, 3), "float32"), positive_mask=np.eye(2)
+            )
+
+    def test_npairs_bad_logits(self):
+        with pytest.raises(ValueError, match="logit matrix"):
+            npairs_loss([0, 1], np.ones((2,), "float32"))
