@@ -290,12 +290,49 @@ def supervised_contrastive_loss(
         )
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
+    loss = _per_sample_loss(features, y_true, positive_mask, temperature, contrast_mode, summation)
+    return loss * tf.cast(temperature / base_temperature, loss.dtype)
+
+
+def _per_sample_loss(
+    features,
+    y_true,
+    positive_mask,
+    temperature,
+    contrast_mode,
+    summation,
+    include_self=False,
+    anchor_start=0,
+    local_batch=None,
+):
+    """Kernel entry: per-sample loss of the anchors against the whole contrast batch.
+
+    Args:
+        features: normalised `[G, V, D]` embeddings of the whole contrast batch (all
+            replicas' samples when gathered).
+        y_true: labels of all G samples (see `supervised_contrastive_loss`) or `None`.
+        positive_mask: optional `[G, G]` custom positives (with `y_true=None`).
+        anchor_start, local_batch: the anchors are samples
+            `anchor_start .. anchor_start + local_batch - 1` (default: all G samples).
+
+    Returns:
+        `[local_batch]` loss per anchor sample (before the base-temperature scaling).
+    """
     batch_size = features.shape[0]
     if batch_size is None:
         batch_size = tf.shape(features)[0]
     sample_mask = _positive_sample_mask(y_true, batch_size, positive_mask)
-    loss = _anchor_losses(features, sample_mask, temperature, contrast_mode, summation)
-    return loss * tf.cast(temperature / base_temperature, loss.dtype)
+    if local_batch is not None:
+        sample_mask = sample_mask[anchor_start : anchor_start + local_batch]
+    return _anchor_losses(
+        features,
+        sample_mask,
+        temperature,
+        contrast_mode,
+        summation,
+        include_self=include_self,
+        anchor_start=anchor_start,
+    )
 
 
 def npairs_loss(y_true, y_pred):
@@ -482,12 +519,8 @@ class NPairsLoss(keras.losses.Loss):
         features = _as_views(y_pred)
         if self.normalize:
             features = tf.math.l2_normalize(features, axis=-1)
-        batch_size = features.shape[0]
-        if batch_size is None:
-            batch_size = tf.shape(features)[0]
-        sample_mask = _positive_sample_mask(y_true, batch_size)
-        return _anchor_losses(
-            features, sample_mask, self.temperature, "all", "out", include_self=True
+        return _per_sample_loss(
+            features, y_true, None, self.temperature, "all", "out", include_self=True
         )
 
     def get_config(self):
