@@ -203,7 +203,7 @@ def build_encoder(name, input_shape=None, width_multiplier=1.0, stem="cifar"):
     if isinstance(width_multiplier, bool) or not (
         isinstance(width_multiplier, (int, float)) and width_multiplier > 0
     ):
-        raise ValueError(f"`width_multiplier` must be a positive number, got {width_multiplier!r}.")
+        raise ValueError(f"`width_multiplier` must be positive, got {width_multiplier!r}.")
     input_shape = _check_input_shape(input_shape)
     if name == "small_cnn":
         return _build_small_cnn(input_shape, width_multiplier)

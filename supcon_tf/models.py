@@ -94,11 +94,12 @@ class SupConModel(keras.Model):
         feature_shape = self.encoder.compute_output_shape(input_shape)
         if not self.projection_head.built:
             self.projection_head.build(feature_shape)
-        if self.augmenter is not None and not getattr(self.augmenter, "built", True):
-            self.augmenter.build(input_shape)
         self.built = True
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=False):
+        # An explicit `False` outside training: some augmenters (`keras.layers.Pipeline`)
+        # default to augmenting when `training` is left unset.
+        training = bool(training)
         if self.augmenter is None:
             views = [inputs] * self.num_views
         else:
