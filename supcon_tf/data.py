@@ -151,20 +151,17 @@ def _load_keras_dataset(name):
 def _load_npz(path):
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in NPZ_KEYS if key not in archive.files]
-            if missing:
-                raise ValueError(
-                    f"{path} is missing arrays {missing}; an .npz dataset needs {NPZ_KEYS} "
-                    f"(found {sorted(archive.files)})."
-                )
-            arrays = [archive[key] for key in NPZ_KEYS]
-    except ValueError:
-        raise
-    except Exception as error:  # zipfile.BadZipFile, OSError, EOFError, ...
+            found = sorted(archive.files)
+            arrays = {key: archive[key] for key in NPZ_KEYS if key in archive.files}
+    except Exception as error:  # zipfile.BadZipFile, OSError, EOFError, object arrays, ...
+        raise ValueError(f"Cannot read the .npz dataset {path}: {error}") from error
+    missing = [key for key in NPZ_KEYS if key not in arrays]
+    if missing:
         raise ValueError(
-            f"Cannot read the .npz dataset {path}: it is corrupt ({error})."
-        ) from error
-    x_train, y_train, x_test, y_test = arrays
+            f"{path} is missing arrays {missing}; an .npz dataset needs {list(NPZ_KEYS)} "
+            f"(found {found})."
+        )
+    x_train, y_train, x_test, y_test = (arrays[key] for key in NPZ_KEYS)
     num_classes = int(max(np.max(y_train, initial=0), np.max(y_test, initial=0))) + 1
     return x_train, y_train, x_test, y_test, tuple(str(index) for index in range(num_classes))
 
