@@ -202,9 +202,10 @@ def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
         if validation is not None and len(validation[0]):
             validation_data = make_dataset(*validation, batch_size=config.batch_size)
         paths["logs"].mkdir(parents=True, exist_ok=True)
+        # The log row of an epoch is written before its checkpoint.
         callbacks = [
-            keras.callbacks.BackupAndRestore(str(paths["backup"])),
             keras.callbacks.CSVLogger(str(paths["logs"] / "history.csv"), append=True),
+            keras.callbacks.BackupAndRestore(str(paths["backup"])),
         ]
         if _tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(str(paths["logs"])))

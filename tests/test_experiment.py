@@ -1,0 +1,218 @@
+"""Tests of supcon_tf.experiment: the two phases end to end, resumption, reports."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from supcon_tf import experiment
+from supcon_tf.experiment import ExperimentConfig, run_experiment
+
+
+class SimulatedKillError(Exception):
+    """Stands in for a killed process."""
+
+
+def _tiny_npz(path):
+    """A small two-class image dataset that trains in seconds."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(80) % 2
+    images = rng.random((80, 6, 6, 1)) * 0.4
+    images[labels == 0, :3] += 0.6
+    images[labels == 1, 3:] += 0.6
+    np.savez(
+        path,
+        x_train=images[:64].astype("float32"),
+        y_train=labels[:64],
+        x_test=images[64:].astype("float32"),
+        y_test=labels[64:],
+    )
+    return str(path)
+
+
+def _config(tmp_path, name, **overrides):
+    settings = {
+        "dataset": _tiny_npz(tmp_path / "tiny.npz"),
+        "validation_fraction": 0.25,
+        "width_multiplier": 0.125,
+        "batch_size": 16,
+        "pretrain_epochs": 3,
+        "classifier_epochs": 2,
+        "baseline_epochs": 2,
+        "learning_rate": 3e-3,
+        "temperature": 0.5,
+        "model_dir": str(tmp_path / name),
+        "verbose": 0,
+    }
+    settings.update(overrides)
+    return ExperimentConfig(**settings)
+
+
+def _interrupt_after(monkeypatch, phase, epochs):
+    """Makes training of `phase` stop with an exception after `epochs` epochs."""
+    original = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if self.backup_dir.endswith(phase) and epoch + 1 == epochs:
+            raise SimulatedKillError(f"{phase} stopped after epoch {epoch + 1}")
+
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", on_epoch_end)
+
+
+def _model_weights(path):
+    return [np.array(weight) for weight in keras.saving.load_model(path).weights]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One complete run (pretraining, classifier, baseline) shared by several tests."""
+    root = tmp_path_factory.mktemp("experiment")
+    config = _config(root, "run")
+    return config, run_experiment(config)
+
+
+def test_run_writes_models_report_and_logs(finished_run):
+    config, report = finished_run
+    model_dir = Path(config.model_dir)
+    for name in ("encoder.keras", "classifier.keras", "baseline.keras", "report.json"):
+        assert (model_dir / name).is_file(), name
+    saved = json.loads((model_dir / "report.json").read_text())
+    for key in ("supcon", "cross_entropy", "config", "dataset", "history"):
+        assert saved[key] == json.loads(json.dumps(report[key])), key
+    assert report["config"] == dataclasses.asdict(config)
+    assert report["dataset"] == {
+        "name": config.dataset,
+        "num_classes": 2,
+        "input_shape": [6, 6, 1],
+        "train": 48,
+        "validation": 16,
+        "test": 16,
+    }
+    for method in ("supcon", "cross_entropy"):
+        assert 0.0 <= report[method]["test_accuracy"] <= 1.0
+        assert 0.0 <= report[method]["validation_accuracy"] <= 1.0
+    assert set(report["timings"]) >= {"pretrain_seconds", "classifier_seconds", "baseline_seconds"}
+    assert len(report["history"]["pretrain"]["loss"]) == 3
+    assert len(report["history"]["classifier"]["val_accuracy"]) == 2
+    for phase in ("pretrain", "classifier", "baseline"):
+        assert (model_dir / "phases" / f"{phase}.json").is_file()
+        assert len((model_dir / "logs" / phase / "history.csv").read_text().splitlines()) == 1 + (
+            3 if phase == "pretrain" else 2
+        )
+    # The classifier maps images to logits and reproduces the reported test accuracy.
+    classifier = keras.saving.load_model(model_dir / "classifier.keras")
+    with np.load(config.dataset) as data:
+        logits = classifier.predict(data["x_test"], verbose=0)
+        accuracy = np.mean(np.argmax(logits, axis=1) == data["y_test"])
+    assert logits.shape == (16, 2)
+    np.testing.assert_allclose(accuracy, report["supcon"]["test_accuracy"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_pretraining_lowers_the_loss_and_classifier_learns(tmp_path):
+    report = run_experiment(
+        _config(tmp_path, "learn", pretrain_epochs=6, classifier_epochs=8, baseline=False)
+    )
+    losses = report["history"]["pretrain"]["loss"]
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert report["supcon"]["test_accuracy"] >= 0.75
+    assert "cross_entropy" not in report
+
+
+def test_interrupted_run_resumes_to_the_same_state(tmp_path, monkeypatch, finished_run):
+    # The uninterrupted run: the baseline phase does not change the other two.
+    straight_config, uninterrupted = finished_run
+    straight = Path(straight_config.model_dir)
+
+    config = _config(tmp_path, "resumed", baseline=False)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, "pretrain", epochs=2)
+        with pytest.raises(SimulatedKillError):
+            run_experiment(config)
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, "classifier", epochs=1)
+        with pytest.raises(SimulatedKillError):
+            run_experiment(config)
+    resumed = run_experiment(config)
+
+    phases = json.loads((tmp_path / "resumed" / "phases" / "pretrain.json").read_text())
+    assert phases["resumed_from_epoch"] == 2
+    assert resumed["history"]["pretrain"]["loss"] == pytest.approx(
+        uninterrupted["history"]["pretrain"]["loss"][2:], rel=1e-5
+    )
+    csv_rows = (tmp_path / "resumed" / "logs" / "pretrain" / "history.csv").read_text()
+    assert len([row for row in csv_rows.splitlines() if row[:1].isdigit()]) == 3
+    for name in ("encoder.keras", "classifier.keras"):
+        for expected, actual in zip(
+            _model_weights(straight / name),
+            _model_weights(tmp_path / "resumed" / name),
+            strict=True,
+        ):
+            np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    assert resumed["supcon"] == pytest.approx(uninterrupted["supcon"], rel=1e-5)
+    assert not any((tmp_path / "resumed" / "backup").iterdir())
+
+
+def test_finished_phases_are_not_redone(finished_run, monkeypatch):
+    config, first = finished_run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished phase was trained again")
+
+    monkeypatch.setattr(experiment, "_fit", fail)
+    monkeypatch.setattr(experiment, "build_encoder", fail)
+    second = run_experiment(dataclasses.replace(config, verbose=1))
+    for method in ("supcon", "cross_entropy"):
+        assert second[method] == first[method]
+
+
+@pytest.mark.slow
+def test_simclr_pretraining(tmp_path):
+    report = run_experiment(_config(tmp_path, "simclr", method="simclr", baseline=False))
+    assert report["method"] == "simclr" and 0 <= report["supcon"]["test_accuracy"] <= 1
+
+
+def test_changed_configuration_is_refused(finished_run):
+    config, _ = finished_run
+    with pytest.raises(ValueError, match=r"different configuration \(temperature: 0.5 -> 0.2\)"):
+        run_experiment(dataclasses.replace(config, temperature=0.2))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"views": 0}, "`views` must be a positive integer, got 0"),
+        ({"batch_size": -1}, "`batch_size` must be a positive integer"),
+        ({"pretrain_epochs": 0}, "`pretrain_epochs` must be a positive integer"),
+        ({"baseline_epochs": 0}, "`baseline_epochs` must be a positive integer or None"),
+        ({"method": "byol"}, "Unknown `method` 'byol'"),
+        ({"method": "simclr", "views": 1}, "SimCLR pretraining needs at least 2 views"),
+        ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
+        ({"model_dir": ""}, "`model_dir` must be a folder path"),
+    ],
+)
+def test_config_errors(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        ExperimentConfig(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"augment": "mixup"}, "Unknown augmentation 'mixup'"),
+        ({"encoder": "vgg"}, "Unknown encoder 'vgg'"),
+        ({"batch_size": 64}, "batch size 64 exceeds the 48 training images"),
+    ],
+)
+def test_run_errors(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        run_experiment(_config(tmp_path, "errors", **overrides))
+
+
+def test_run_experiment_needs_a_config():
+    with pytest.raises(ValueError, match="must be an ExperimentConfig, got dict"):
+        run_experiment({"dataset": "digits"})
