@@ -1,0 +1,128 @@
+"""Tests of the `supcon-train` command line (`python -m supcon_tf.train`)."""
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+
+from supcon_tf.cli.flags import config_from_flags, define_flags
+from supcon_tf.experiment import ExperimentConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _parse(*arguments):
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    flag_values(["supcon-train", *arguments])
+    return flag_values
+
+
+def _run(*arguments):
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-m", "supcon_tf.train", *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+class TestFlags:
+    def test_every_config_field_has_a_flag_with_its_default(self):
+        flag_values = _parse()
+        for field in dataclasses.fields(ExperimentConfig):
+            assert field.name in flag_values, f"--{field.name} is missing"
+        assert config_from_flags(flag_values) == ExperimentConfig()
+
+    def test_issue_flags_exist(self):
+        flag_values = _parse()
+        for name in [
+            "dataset",
+            "data_dir",
+            "encoder",
+            "views",
+            "batch_size",
+            "pretrain_epochs",
+            "classifier_epochs",
+            "temperature",
+            "optimizer",
+            "learning_rate",
+            "augment",
+            "model_dir",
+            "seed",
+            "baseline",
+        ]:
+            assert name in flag_values
+
+    def test_values_reach_the_config(self):
+        flag_values = _parse(
+            "--dataset=cifar10",
+            "--encoder=resnet18",
+            "--views=4",
+            "--temperature=0.07",
+            "--nobaseline",
+            "--optimizer=sgd",
+            "--model_dir=/tmp/somewhere",
+        )
+        config = config_from_flags(flag_values)
+        assert (config.dataset, config.encoder, config.views) == ("cifar10", "resnet18", 4)
+        assert (config.temperature, config.baseline, config.optimizer) == (0.07, False, "sgd")
+        assert config.model_dir == "/tmp/somewhere"
+
+    @pytest.mark.parametrize(
+        ("arguments", "match"),
+        [
+            (["--views=0"], "views"),
+            (["--encoder=vgg"], "encoder"),
+            (["--optimizer=nesterov"], "optimizer"),
+            (["--augment=mixup"], "augment"),
+            (["--batch_size=-4"], "batch_size"),
+            (["--temperature=0"], "temperature"),
+            (["--learning_rate=0"], "--learning_rate must be positive"),
+            (["--method=simclr", "--views=1"], "--method=simclr needs --views >= 2"),
+        ],
+    )
+    def test_bad_flags(self, arguments, match):
+        with pytest.raises(flags.Error, match=match):
+            _parse(*arguments)
+
+
+def test_command_on_digits(tmp_path):
+    result = _run(
+        f"--model_dir={tmp_path}",
+        "--pretrain_epochs=1",
+        "--classifier_epochs=1",
+        "--baseline_epochs=1",
+        "--width_multiplier=0.25",
+        "--batch_size=256",
+        "--verbose=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert f"test accuracy: {report['supcon']['test_accuracy']:.4f}" in result.stdout
+    assert (
+        f"Cross-entropy test accuracy: {report['cross_entropy']['test_accuracy']:.4f}"
+        in result.stdout
+    )
+    saved_flags = json.loads((tmp_path / "flags.json").read_text())
+    assert saved_flags["pretrain_epochs"] == 1 and saved_flags["dataset"] == "digits"
+    assert report["config"]["batch_size"] == 256
+    for name in ("encoder.keras", "classifier.keras", "baseline.keras"):
+        assert (tmp_path / name).is_file()
+
+
+def test_command_names_a_missing_dataset_file(tmp_path):
+    result = _run(f"--dataset={tmp_path / 'missing.npz'}", f"--model_dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert re.search(
+        "FileNotFoundError: Dataset file .*missing.npz does not exist", result.stderr
+    ), result.stderr[-2000:]
