@@ -15,15 +15,16 @@ Example:
 
 import keras
 
-AUGMENTATIONS = ("none", "simple")
+AUGMENTATIONS = ("none", "simple", "translate")
 
 
 def build_augmenter(name="simple", seed=None):
     """Returns the named augmentation policy as a Keras layer.
 
     Args:
-        name: `"none"` (identity) or `"simple"` (the original Keras SupCon example's
-            horizontal flip and small rotation).
+        name: `"none"` (identity), `"simple"` (the original Keras SupCon example's
+            horizontal flip and small rotation) or `"translate"` (shifts of up to 10 %
+            of the size and small rotations, no flips: for digits and characters).
         seed: integer seed for reproducible draws.
 
     Returns:
@@ -38,5 +39,13 @@ def build_augmenter(name="simple", seed=None):
                 keras.layers.RandomRotation(0.02, fill_mode="reflect", seed=seed),
             ],
             name="augment_simple",
+        )
+    if name == "translate":
+        return keras.layers.Pipeline(
+            [
+                keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+                keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+            ],
+            name="augment_translate",
         )
     raise ValueError(f"Unknown augmentation {name!r}. Expected one of {AUGMENTATIONS}.")
