@@ -121,9 +121,10 @@ class SupConModel(keras.Model):
             return super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
             )
-        losses = [self.loss(None, y_pred, sample_weight=sample_weight)]
-        losses.extend(self._aggregate_additional_loss(loss) for loss in self.losses)
-        return ops.sum(ops.stack(losses)) if len(losses) > 1 else losses[0]
+        total = self.loss(None, y_pred, sample_weight=sample_weight)
+        for loss in self.losses:  # regularisation losses added by layers
+            total = total + ops.cast(ops.sum(loss), total.dtype)
+        return total
 
     def get_config(self):
         config = super().get_config()
