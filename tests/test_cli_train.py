@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -126,3 +127,41 @@ def test_command_names_a_missing_dataset_file(tmp_path):
     assert re.search(
         "FileNotFoundError: Dataset file .*missing.npz does not exist", result.stderr
     ), result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_keras_example_script_runs_offline(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "tiny.npz",
+        x_train=rng.integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 4,
+        x_test=rng.integers(0, 256, size=(12, 16, 16, 3), dtype=np.uint8),
+        y_test=np.arange(12) % 4,
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "examples/keras_supcon_example.py",
+            f"--data_dir={tmp_path / 'tiny.npz'}",
+            "--encoder=small_cnn",
+            "--batch_size=8",
+            "--pretrain_epochs=1",
+            "--classifier_epochs=1",
+            "--baseline_epochs=1",
+            f"--output={output}",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["train_images"] == 40 and results["test_images"] == 12
+    assert 0 <= results["supcon_test_accuracy"] <= 1
+    assert 0 <= results["cross_entropy_test_accuracy"] <= 1
+    assert "SupCon (npairs) test accuracy" in result.stdout
