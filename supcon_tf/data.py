@@ -148,6 +148,14 @@ def _load_keras_dataset(name):
     return x_train, y_train, x_test, y_test, tuple(str(index) for index in range(num_classes))
 
 
+def _cache_npz(path, arrays):
+    """Saves downloaded arrays as `<data_dir>/<name>.npz`, read offline next time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial.npz")
+    np.savez(temporary, **dict(zip(NPZ_KEYS, arrays[:4], strict=True)))
+    temporary.replace(path)
+
+
 def _load_npz(path):
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -312,7 +320,8 @@ def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, 
             order is the sorted folder names; all images of one size).
         data_dir: optional folder with local copies: `<data_dir>/<name>.npz` or
             `<data_dir>/<name>/{train,test}/` are used instead of downloading a named
-            dataset; a relative path is looked up there too.
+            dataset, and a downloaded dataset is cached there as `<name>.npz`; a
+            relative path is looked up there too.
         validation_fraction: fraction of the training data held out (stratified) for
             validation, in `[0, 1)`.
         seed: seed of the validation split.
@@ -339,6 +348,8 @@ def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, 
         arrays = _load_digits()
     elif kind == "named":
         arrays = _load_keras_dataset(source)
+        if data_dir is not None:
+            _cache_npz(Path(data_dir) / f"{source}.npz", arrays)
     elif kind == "npz":
         arrays = _load_npz(source)
     else:

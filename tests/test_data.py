@@ -84,6 +84,26 @@ class TestNpz:
         splits = load_dataset("cifar10", data_dir=tmp_path, validation_fraction=0.0)
         assert splits.input_shape == (4, 4, 1) and len(splits.x_train) == 20
 
+    def test_download_is_cached_under_data_dir(self, tmp_path, monkeypatch):
+        import keras
+
+        rng = np.random.default_rng(0)
+        train = (rng.integers(0, 256, (10, 3, 3), dtype=np.uint8), np.arange(10) % 2)
+        test = (rng.integers(0, 256, (4, 3, 3), dtype=np.uint8), np.arange(4) % 2)
+        calls = []
+
+        def load_data():
+            calls.append(1)
+            return train, test
+
+        monkeypatch.setattr(keras.datasets.mnist, "load_data", load_data)
+        first = load_dataset("mnist", data_dir=tmp_path, validation_fraction=0.0)
+        assert (tmp_path / "mnist.npz").is_file() and calls == [1]
+        second = load_dataset("mnist", data_dir=tmp_path, validation_fraction=0.0)
+        assert calls == [1]  # read from the cache, no second download
+        np.testing.assert_array_equal(second.x_train, first.x_train)
+        np.testing.assert_allclose(first.x_test[..., 0], test[0] / 255.0, rtol=1e-6)
+
     def test_float_images_in_unit_interval_are_kept(self, tmp_path):
         images = np.random.default_rng(0).random((20, 3, 3, 2)).astype("float64")
         _npz(tmp_path / "data.npz", x_train=images, x_test=images[:6])
