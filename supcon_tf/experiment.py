@@ -145,6 +145,8 @@ class ExperimentConfig:
             raise ValueError(
                 f"SimCLR pretraining needs at least 2 views (its only positives), got views={self.views}."
             )
+        if not self.temperature > 0:
+            raise ValueError(f"`temperature` must be positive, got {self.temperature!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
         if not self.model_dir:

@@ -192,6 +192,7 @@ def test_changed_configuration_is_refused(finished_run):
         ({"method": "byol"}, "Unknown `method` 'byol'"),
         ({"method": "simclr", "views": 1}, "SimCLR pretraining needs at least 2 views"),
         ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
+        ({"temperature": -0.1}, "`temperature` must be positive, got -0.1"),
         ({"model_dir": ""}, "`model_dir` must be a folder path"),
     ],
 )

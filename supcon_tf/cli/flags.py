@@ -134,20 +134,15 @@ def define_flags(flag_values=flags.FLAGS):
     )
 
 
-def config_from_flags(flag_values=flags.FLAGS):
-    """Returns the `ExperimentConfig` whose fields are the values of the flags."""
-    values = {
-        field.name: flag_values[field.name].value
-        for field in dataclasses.fields(ExperimentConfig)
-        if field.name in flag_values
-    }
-    return ExperimentConfig(**values)
-
-
 def flag_values_dict(flag_values=flags.FLAGS):
-    """The values of the `supcon-train` flags (for `flags.json`)."""
+    """The values of the `supcon-train` flags, by `ExperimentConfig` field (for `flags.json`)."""
     return {
         field.name: flag_values[field.name].value
         for field in dataclasses.fields(ExperimentConfig)
         if field.name in flag_values
     }
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Returns the `ExperimentConfig` whose fields are the values of the flags."""
+    return ExperimentConfig(**flag_values_dict(flag_values))
