@@ -1,6 +1,7 @@
 """Tests of supcon_tf.experiment: the two phases end to end, resumption, reports."""
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -103,6 +104,8 @@ def test_run_writes_models_report_and_logs(finished_run):
         assert len((model_dir / "logs" / phase / "history.csv").read_text().splitlines()) == 1 + (
             3 if phase == "pretrain" else 2
         )
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((model_dir / "logs" / "pretrain").glob("**/events.out.tfevents*"))
     # The classifier maps images to logits and reproduces the reported test accuracy.
     classifier = keras.saving.load_model(model_dir / "classifier.keras")
     with np.load(config.dataset) as data:
