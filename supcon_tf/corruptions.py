@@ -591,28 +591,35 @@ def evaluate_corruptions(
     if not severities:
         raise ValueError(f"`severities` is empty: choose from {SEVERITIES}.")
 
-    def measure(model, batch):
-        probabilities = evaluation.predict_probabilities(model, batch, batch_size)
-        return (
-            evaluation.top_k_accuracy(labels, probabilities, k=1),
-            evaluation.expected_calibration_error(labels, probabilities, num_bins),
-        )
-
     results = {}
     for name, model in models.items():
-        accuracy, calibration = measure(model, images)
+        probabilities = evaluation.predict_probabilities(model, images, batch_size)
         results[name] = {
-            "clean": {"accuracy": accuracy, "expected_calibration_error": calibration},
+            "clean": {
+                "accuracy": evaluation.top_k_accuracy(labels, probabilities, k=1),
+                "expected_calibration_error": evaluation.expected_calibration_error(
+                    labels, probabilities, num_bins
+                ),
+            },
             "accuracy": {corruption: [] for corruption in corruptions},
             "expected_calibration_error": {corruption: [] for corruption in corruptions},
         }
+    count = images.shape[0]
     for index, corruption in enumerate(corruptions):
-        for severity in severities:
-            corrupted = corrupt(images, corruption, severity, seed=seed + index)
-            for name, model in models.items():
-                accuracy, calibration = measure(model, corrupted)
-                results[name]["accuracy"][corruption].append(accuracy)
-                results[name]["expected_calibration_error"][corruption].append(calibration)
+        # One forward pass per model over all severities (fewer, larger predict calls).
+        corrupted = np.concatenate(
+            [corrupt(images, corruption, severity, seed=seed + index) for severity in severities]
+        )
+        for name, model in models.items():
+            probabilities = evaluation.predict_probabilities(model, corrupted, batch_size)
+            for position in range(len(severities)):
+                part = probabilities[position * count : (position + 1) * count]
+                results[name]["accuracy"][corruption].append(
+                    evaluation.top_k_accuracy(labels, part, k=1)
+                )
+                results[name]["expected_calibration_error"][corruption].append(
+                    evaluation.expected_calibration_error(labels, part, num_bins)
+                )
     for result in results.values():
         accuracy = np.array([result["accuracy"][name] for name in corruptions])
         calibration = np.array([result["expected_calibration_error"][name] for name in corruptions])
