@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -567,3 +569,116 @@ class TestReports:
         )
         with pytest.raises(ValueError, match="Could not load the Keras model"):
             evaluate_run(tmp_path, splits)
+
+
+# ----------------------------------------------------------------------------- supcon-eval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TestCli:
+    def test_run_settings(self, tmp_path):
+        from supcon_tf.cli.evaluate import run_settings
+
+        (tmp_path / "flags.json").write_text(
+            json.dumps({"dataset": "digits", "validation_fraction": 0.2, "seed": 4, "x": 1})
+        )
+        assert run_settings(tmp_path) == {
+            "dataset": "digits",
+            "data_dir": None,
+            "validation_fraction": 0.2,
+            "seed": 4,
+        }
+        settings = run_settings(tmp_path, dataset="data.npz", data_dir="d", seed=1)
+        assert settings == {
+            "dataset": "data.npz",
+            "data_dir": "d",
+            "validation_fraction": 0.2,
+            "seed": 1,
+        }
+
+    def test_run_settings_errors(self, tmp_path):
+        from supcon_tf.cli.evaluate import run_settings
+
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            run_settings(tmp_path / "missing")
+        with pytest.raises(ValueError, match="pass --dataset"):
+            run_settings(tmp_path)
+        (tmp_path / "flags.json").write_text("{")
+        with pytest.raises(ValueError, match="not valid JSON"):
+            run_settings(tmp_path)
+
+    @pytest.mark.parametrize(
+        "arguments, match",
+        [
+            (["--corruptions=fog,snow"], "--corruptions must name corruptions"),
+            (["--knn_k=0"], "knn_k"),
+            ([], "model_dir"),
+        ],
+    )
+    def test_flag_errors(self, arguments, match):
+        from absl import flags
+
+        from supcon_tf.cli.evaluate import define_flags
+
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        model_dir = [] if not arguments else ["--model_dir=runs/x"]
+        with pytest.raises(flags.Error, match=match):
+            flag_values(["supcon-eval", *model_dir, *arguments])
+
+    def test_train_then_evaluate_a_real_run(self, tmp_path):
+        """supcon-train's library call (tiny epochs, evaluation on), then supcon-eval."""
+        from supcon_tf.experiment import ExperimentConfig, run_experiment
+
+        config = ExperimentConfig(
+            pretrain_epochs=2,
+            classifier_epochs=1,
+            baseline_epochs=1,
+            width_multiplier=0.25,
+            knn_monitor_every=2,
+            model_dir=str(tmp_path),
+            verbose=0,
+        )
+        report = run_experiment(config)
+        (tmp_path / "flags.json").write_text(json.dumps({"dataset": "digits", "seed": 0}))
+        # The kNN monitor logged once (after epoch 2) into the pretraining history.
+        assert len(report["history"]["pretrain"]["val_knn_accuracy"]) == 1
+        evaluated = report["evaluation"]
+        # Independent cross-check: Keras' own evaluate() during training.
+        for name in ("supcon", "cross_entropy"):
+            assert evaluated["classifiers"][name]["top1_accuracy"] == pytest.approx(
+                report[name]["test_accuracy"], abs=1e-6
+            )
+        markdown = (tmp_path / "report.md").read_text()
+        for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+            assert_png(tmp_path / link)
+
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "supcon_tf.cli.evaluate",
+                f"--model_dir={tmp_path}",
+                "--corruptions=contrast,fog",
+                "--corruption_samples=40",
+                "--tsne_samples=0",
+                "--knn_k=10",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert "mCE" in completed.stdout
+        saved = json.loads((tmp_path / "report.json").read_text())
+        assert saved["supcon"] == report["supcon"]  # the training results are kept
+        assert saved["evaluation"]["corruptions"]["corruptions"] == ["contrast", "fog"]
+        assert saved["evaluation"]["corruptions"]["num_samples"] == 40
+        assert saved["evaluation"]["encoders"]["supcon"]["knn_k"] == 10
+        assert saved["evaluation"]["encoders"]["supcon"]["plots"] == {}
+        assert (
+            saved["evaluation"]["classifiers"]["supcon"]["top1_accuracy"]
+            == evaluated["classifiers"]["supcon"]["top1_accuracy"]
+        )
