@@ -507,8 +507,10 @@ class KNNMonitor(keras.callbacks.Callback):
     `val_knn_accuracy` (see `knn_accuracy`) to the epoch logs. Later callbacks see it:
     `History` (`history.history["val_knn_accuracy"]`), the progress bar and a
     `keras.callbacks.TensorBoard` placed *after* this callback in the list (it appears as
-    `epoch_knn_accuracy` in the validation run). No labels are used for training, so this
-    measures the representation during SupCon or SimCLR pretraining.
+    `epoch_knn_accuracy` in the validation run). `keras.callbacks.CSVLogger` fixes its
+    columns at the first epoch, so it records the value only with `every_n_epochs=1`.
+    The labels are used only for the kNN vote, never for training, so this also measures
+    a SimCLR representation during pretraining.
 
     Args:
         encoder: the model (or callable) mapping images to embeddings `[N, D]`; usually the
