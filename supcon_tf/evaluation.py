@@ -683,8 +683,8 @@ def plot_reliability_diagram(labels, probabilities, path, num_bins=15, title=Non
     """Writes a reliability diagram (accuracy vs confidence per bin) as a PNG.
 
     Bars show the accuracy of each equal-width confidence bin of `calibration_bins`, the
-    diagonal is perfect calibration, and the red part of a bar is the gap to the mean
-    confidence of the bin; the title carries the ECE.
+    diagonal is perfect calibration, and a hatched red bar spans the gap from the bin's
+    accuracy to its mean confidence; the title carries the ECE.
 
     Args:
         labels: integer class indices `[N]`.
@@ -727,9 +727,9 @@ def plot_reliability_diagram(labels, probabilities, path, num_bins=15, title=Non
         bottom=bins["accuracy"][nonempty],
         width=width,
         edgecolor="tab:red",
-        color="tab:red",
-        alpha=0.3,
-        label="gap to confidence",
+        facecolor="none",
+        hatch="//",
+        label="gap: accuracy to mean confidence",
     )
     axes.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     axes.set_xlim(0, 1)
