@@ -1025,8 +1025,14 @@ def evaluate_encoder(
         train_embeddings, train_labels, test_embeddings, test_labels, k=k, temperature=temperature
     )
     geometry = alignment_uniformity(test_embeddings, test_labels)
-    num_classes = int(max(_check_labels(train_labels).max(), test_labels.max())) + 1
-    names = _class_names(class_names, num_classes) if class_names is not None else None
+    names = None
+    if class_names is not None:
+        names = [str(name) for name in class_names]
+        largest = int(max(_check_labels(train_labels).max(), test_labels.max()))
+        if largest >= len(names):
+            raise ValueError(
+                f"A label ({largest}) has no name: {len(names)} `class_names` were given."
+            )
     result = {
         "knn_accuracy": accuracy,
         "knn_k": int(min(k, train_embeddings.shape[0])),

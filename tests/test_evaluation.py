@@ -487,9 +487,25 @@ class TestEvaluateModels:
         assert_png(tmp_path / result["plots"]["tsne"])
 
     def test_class_name_count_is_checked(self):
-        images, labels, _, classifier = tiny_problem()
+        images, labels, encoder, classifier = tiny_problem()
         with pytest.raises(ValueError, match="2 `class_names` given for a 4-class"):
             evaluate_classifier(classifier, images, labels, class_names=["a", "b"])
+        with pytest.raises(ValueError, match="A label .3. has no name"):
+            evaluate_encoder(encoder, images, labels, images, labels, class_names=["a", "b"])
+
+    def test_encoder_names_classes_absent_from_the_data(self):
+        images, labels, encoder, _ = tiny_problem()
+        keep = labels < 3  # class "d" has no sample: its name is still accepted
+        result = evaluate_encoder(
+            encoder,
+            images[keep],
+            labels[keep],
+            images[keep],
+            labels[keep],
+            k=3,
+            class_names=["a", "b", "c", "d"],
+        )
+        assert sorted(result["per_class_alignment"]) == ["a", "b", "c"]
 
 
 class TestReports:
