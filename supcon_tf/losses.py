@@ -355,7 +355,8 @@ def _gather_across_replicas(context, features, y_true, positive_mask):
     local_batch = tf.shape(features)[0]
     shard_sizes = context.all_gather(tf.reshape(local_batch, [1]), axis=0)
     anchor_start = tf.reduce_sum(shard_sizes[: context.replica_id_in_sync_group])
-    global_features = _with_static_tail(context.all_gather(features, axis=0), features)
+    gathered = [context.all_gather(features, axis=0)]
+    local = [features]
 
     if y_true is not None:
         y_true = tf.convert_to_tensor(y_true)
@@ -365,33 +366,62 @@ def _gather_across_replicas(context, features, y_true, positive_mask):
             # is positional, which the kernel derives from the gathered order itself.
             y_true = None
         else:
-            y_true = _with_static_tail(context.all_gather(tf.stop_gradient(y_true), axis=0), y_true)
+            gathered.append(context.all_gather(tf.stop_gradient(y_true), axis=0))
+            local.append(y_true)
     if positive_mask is not None:
         positive_mask = tf.convert_to_tensor(positive_mask)
-        rows = positive_mask.shape[0] if positive_mask.shape.rank == 2 else None
-        columns = positive_mask.shape[1] if positive_mask.shape.rank == 2 else None
-        global_size = global_features.shape[0]
-        if rows is None or columns is None or (global_size is not None and columns != global_size):
+        if positive_mask.shape.rank != 2:
             raise ValueError(
                 f"With `gather_across_replicas=True` over {context.num_replicas_in_sync} "
                 "replicas, `positive_mask` must hold this replica's rows of the global mask, "
-                f"shape [local batch, global batch] = [{features.shape[0]}, {global_size}], "
-                f"got shape {positive_mask.shape}. Build it from global sample indices, or "
-                "pass `gather_across_replicas=False` for per-replica masks."
+                f"shape [local batch, global batch], got shape {positive_mask.shape}."
             )
         _check_batch("positive_mask", positive_mask, features.shape[0])
         if positive_mask.dtype != tf.bool:
             positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
         # Collectives do not carry booleans: gather as int32 rows of the [G, G] mask.
-        positive_mask = context.all_gather(tf.cast(positive_mask, tf.int32), axis=0) > 0
-        positive_mask.set_shape([None, global_size])
+        gathered.append(context.all_gather(tf.cast(positive_mask, tf.int32), axis=0) > 0)
+        local.append(positive_mask)
+
+    global_size = _static_global_size(context, gathered, positive_mask)
+    gathered = [
+        _with_static_shape(tensor, [global_size, *original.shape[1:]])
+        for tensor, original in zip(gathered, local, strict=True)
+    ]
+    global_features = gathered.pop(0)
+    if y_true is not None:
+        y_true = gathered.pop(0)
+    if positive_mask is not None:
+        positive_mask = gathered.pop(0)
     return global_features, y_true, positive_mask, anchor_start, local_batch
 
 
-def _with_static_tail(gathered, local):
-    """Restores the static non-batch dimensions that a graph-mode all-gather drops."""
-    gathered.set_shape([None, *local.shape[1:]])
-    return gathered
+def _static_global_size(context, gathered, positive_mask):
+    """The global batch size if any gathered tensor (or the mask's width) knows it statically."""
+    sizes = {tensor.shape[0] for tensor in gathered} - {None}
+    if positive_mask is not None and positive_mask.shape[1] is not None:
+        sizes.add(positive_mask.shape[1])
+    if len(sizes) > 1:
+        raise ValueError(
+            f"With `gather_across_replicas=True` over {context.num_replicas_in_sync} "
+            "replicas, `positive_mask` must hold this replica's rows of the global mask, "
+            "shape [local batch, global batch]; its width and the gathered global batch "
+            f"disagree (sizes {sorted(sizes)}). Build it from global sample indices, or pass "
+            "`gather_across_replicas=False` for per-replica masks."
+        )
+    return sizes.pop() if sizes else None
+
+
+def _with_static_shape(tensor, shape):
+    """Gives a gathered tensor the static shape a graph-mode all-gather may drop.
+
+    The batch dimension is checked at run time (`tf.ensure_shape`), the others are the
+    local tensor's own.
+    """
+    if shape[0] is not None and tensor.shape[0] is None:
+        tensor = tf.ensure_shape(tensor, shape)
+    tensor.set_shape(shape)
+    return tensor
 
 
 def _per_sample_loss(
