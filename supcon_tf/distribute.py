@@ -328,7 +328,13 @@ class MidEpochBackupAndRestore(keras.callbacks.BackupAndRestore):
             raise ValueError(
                 f"`save_freq` must be a positive number of batches or 'epoch', got {save_freq!r}."
             )
-        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+        # Two generations of backups: a process killed while writing one keeps the other.
+        super().__init__(
+            backup_dir,
+            save_freq=save_freq,
+            double_checkpoint=True,
+            delete_checkpoint=delete_checkpoint,
+        )
         self._total_steps = None
 
     def on_train_begin(self, logs=None):

@@ -192,6 +192,24 @@ def _batch_norm_outputs(strategy, arrays, synchronized):
     return tf.concat(strategy.experimental_local_results(outputs), axis=0).numpy()
 
 
+def _square_mask_error(strategy, model, arrays):
+    """The error message for a per-replica `[B, B]` mask under gathering ("" if none)."""
+    from supcon_tf import supervised_contrastive_loss
+
+    shard = arrays["x"].shape[0] // strategy.num_replicas_in_sync
+
+    def replica_step(x):
+        return supervised_contrastive_loss(
+            None, model(x), positive_mask=arrays["mask"][:shard, :shard]
+        )
+
+    try:
+        strategy.run(replica_step, args=(_shards(strategy, arrays["x"]),))
+    except ValueError as error:
+        return str(error)
+    return ""
+
+
 def run_mirrored(arguments):
     import numpy as np
 
@@ -205,6 +223,7 @@ def run_mirrored(arguments):
     results = {"num_replicas": strategy.num_replicas_in_sync}
     results.update(_custom_loop_cases(strategy, model, arrays))
     results.update(_fit_one_step(strategy, arrays))
+    results["mask_error"] = _square_mask_error(strategy, model, arrays)
     results["sync_batch_norm"] = _batch_norm_outputs(strategy, arrays, True)
     results["local_batch_norm"] = _batch_norm_outputs(strategy, arrays, False)
     np.savez(arguments.output, **results)

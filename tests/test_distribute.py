@@ -9,9 +9,11 @@ reference here is computed in this process on one device over the whole global b
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -20,6 +22,16 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
+from supcon_tf.distribute import (
+    MidEpochBackupAndRestore,
+    build_strategy,
+    default_learning_rate_scaling,
+    loss_scale_optimizer,
+    per_replica_batch_size,
+    scale_learning_rate,
+    set_mixed_precision,
+    synchronize_batch_norm,
+)
 from tests._distribute_worker import build_embedding_model
 from tests.reference import supcon_reference
 
@@ -144,7 +156,12 @@ def worker_gradients(results, name):
     return [results[f"{name}_gradient_{index}"] for index in range(4)]
 
 
-@pytest.fixture(scope="module", params=[2, 4], ids=lambda count: f"{count}_replicas")
+@pytest.fixture(
+    scope="module",
+    # 4 replicas run the same code path as 2; opt in with -m slow (the 2-core CI budget).
+    params=[2, pytest.param(4, marks=pytest.mark.slow)],
+    ids=lambda count: f"{count}_replicas",
+)
 def mirrored_run(request, tmp_path_factory):
     """Runs the MirroredStrategy worker once per replica count; returns (inputs, results)."""
     folder = tmp_path_factory.mktemp(f"mirrored_{request.param}")
@@ -260,3 +277,305 @@ class TestMultiWorkerMirroredStrategy:
         loss, gradients = references["labels"]
         assert_sgd_step(arrays, results, "update", gradients)
         np.testing.assert_allclose(results["update_loss"], loss, rtol=LOSS_RTOL)
+
+
+class TestFaultTolerance:
+    EPOCHS, STEPS = 3, 8
+
+    def train_command(self, folder, name, step_delay):
+        return [
+            sys.executable,
+            "-m",
+            "tests._distribute_worker",
+            "train",
+            f"--backup_dir={folder / 'backup'}",
+            f"--progress={folder / (name + '.progress')}",
+            f"--output={folder / (name + '.json')}",
+            f"--epochs={self.EPOCHS}",
+            f"--steps={self.STEPS}",
+            "--save_freq=2",
+            f"--step_delay={step_delay}",
+        ]
+
+    def test_killed_run_resumes_mid_epoch_to_the_same_step_count(self, tmp_path):
+        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+        uninterrupted_folder, killed_folder = tmp_path / "uninterrupted", tmp_path / "killed"
+        uninterrupted_folder.mkdir()
+        killed_folder.mkdir()
+        # Both runs start together; the reference run is not slowed down on purpose.
+        reference = subprocess.Popen(
+            self.train_command(uninterrupted_folder, "run", 0.0),
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        victim = subprocess.Popen(
+            self.train_command(killed_folder, "first", 0.2),
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Kill it mid-way through the second epoch, after a mid-epoch backup.
+        kill_after = self.STEPS + 3
+        progress = killed_folder / "first.progress"
+        deadline = time.monotonic() + 300
+        try:
+            while time.monotonic() < deadline and victim.poll() is None:
+                if progress.exists() and len(progress.read_text().split()) >= kill_after:
+                    break
+                time.sleep(0.05)
+            assert victim.poll() is None, "the training process ended before it could be killed"
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=60)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+        steps_before_kill = [int(step) for step in progress.read_text().split()]
+        assert kill_after <= steps_before_kill[-1] < self.EPOCHS * self.STEPS
+        assert victim.returncode == -signal.SIGKILL
+        assert (killed_folder / "backup" / "latest.weights.h5").exists()
+        assert not (killed_folder / "first.json").exists()
+
+        run_worker(self.train_command(killed_folder, "resumed", 0.0)[3:])
+        resumed_steps = [
+            int(step) for step in (killed_folder / "resumed.progress").read_text().split()
+        ]
+        # It continued from a mid-epoch backup (not from scratch, not from an epoch end)...
+        assert self.STEPS < resumed_steps[0] <= steps_before_kill[-1] + 1
+        assert resumed_steps[0] % self.STEPS != 1
+        # ...and completed exactly the steps of an uninterrupted run.
+        reference_stderr = reference.communicate(timeout=300)[1]
+        assert reference.returncode == 0, reference_stderr[-6000:]
+        expected = json.loads((uninterrupted_folder / "run.json").read_text())
+        resumed = json.loads((killed_folder / "resumed.json").read_text())
+        assert expected["completed_steps"] == self.EPOCHS * self.STEPS
+        assert resumed["completed_steps"] == expected["completed_steps"]
+        assert resumed_steps[-1] == expected["completed_steps"]
+        np.testing.assert_allclose(resumed["final_loss"], expected["final_loss"], rtol=0.1)
+        # The finished run removes its backup.
+        assert not (killed_folder / "backup").exists()
+
+
+class TestGatherOption:
+    def test_config_round_trip(self):
+        loss = SupervisedContrastiveLoss(temperature=0.2, gather_across_replicas=False)
+        config = loss.get_config()
+        assert config["gather_across_replicas"] is False
+        restored = SupervisedContrastiveLoss.from_config(config)
+        assert restored.gather_across_replicas is False
+        rebuilt = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert rebuilt.gather_across_replicas is False
+        assert SupervisedContrastiveLoss().gather_across_replicas is True
+
+    @pytest.mark.parametrize("value", ["yes", 1, None])
+    def test_non_boolean_is_rejected(self, value):
+        with pytest.raises(ValueError, match="`gather_across_replicas` must be True or False"):
+            SupervisedContrastiveLoss(gather_across_replicas=value)
+        with pytest.raises(ValueError, match="`gather_across_replicas` must be True or False"):
+            supervised_contrastive_loss(
+                [0, 1], np.ones((2, 2, 3), "float32"), gather_across_replicas=value
+            )
+
+    def test_no_effect_with_one_replica(self):
+        rng = np.random.default_rng(2)
+        features = rng.normal(size=(6, 2, 4)).astype("float32")
+        labels = np.array([0, 1, 0, 1, 2, 2])
+        expected = supcon_reference(features, labels, 0.1)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        for gather in (True, False):
+            eager = supervised_contrastive_loss(labels, features, gather_across_replicas=gather)
+            np.testing.assert_allclose(eager.numpy(), expected, rtol=2e-4)
+            replica = strategy.run(
+                lambda gather=gather: supervised_contrastive_loss(
+                    labels, features, gather_across_replicas=gather
+                )
+            )
+            np.testing.assert_allclose(replica.numpy(), expected, rtol=2e-4)
+
+    def test_square_per_replica_mask_is_rejected_when_gathering(self, mirrored_run):
+        _, results = mirrored_run
+        message = str(results["mask_error"])
+        assert "this replica's rows of the global mask" in message
+        assert "gather_across_replicas=False" in message
+
+
+class TestStrategies:
+    def test_default_and_single_device_mirrored(self):
+        assert build_strategy("default") is tf.distribute.get_strategy()
+        mirrored = build_strategy("mirrored", devices=["/cpu:0"])
+        assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+        assert mirrored.num_replicas_in_sync == 1
+
+    def test_unknown_strategy(self):
+        with pytest.raises(ValueError, match="Unknown strategy 'horovod'"):
+            build_strategy("horovod")
+
+    @pytest.mark.parametrize(
+        "arguments", [{"tpu": "node-1"}, {"tpu_zone": "us-central1-b"}, {"gcp_project": "p"}]
+    )
+    def test_tpu_arguments_need_the_tpu_strategy(self, arguments):
+        with pytest.raises(ValueError, match="only apply to the 'tpu' strategy"):
+            build_strategy("mirrored", **arguments)
+
+    def test_devices_need_the_mirrored_strategy(self):
+        with pytest.raises(ValueError, match="`devices` only applies to the 'mirrored'"):
+            build_strategy("default", devices=["/cpu:0"])
+
+
+class TestGlobalBatch:
+    class FakeStrategy:
+        num_replicas_in_sync = 8
+
+    def test_global_batch_is_split_over_replicas(self):
+        assert per_replica_batch_size(1024, self.FakeStrategy()) == 128
+        assert per_replica_batch_size(64, build_strategy("default")) == 64
+
+    @pytest.mark.parametrize("batch", [100, 4, 0])
+    def test_batch_must_be_a_multiple_of_the_replicas(self, batch):
+        with pytest.raises(ValueError, match=f"global batch size {batch} must be a positive"):
+            per_replica_batch_size(batch, self.FakeStrategy())
+
+    @pytest.mark.parametrize("batch", [64.0, True, "64"])
+    def test_batch_must_be_an_integer(self, batch):
+        with pytest.raises(ValueError, match="must be an integer"):
+            per_replica_batch_size(batch, self.FakeStrategy())
+
+
+class TestLearningRateScaling:
+    @pytest.mark.parametrize(
+        "rule,batch,expected",
+        [
+            ("linear", 256, 0.5),
+            ("linear", 4096, 0.5 * 16),
+            ("linear", 128, 0.25),
+            ("sqrt", 4096, 0.5 * 4),
+            ("sqrt", 64, 0.25),
+            ("none", 4096, 0.5),
+        ],
+    )
+    def test_rules(self, rule, batch, expected):
+        assert scale_learning_rate(0.5, batch, rule) == pytest.approx(expected, rel=1e-12)
+
+    def test_reference_batch_size(self):
+        assert scale_learning_rate(0.1, 1024, "linear", reference_batch_size=512) == 0.2
+
+    def test_optimizer_defaults(self):
+        assert default_learning_rate_scaling("sgd") == "linear"
+        assert default_learning_rate_scaling("LARS") == "linear"
+        assert default_learning_rate_scaling("lamb") == "sqrt"
+        for name in ("adam", "adamw", "rmsprop"):
+            assert default_learning_rate_scaling(name) == "none"
+
+    @pytest.mark.parametrize(
+        "arguments,match",
+        [
+            ((0.1, 256, "cubic"), "Unknown learning-rate scaling rule 'cubic'"),
+            ((0.1, 0, "linear"), "`global_batch_size` must be a positive integer"),
+            ((0.1, 256.0, "linear"), "`global_batch_size` must be a positive integer"),
+            ((0.1, 256, "linear", 0), "`reference_batch_size` must be a positive integer"),
+            (("0.1", 256, "linear"), "`base_learning_rate` must be a number"),
+            ((-0.1, 256, "linear"), "`base_learning_rate` must be positive"),
+        ],
+    )
+    def test_errors(self, arguments, match):
+        with pytest.raises(ValueError, match=match):
+            scale_learning_rate(*arguments)
+
+
+@pytest.fixture
+def restore_dtype_policy():
+    policy = keras.mixed_precision.global_policy()
+    yield
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def small_training_set(seed=0, samples=32):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=samples)
+    centres = rng.normal(size=(4, 8))
+    inputs = centres[labels][:, None, :] + 0.5 * rng.normal(size=(samples, 2, 8))
+    return inputs.astype("float32"), labels
+
+
+def small_model():
+    return keras.Sequential(
+        [keras.Input((2, 8)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8)]
+    )
+
+
+@pytest.mark.usefixtures("restore_dtype_policy")
+class TestMixedPrecision:
+    @pytest.mark.parametrize(
+        "policy,compute_dtype", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")]
+    )
+    def test_fit_computes_loss_in_float32_and_trains(self, policy, compute_dtype):
+        assert set_mixed_precision(policy).name == policy
+        inputs, labels = small_training_set()
+        model = small_model()
+        assert model(inputs[:2]).dtype == compute_dtype
+        assert model.layers[0].kernel.dtype == "float32"
+        loss = SupervisedContrastiveLoss(temperature=0.1)
+        assert loss(labels[:4], model(inputs[:4])).dtype == "float32"
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss)
+        # float16 needs loss scaling (Keras wraps the optimizer); bfloat16 does not.
+        wrapped = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert wrapped == (policy == "mixed_float16")
+        history = model.fit(inputs, labels, batch_size=16, epochs=4, verbose=0).history["loss"]
+        assert np.all(np.isfinite(history))
+        assert history[-1] < history[0]
+
+    def test_custom_loop_with_loss_scale_optimizer(self):
+        set_mixed_precision("mixed_float16")
+        inputs, labels = small_training_set(1)
+        model = small_model()
+        optimizer = loss_scale_optimizer(keras.optimizers.SGD(0.05))
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        assert loss_scale_optimizer(optimizer) is optimizer
+        loss_object = SupervisedContrastiveLoss(temperature=0.1)
+        losses = []
+        for _ in range(5):
+            with tf.GradientTape() as tape:
+                loss = loss_object(labels, model(inputs, training=True))
+                scaled = optimizer.scale_loss(loss)
+            assert loss.dtype == "float32"
+            gradients = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply(gradients, model.trainable_variables)
+            losses.append(float(loss))
+        assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+        assert float(optimizer.dynamic_scale) > 1
+
+    def test_float32_policies_leave_the_optimizer_alone(self):
+        sgd = keras.optimizers.SGD()
+        assert loss_scale_optimizer(sgd, "mixed_bfloat16") is sgd
+        assert set_mixed_precision("none").name == "float32"
+        assert loss_scale_optimizer(sgd) is sgd
+
+    def test_unknown_policy(self):
+        with pytest.raises(ValueError, match="Unknown mixed precision policy 'float8'"):
+            set_mixed_precision("float8")
+
+
+class TestSynchronizeBatchNorm:
+    def test_nested_layers_are_switched(self):
+        inner = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+        model = keras.Sequential(
+            [keras.Input((4,)), inner, keras.layers.Dense(4), keras.layers.BatchNormalization()]
+        )
+        assert synchronize_batch_norm(model) == 2
+        assert inner.layers[0].synchronized and model.layers[-1].synchronized
+        assert synchronize_batch_norm(model, False) == 2
+        assert not inner.layers[0].synchronized
+
+    def test_needs_a_model(self):
+        with pytest.raises(ValueError, match="must be a Keras model with `layers`"):
+            synchronize_batch_norm(keras.layers.Dense(2))
+
+
+class TestMidEpochBackupAndRestore:
+    @pytest.mark.parametrize("save_freq", [0, -3, 2.5, True, "batch"])
+    def test_invalid_save_freq(self, save_freq, tmp_path):
+        with pytest.raises(ValueError, match="`save_freq` must be a positive number of batches"):
+            MidEpochBackupAndRestore(str(tmp_path), save_freq=save_freq)
