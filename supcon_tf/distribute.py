@@ -260,8 +260,8 @@ def synchronize_batch_norm(model, synchronized=True):
     variance over the replicas, so it normalises with the statistics of the global
     batch, as on one device (the "SyncBN" of SimCLR); otherwise each replica uses its
     own shard's statistics. Call it before the first training step (the flag is read
-    when the training function is traced). Nested models are visited through their
-    `layers`.
+    when the training function is traced). Nested models and layers are visited
+    (sub-layers held in attributes, as in subclassed models and layers).
 
     Args:
         model: a Keras model (or layer with `layers`).
@@ -282,14 +282,29 @@ def synchronize_batch_norm(model, synchronized=True):
             f"`model` must be a Keras model with `layers`, got {type(model).__name__}."
         )
     changed = 0
-    pending = list(model.layers)
+    seen = {id(model)}
+    pending = _sublayers(model)
     while pending:
         layer = pending.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = bool(synchronized)
             changed += 1
-        pending.extend(getattr(layer, "layers", ()))
+        pending.extend(_sublayers(layer))
     return changed
+
+
+def _sublayers(layer):
+    """The layers a layer holds: its `layers` (models) and layers kept in its attributes."""
+    found = list(getattr(layer, "layers", ()))
+    for value in vars(layer).values():
+        if isinstance(value, dict):
+            value = list(value.values())
+        items = value if isinstance(value, (list, tuple)) else [value]
+        found.extend(item for item in items if isinstance(item, keras.layers.Layer))
+    return found
 
 
 class MidEpochBackupAndRestore(keras.callbacks.BackupAndRestore):

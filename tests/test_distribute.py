@@ -569,6 +569,13 @@ class TestSynchronizeBatchNorm:
         assert synchronize_batch_norm(model, False) == 2
         assert not inner.layers[0].synchronized
 
+    def test_layers_inside_subclassed_layers(self):
+        from supcon_tf.layers import ProjectionHead
+
+        head = ProjectionHead(output_units=4, batch_norm=True)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.BatchNormalization(), head])
+        assert synchronize_batch_norm(model) == 2
+
     def test_needs_a_model(self):
         with pytest.raises(ValueError, match="must be a Keras model with `layers`"):
             synchronize_batch_norm(keras.layers.Dense(2))
