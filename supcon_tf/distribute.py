@@ -361,5 +361,5 @@ class MidEpochBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_train_batch_end(batch, logs)
         optimizer = self.model.optimizer
         done = self._total_steps is not None and optimizer is not None
-        if done and int(optimizer.iterations) >= self._total_steps:
+        if done and int(keras.ops.convert_to_numpy(optimizer.iterations)) >= self._total_steps:
             self.model.stop_training = True
