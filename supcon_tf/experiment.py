@@ -188,6 +188,16 @@ class ExperimentConfig:
     def _check_distribution(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown `strategy` {self.strategy!r}. Expected one of {STRATEGIES}.")
+        if self.strategy == "multi_worker":
+            # Keras 3's fit() fails under MultiWorkerMirroredStrategy before its first
+            # step (keras-team/keras#20585); the library path is a custom loop.
+            raise ValueError(
+                "strategy='multi_worker' is not available in the experiment: Keras 3's "
+                "model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585). Train several machines with a custom loop "
+                "(strategy.run; see the README section 'Multi-GPU, multi-machine and TPU "
+                "training'), or use strategy='mirrored' on one machine."
+            )
         tpu_fields = [name for name in ("tpu", "tpu_zone", "gcp_project") if getattr(self, name)]
         if tpu_fields and self.strategy != "tpu":
             raise ValueError(
