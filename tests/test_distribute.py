@@ -586,3 +586,129 @@ class TestMidEpochBackupAndRestore:
     def test_invalid_save_freq(self, save_freq, tmp_path):
         with pytest.raises(ValueError, match="`save_freq` must be a positive number of batches"):
             MidEpochBackupAndRestore(str(tmp_path), save_freq=save_freq)
+
+
+class TestExperimentDistributionOptions:
+    """The issue-4 settings of `ExperimentConfig` and their `supcon-train` flags."""
+
+    @pytest.mark.parametrize(
+        "fields,match",
+        [
+            ({"strategy": "horovod"}, "Unknown `strategy` 'horovod'"),
+            ({"tpu": "node-1"}, "tpu only apply to strategy='tpu'"),
+            ({"strategy": "mirrored", "tpu_zone": "z"}, "tpu_zone only apply to strategy='tpu'"),
+            ({"strategy": "multi_worker"}, "keras-team/keras#20585"),
+            ({"mixed_precision": "float8"}, "Unknown `mixed_precision` 'float8'"),
+            ({"learning_rate_scaling": "cubic"}, "Unknown `learning_rate_scaling` 'cubic'"),
+            ({"backup_steps": -1}, "`backup_steps` must be a non-negative integer"),
+        ],
+    )
+    def test_invalid_settings(self, fields, match):
+        from supcon_tf.experiment import ExperimentConfig
+
+        with pytest.raises(ValueError, match=match):
+            ExperimentConfig(**fields)
+
+    @pytest.mark.parametrize(
+        "optimizer,scaling,expected",
+        [
+            ("sgd", "auto", 0.1 * 1024 / 256),
+            ("lamb", "auto", 0.1 * 2),
+            ("adam", "auto", 0.1),
+            ("adam", "linear", 0.1 * 4),
+            ("sgd", "none", 0.1),
+        ],
+    )
+    def test_learning_rate_follows_the_global_batch(self, optimizer, scaling, expected):
+        from supcon_tf.experiment import ExperimentConfig
+
+        config = ExperimentConfig(
+            optimizer=optimizer, learning_rate=0.1, batch_size=1024, learning_rate_scaling=scaling
+        )
+        assert config.scaled_learning_rate() == pytest.approx(expected, rel=1e-12)
+
+    def test_flags_map_to_the_config(self):
+        from absl import flags
+
+        from supcon_tf.cli.flags import config_from_flags, define_flags
+
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        flag_values(
+            [
+                "supcon-train",
+                "--strategy=tpu",
+                "--tpu=node-1",
+                "--tpu_zone=us-central1-b",
+                "--gcp_project=my-project",
+                "--mixed_precision=mixed_bfloat16",
+                "--sync_batchnorm",
+                "--learning_rate_scaling=linear",
+                "--backup_steps=50",
+                "--batch_size=4096",
+            ]
+        )
+        config = config_from_flags(flag_values)
+        assert (config.strategy, config.tpu, config.tpu_zone, config.gcp_project) == (
+            "tpu",
+            "node-1",
+            "us-central1-b",
+            "my-project",
+        )
+        assert config.mixed_precision == "mixed_bfloat16" and config.sync_batchnorm
+        assert config.learning_rate_scaling == "linear" and config.backup_steps == 50
+        assert config.batch_size == 4096
+
+    def test_tpu_flags_need_the_tpu_strategy(self):
+        from absl import flags
+
+        from supcon_tf.cli.flags import define_flags
+
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        with pytest.raises(flags.IllegalFlagValueError, match="need --strategy=tpu"):
+            flag_values(["supcon-train", "--strategy=mirrored", "--tpu=node-1"])
+
+    def test_resume_position_of_a_mid_epoch_backup(self, tmp_path):
+        from supcon_tf.experiment import _resume_position
+
+        assert _resume_position(tmp_path, backup_steps=5) == (0, 0)
+        (tmp_path / "latest.weights.h5").write_bytes(b"")
+        (tmp_path / "training_metadata.json").write_text('{"epoch": 3, "batch": 9}')
+        # Batches 0..9 of epoch 3 were done when the backup was written.
+        assert _resume_position(tmp_path, backup_steps=5) == (3, 10)
+        # Epoch-end backups: the epoch counter alone.
+        assert _resume_position(tmp_path, backup_steps=0) == (3, 0)
+
+    @pytest.mark.usefixtures("restore_dtype_policy")
+    def test_run_with_mirrored_bfloat16_sync_batchnorm_and_step_backups(self, tmp_path):
+        from supcon_tf.experiment import ExperimentConfig, run_experiment
+
+        before = keras.mixed_precision.global_policy().name
+        config = ExperimentConfig(
+            pretrain_epochs=1,
+            classifier_epochs=1,
+            baseline=False,
+            width_multiplier=0.25,
+            batch_size=64,
+            optimizer="sgd",
+            learning_rate=0.1,
+            strategy="mirrored",
+            mixed_precision="mixed_bfloat16",
+            sync_batchnorm=True,
+            backup_steps=3,
+            model_dir=str(tmp_path),
+            verbose=0,
+        )
+        report = run_experiment(config)
+        assert report["distribution"] == {
+            "strategy": "mirrored",
+            "num_replicas": 1,
+            "global_batch_size": 64,
+            "learning_rate": pytest.approx(0.1 * 64 / 256),
+            "mixed_precision": "mixed_bfloat16",
+        }
+        assert np.isfinite(report["history"]["pretrain"]["loss"]).all()
+        assert 0.0 <= report["supcon"]["test_accuracy"] <= 1.0
+        # The run leaves the global dtype policy as it found it.
+        assert keras.mixed_precision.global_policy().name == before
