@@ -712,3 +712,74 @@ class TestExperimentDistributionOptions:
         assert 0.0 <= report["supcon"]["test_accuracy"] <= 1.0
         # The run leaves the global dtype policy as it found it.
         assert keras.mixed_precision.global_policy().name == before
+
+
+@pytest.mark.slow
+class TestExperimentResumesMidEpoch:
+    def command(self, model_dir):
+        return [
+            sys.executable,
+            "-m",
+            "supcon_tf.train",
+            "--pretrain_epochs=4",
+            "--classifier_epochs=1",
+            "--nobaseline",
+            "--width_multiplier=0.25",
+            "--batch_size=64",
+            "--backup_steps=2",
+            "--verbose=0",
+            f"--model_dir={model_dir}",
+        ]
+
+    def test_killed_supcon_train_resumes_to_the_same_weights(self, tmp_path):
+        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+        reference = subprocess.Popen(
+            self.command(tmp_path / "uninterrupted"),
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        killed_dir = tmp_path / "killed"
+        victim = subprocess.Popen(
+            self.command(killed_dir),
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        metadata = killed_dir / "backup" / "pretrain" / "training_metadata.json"
+        deadline = time.monotonic() + 600
+        position = None
+        try:
+            while time.monotonic() < deadline and victim.poll() is None:
+                try:
+                    position = json.loads(metadata.read_text())
+                except (OSError, ValueError):
+                    position = None
+                if position and position["epoch"] >= 1:
+                    os.kill(victim.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.02)
+            victim.wait(timeout=60)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+        assert victim.returncode == -signal.SIGKILL, "pretraining ended before the kill"
+        assert not (killed_dir / "phases" / "pretrain.json").exists()
+
+        resumed = subprocess.run(
+            self.command(killed_dir), cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        assert resumed.returncode == 0, resumed.stderr[-6000:]
+        assert reference.wait(timeout=600) == 0, reference.stderr.read()[-6000:]
+        report = json.loads((killed_dir / "report.json").read_text())
+        assert report["config"]["backup_steps"] == 2
+        # Same batches in the same order from the restored state: the same encoder.
+        encoders = [
+            keras.saving.load_model(folder / "encoder.keras")
+            for folder in (tmp_path / "uninterrupted", killed_dir)
+        ]
+        for expected, got in zip(*(e.get_weights() for e in encoders), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
