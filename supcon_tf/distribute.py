@@ -36,6 +36,7 @@ Example:
 """
 
 import math
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -363,3 +364,182 @@ class MidEpochBackupAndRestore(keras.callbacks.BackupAndRestore):
         done = self._total_steps is not None and optimizer is not None
         if done and int(keras.ops.convert_to_numpy(optimizer.iterations)) >= self._total_steps:
             self.model.stop_training = True
+
+
+def needs_custom_loop(strategy):
+    """Whether Keras 3's `model.fit` cannot run under `strategy` (multi-worker strategies).
+
+    Keras 3's `fit`, `evaluate` and `predict` fail under
+    `MultiWorkerMirroredStrategy` before their first step (keras-team/keras#20585); use
+    `fit_with_custom_loop` and `evaluate_classifier` there.
+
+    Example:
+
+    >>> needs_custom_loop(build_strategy("default"))
+    False
+    """
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def fit_with_custom_loop(
+    model, dataset, epochs, steps_per_epoch, callbacks=None, initial_epoch=0, validation_data=None
+):
+    """Trains a compiled model like `model.fit`, with a `strategy.run` loop of its `train_step`.
+
+    For strategies under which Keras 3's `fit` does not run (`needs_custom_loop`). Call
+    it inside `strategy.scope()`, where the model and its optimizer were built. Each step
+    runs `model.train_step` on every replica (the optimizer all-reduces the gradients,
+    the supcon_tf losses gather the global batch); callbacks get the usual
+    `on_train_begin` / `on_epoch_*` / `on_train_batch_*` calls and may stop training
+    with `model.stop_training`. Logged metrics are those of this worker's replica.
+
+    Args:
+        model: a compiled Keras model, built (called once) under the strategy's scope.
+        dataset: a `tf.data.Dataset` of global batches yielding at least
+            `(epochs - initial_epoch) * steps_per_epoch` batches (it is distributed
+            here; the strategy splits each global batch over the replicas).
+        epochs: index of the last epoch plus one, as in `fit`.
+        steps_per_epoch: batches per epoch.
+        callbacks: Keras callbacks.
+        initial_epoch: the first epoch to run (resuming).
+        validation_data: optional `tf.data.Dataset` of `(images, labels)` batches for a
+            classifier, evaluated after each epoch with `evaluate_classifier`
+            (logged as `val_loss`, `val_accuracy`).
+
+    Returns:
+        The `keras.callbacks.History`.
+    """
+    strategy = tf.distribute.get_strategy()
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError("`model` must be compiled (with an optimizer) before training.")
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    _build_compiled_losses_and_metrics(model, dataset)
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        [*(callbacks or []), history], model=model, epochs=epochs, steps=steps_per_epoch, verbose=0
+    )
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+    @tf.function
+    def train_step(iterator):
+        outputs = strategy.run(model.train_step, args=(next(iterator),))
+        return {
+            name: strategy.experimental_local_results(value)[0] for name, value in outputs.items()
+        }
+
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        logs = {}
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            logs = {name: float(value) for name, value in train_step(iterator).items()}
+            callback_list.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        epoch_logs = dict(logs)
+        if validation_data is not None:
+            loss, accuracy = evaluate_classifier(model, validation_data)
+            epoch_logs.update({"val_loss": loss, "val_accuracy": accuracy})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+    return history
+
+
+def _build_compiled_losses_and_metrics(model, dataset):
+    """Creates the compiled loss and metric variables in cross-replica context.
+
+    Variables cannot be created inside `strategy.run`; one eager pass over a batch
+    (whose results are then reset) creates them under the strategy's scope.
+    """
+    batch = next(iter(dataset.take(1)))
+    inputs, labels = batch if isinstance(batch, tuple) else (batch, None)
+    predictions = model(inputs, training=False)
+    model.compute_loss(x=inputs, y=labels, y_pred=predictions, training=False)
+    if labels is not None:
+        model.compute_metrics(inputs, labels, predictions)
+    model.reset_metrics()
+
+
+def evaluate_classifier(model, dataset):
+    """Loss and accuracy of a classifier over `dataset`, computed on this worker alone.
+
+    Needs no collective operation, so it runs under any strategy (Keras 3's
+    `evaluate` does not run under `MultiWorkerMirroredStrategy`): the model's compiled
+    loss averaged over samples and the top-1 accuracy of its logits.
+
+    Args:
+        model: a compiled classifier (images -> logits) with a loss such as
+            `SparseCategoricalCrossentropy`.
+        dataset: a `tf.data.Dataset` of `(images, labels)` batches.
+
+    Returns:
+        `(loss, accuracy)` as floats.
+
+    Example:
+
+    >>> import numpy as np, keras, tensorflow as tf
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    >>> model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> data = tf.data.Dataset.from_tensor_slices((np.eye(2, dtype="float32"), [0, 1])).batch(2)
+    >>> loss, accuracy = evaluate_classifier(model, data)
+    >>> 0.0 <= accuracy <= 1.0
+    True
+    """
+    loss = getattr(model, "loss", None)
+    loss_object = keras.losses.get(loss) if loss is not None else None
+    if loss_object is None:
+        raise ValueError("`model` must be compiled with a loss to be evaluated.")
+    total_loss, correct, count = 0.0, 0, 0
+    for images, labels in dataset:
+        logits = model(images, training=False)
+        labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
+        size = int(labels.shape[0])
+        total_loss += float(loss_object(labels, logits)) * size
+        correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, axis=-1) == labels, tf.int32)))
+        count += size
+    if count == 0:
+        raise ValueError("`dataset` yielded no samples to evaluate.")
+    return total_loss / count, correct / count
+
+
+def is_chief(strategy):
+    """Whether this process is the chief of a multi-worker cluster (always, with one process).
+
+    The chief is task `chief`, or worker 0 when the cluster has no `chief` task.
+
+    Example:
+
+    >>> is_chief(build_strategy("default"))
+    True
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def worker_model_dir(model_dir, strategy):
+    """The output folder of this process: `model_dir` for the chief, a subfolder otherwise.
+
+    Every worker of a multi-worker run saves checkpoints and models (identical ones);
+    workers other than the chief write theirs to `model_dir/workers/<type>_<index>`, so
+    that no two processes write the same file.
+
+    Example:
+
+    >>> str(worker_model_dir("runs/a", build_strategy("default")))
+    'runs/a'
+    """
+    if is_chief(strategy):
+        return Path(model_dir)
+    resolver = strategy.cluster_resolver
+    return Path(model_dir) / "workers" / f"{resolver.task_type}_{resolver.task_id}"
