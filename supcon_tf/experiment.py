@@ -50,10 +50,14 @@ from supcon_tf.distribute import (
     MidEpochBackupAndRestore,
     build_strategy,
     default_learning_rate_scaling,
+    evaluate_classifier,
+    fit_with_custom_loop,
+    needs_custom_loop,
     per_replica_batch_size,
     scale_learning_rate,
     set_mixed_precision,
     synchronize_batch_norm,
+    worker_model_dir,
 )
 from supcon_tf.encoders import build_encoder
 from supcon_tf.layers import ProjectionHead
@@ -188,16 +192,6 @@ class ExperimentConfig:
     def _check_distribution(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown `strategy` {self.strategy!r}. Expected one of {STRATEGIES}.")
-        if self.strategy == "multi_worker":
-            # Keras 3's fit() fails under MultiWorkerMirroredStrategy before its first
-            # step (keras-team/keras#20585); the library path is a custom loop.
-            raise ValueError(
-                "strategy='multi_worker' is not available in the experiment: Keras 3's "
-                "model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy "
-                "(keras-team/keras#20585). Train several machines with a custom loop "
-                "(strategy.run; see the README section 'Multi-GPU, multi-machine and TPU "
-                "training'), or use strategy='mirrored' on one machine."
-            )
         tpu_fields = [name for name in ("tpu", "tpu_zone", "gcp_project") if getattr(self, name)]
         if tpu_fields and self.strategy != "tpu":
             raise ValueError(
@@ -301,17 +295,30 @@ def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
             MidEpochBackupAndRestore(str(paths["backup"]), config.backup_steps or "epoch"),
             keras.callbacks.CSVLogger(str(paths["logs"] / "history.csv"), append=True),
         ]
-        if _tensorboard_available():
+        custom_loop = needs_custom_loop(tf.distribute.get_strategy())
+        if not custom_loop and _tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(str(paths["logs"])))
-        result = model.fit(
-            stream,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=validation_data,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=config.verbose,
-        )
+        # Keras 3's fit does not run under MultiWorkerMirroredStrategy (#20585).
+        if custom_loop:
+            result = fit_with_custom_loop(
+                model,
+                stream,
+                epochs,
+                steps_per_epoch,
+                callbacks=callbacks,
+                initial_epoch=initial_epoch,
+                validation_data=validation_data,
+            )
+        else:
+            result = model.fit(
+                stream,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=validation_data,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=config.verbose,
+            )
         history = {
             key: [float(value) for value in values] for key, values in result.history.items()
         }
@@ -321,6 +328,8 @@ def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
 def _evaluate(model, config, x, y):
     if len(x) == 0:
         return None, None
+    if needs_custom_loop(tf.distribute.get_strategy()):
+        return evaluate_classifier(model, make_dataset(x, y, batch_size=config.batch_size))
     loss, accuracy = model.evaluate(
         make_dataset(x, y, batch_size=config.batch_size), verbose=0, return_dict=False
     )
@@ -403,6 +412,13 @@ def run_experiment(config):
     """
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
+    # The strategy comes first: a multi-worker strategy must exist before other TF work.
+    strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
+    per_replica_batch_size(config.batch_size, strategy)
+    # Workers other than the chief write their files into a folder of their own.
+    config = dataclasses.replace(
+        config, model_dir=str(worker_model_dir(config.model_dir, strategy))
+    )
     model_dir = Path(config.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     _check_same_config(config, model_dir)
@@ -494,8 +510,6 @@ def run_experiment(config):
     previous_policy = keras.mixed_precision.global_policy()
     set_mixed_precision(config.mixed_precision)
     try:
-        strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
-        per_replica_batch_size(config.batch_size, strategy)
         with strategy.scope():
             results = {"pretrain": _run_phase(config, "pretrain", pretrain)[0]}
             results["classifier"] = _run_phase(config, "classifier", train_classifier)[0]

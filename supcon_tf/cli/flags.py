@@ -123,8 +123,8 @@ def define_flags(flag_values=flags.FLAGS):
         "strategy",
         STRATEGIES,
         "tf.distribute strategy: default (one device), mirrored (the local GPUs), "
-        "tpu (with --tpu/--tpu_zone/--gcp_project), multi_worker (machines in TF_CONFIG; "
-        "refused until Keras 3's fit runs under it, keras-team/keras#20585).",
+        "multi_worker (the machines in TF_CONFIG; a custom training loop, since Keras 3's "
+        "fit does not run there), tpu (with --tpu/--tpu_zone/--gcp_project).",
     )
     string("tpu", "TPU name or grpc:// address for --strategy=tpu (default: $TPU_NAME).")
     string("tpu_zone", "GCE zone of the TPU (--strategy=tpu).")
