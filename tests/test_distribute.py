@@ -26,7 +26,11 @@ from supcon_tf.distribute import (
     MidEpochBackupAndRestore,
     build_strategy,
     default_learning_rate_scaling,
+    evaluate_classifier,
+    fit_with_custom_loop,
+    is_chief,
     loss_scale_optimizer,
+    needs_custom_loop,
     per_replica_batch_size,
     scale_learning_rate,
     set_mixed_precision,
@@ -597,7 +601,6 @@ class TestExperimentDistributionOptions:
             ({"strategy": "horovod"}, "Unknown `strategy` 'horovod'"),
             ({"tpu": "node-1"}, "tpu only apply to strategy='tpu'"),
             ({"strategy": "mirrored", "tpu_zone": "z"}, "tpu_zone only apply to strategy='tpu'"),
-            ({"strategy": "multi_worker"}, "keras-team/keras#20585"),
             ({"mixed_precision": "float8"}, "Unknown `mixed_precision` 'float8'"),
             ({"learning_rate_scaling": "cubic"}, "Unknown `learning_rate_scaling` 'cubic'"),
             ({"backup_steps": -1}, "`backup_steps` must be a non-negative integer"),
@@ -783,3 +786,78 @@ class TestExperimentResumesMidEpoch:
         ]
         for expected, got in zip(*(e.get_weights() for e in encoders), strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+class TestCustomLoop:
+    """`fit_with_custom_loop` / `evaluate_classifier`: the multi-worker replacements of fit."""
+
+    def classifier(self):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Dense(8, activation="relu"),
+                keras.layers.BatchNormalization(),
+                keras.layers.Dense(3),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        return model
+
+    def data(self):
+        rng = np.random.default_rng(4)
+        inputs = rng.normal(size=(96, 6)).astype("float32")
+        labels = (inputs[:, 0] > 0).astype("int64") + (inputs[:, 1] > 1).astype("int64")
+        return inputs, labels
+
+    def test_custom_loop_equals_fit(self):
+        inputs, labels = self.data()
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(16).repeat(3)
+        validation = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(40)
+        expected = self.classifier()
+        history = expected.fit(dataset, epochs=3, steps_per_epoch=6, verbose=0)
+        model = self.classifier()
+        got = fit_with_custom_loop(
+            model, dataset, epochs=3, steps_per_epoch=6, validation_data=validation
+        )
+        assert int(model.optimizer.iterations) == 18
+        for weight, reference in zip(model.get_weights(), expected.get_weights(), strict=True):
+            np.testing.assert_allclose(weight, reference, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.history["loss"], history.history["loss"], rtol=1e-5)
+        loss, accuracy = expected.evaluate(validation, verbose=0)
+        assert got.history["val_loss"][-1] == pytest.approx(loss, rel=1e-5)
+        assert got.history["val_accuracy"][-1] == pytest.approx(accuracy, rel=1e-6)
+
+    def test_callbacks_and_resuming_epoch(self):
+        inputs, labels = self.data()
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(16).repeat()
+        seen = []
+
+        class Record(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                seen.append(epoch)
+                self.model.stop_training = epoch == 3
+
+        model = self.classifier()
+        history = fit_with_custom_loop(
+            model, dataset, epochs=6, steps_per_epoch=2, callbacks=[Record()], initial_epoch=2
+        )
+        assert seen == [2, 3] and len(history.history["loss"]) == 2
+        assert int(model.optimizer.iterations) == 4
+
+    def test_uncompiled_model_is_rejected(self):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+        dataset = tf.data.Dataset.from_tensor_slices((np.ones((4, 2)), [0, 1, 0, 1])).batch(2)
+        with pytest.raises(ValueError, match="must be compiled"):
+            fit_with_custom_loop(model, dataset, epochs=1, steps_per_epoch=1)
+        with pytest.raises(ValueError, match="must be compiled with a loss"):
+            evaluate_classifier(model, dataset)
+
+    def test_only_multi_worker_strategies_need_it(self):
+        assert not needs_custom_loop(build_strategy("default"))
+        assert not needs_custom_loop(build_strategy("mirrored", devices=["/cpu:0"]))
+        assert is_chief(build_strategy("default"))
