@@ -12,6 +12,10 @@ The workflow for training on several devices or machines:
         model.compile(optimizer=..., loss=SupervisedContrastiveLoss())
     model.fit(dataset.batch(1024), callbacks=[MidEpochBackupAndRestore("backup/", 100)])
 
+Under `MultiWorkerMirroredStrategy`, where Keras 3's `fit` does not run
+(keras-team/keras#20585), `fit_with_custom_loop(model, dataset, epochs, steps)` takes
+its place (`needs_custom_loop(strategy)` tells when).
+
 `SupervisedContrastiveLoss` gathers every replica's embeddings and labels by itself
 (`gather_across_replicas=True`), so each replica's anchors are contrasted with the
 whole global batch, and Keras' per-replica loss scaling makes loss and gradients equal

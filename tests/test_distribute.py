@@ -861,3 +861,77 @@ class TestCustomLoop:
         assert not needs_custom_loop(build_strategy("default"))
         assert not needs_custom_loop(build_strategy("mirrored", devices=["/cpu:0"]))
         assert is_chief(build_strategy("default"))
+
+
+@pytest.mark.slow
+class TestMultiWorkerSupconTrain:
+    def command(self, model_dir, strategy):
+        return [
+            sys.executable,
+            "-m",
+            "supcon_tf.train",
+            f"--strategy={strategy}",
+            "--sync_batchnorm",
+            "--pretrain_epochs=1",
+            "--classifier_epochs=1",
+            "--nobaseline",
+            "--width_multiplier=0.25",
+            "--batch_size=64",
+            "--optimizer=sgd",
+            "--learning_rate=0.4",
+            "--verbose=0",
+            f"--model_dir={model_dir}",
+        ]
+
+    def test_two_workers_train_like_one_process(self, tmp_path):
+        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+        workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+        processes = [
+            subprocess.Popen(
+                self.command(tmp_path / "single", "default"),
+                cwd=ROOT,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        ]
+        for index in range(2):
+            config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            processes.append(
+                subprocess.Popen(
+                    self.command(tmp_path / "cluster", "multi_worker"),
+                    cwd=ROOT,
+                    env=dict(environment, TF_CONFIG=json.dumps(config)),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        try:
+            outputs = [process.communicate(timeout=1200)[0] for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        for process, output in zip(processes, outputs, strict=True):
+            assert process.returncode == 0, output[-6000:]
+        report = json.loads((tmp_path / "cluster" / "report.json").read_text())
+        assert report["distribution"]["num_replicas"] == 2
+        assert report["distribution"]["learning_rate"] == pytest.approx(0.1)
+        # The second worker wrote its (identical) files into a folder of its own.
+        worker_dir = tmp_path / "cluster" / "workers" / "worker_1"
+        encoders = {
+            name: keras.saving.load_model(folder / "encoder.keras")
+            for name, folder in [
+                ("single", tmp_path / "single"),
+                ("chief", tmp_path / "cluster"),
+                ("worker", worker_dir),
+            ]
+        }
+        chief = encoders["chief"].get_weights()
+        for got, expected in zip(encoders["worker"].get_weights(), chief, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+        # Global batch, synchronised BatchNorm and gathered negatives: one process's run.
+        for got, expected in zip(chief, encoders["single"].get_weights(), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
