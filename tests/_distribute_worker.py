@@ -116,6 +116,49 @@ def _custom_loop_cases(strategy, model, arrays):
     return results
 
 
+def _uneven_shards(strategy, array):
+    """Per-replica values of unequal sizes (as a partial last batch gives), in order."""
+    replicas = strategy.num_replicas_in_sync
+    # Replica r gets rows bounds[r] .. bounds[r + 1] - 1: sizes 3, 5 or 1, 2, 2, 3.
+    bounds = {2: [0, 3, 8], 4: [0, 1, 3, 5, 8]}[replicas]
+    return strategy.experimental_distribute_values_from_function(
+        lambda context: array[
+            bounds[context.replica_id_in_sync_group] : bounds[context.replica_id_in_sync_group + 1]
+        ]
+    )
+
+
+def _uneven_shards_case(strategy, model, arrays):
+    """Loss and gradients with shards of unequal sizes (global mean over all samples)."""
+    import tensorflow as tf
+
+    from supcon_tf import supervised_contrastive_loss
+
+    global_batch = arrays["x"].shape[0]
+
+    @tf.function
+    def step(inputs, labels):
+        def replica_step(x, labels):
+            with tf.GradientTape() as tape:
+                per_sample = supervised_contrastive_loss(labels, model(x, training=True))
+                loss = tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            return loss, tf.distribute.get_replica_context().all_reduce("sum", gradients)
+
+        loss, gradients = strategy.run(replica_step, args=(inputs, labels))
+        return strategy.reduce("sum", loss, axis=None), gradients
+
+    loss, gradients = step(
+        _uneven_shards(strategy, arrays["x"]), _uneven_shards(strategy, arrays["labels"])
+    )
+    results = {"uneven_loss": float(loss)}
+    for index, gradient in enumerate(gradients):
+        results[f"uneven_gradient_{index}"] = strategy.experimental_local_results(gradient)[
+            0
+        ].numpy()
+    return results
+
+
 def _custom_loop_update(strategy, arrays):
     """Weights after one SGD step of a custom loop (the optimizer all-reduces gradients)."""
     import keras
@@ -223,6 +266,7 @@ def run_mirrored(arguments):
     results = {"num_replicas": strategy.num_replicas_in_sync}
     results.update(_custom_loop_cases(strategy, model, arrays))
     results.update(_fit_one_step(strategy, arrays))
+    results.update(_uneven_shards_case(strategy, model, arrays))
     results["mask_error"] = _square_mask_error(strategy, model, arrays)
     results["sync_batch_norm"] = _batch_norm_outputs(strategy, arrays, True)
     results["local_batch_norm"] = _batch_norm_outputs(strategy, arrays, False)

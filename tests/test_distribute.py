@@ -190,6 +190,13 @@ class TestMirroredStrategy:
         np.testing.assert_allclose(results[f"{case}_loss"], expected_loss, rtol=LOSS_RTOL)
         assert_gradients_close(worker_gradients(results, case), expected_gradients)
 
+    def test_unequal_shards_equal_single_device_full_batch(self, mirrored_run):
+        # A partial last batch splits unevenly; anchors are offset by the shard sizes.
+        arrays, results = mirrored_run
+        expected_loss, expected_gradients = reference_cases(arrays)["labels"]
+        np.testing.assert_allclose(results["uneven_loss"], expected_loss, rtol=LOSS_RTOL)
+        assert_gradients_close(worker_gradients(results, "uneven"), expected_gradients)
+
     def test_loss_matches_float64_oracle(self, mirrored_run):
         arrays, results = mirrored_run
         embeddings = embeddings_float64(arrays, arrays["x"])
