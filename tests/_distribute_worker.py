@@ -275,9 +275,8 @@ def run_mirrored(arguments):
 
 def run_multi_worker(arguments):
     import numpy as np
-    import tensorflow as tf
 
-    from supcon_tf.distribute import build_strategy
+    from supcon_tf.distribute import build_strategy, is_chief
 
     arrays = dict(np.load(arguments.input))
     strategy = build_strategy("multi_worker")
@@ -288,10 +287,8 @@ def run_multi_worker(arguments):
     # Keras 3's `model.fit` fails under MultiWorkerMirroredStrategy before the first
     # step (keras-team/keras#20585): multi-worker training runs a custom loop.
     results.update(_custom_loop_update(strategy, arrays))
-    resolver = strategy.cluster_resolver
-    if resolver.task_type in ("chief", None) or resolver.task_id == 0:
+    if is_chief(strategy):
         np.savez(arguments.output, **results)
-    del tf
 
 
 def run_train(arguments):
