@@ -85,6 +85,30 @@ def check_implementation(implementation, block_size):
         )
 
 
+def choose_implementation(implementation, num_anchors, num_contrasts):
+    """Resolves `"auto"` to `"dense"` or `"blocked"` from the static logit-matrix size.
+
+    Args:
+        implementation: `"auto"`, `"dense"` or `"blocked"`.
+        num_anchors: static number K of anchor views (rows), or None when unknown.
+        num_contrasts: static number M of contrast views (columns), or None.
+
+    Returns:
+        `"dense"` or `"blocked"`; `"auto"` gives dense when `K x M` is at most
+        `AUTO_DENSE_MAX_ELEMENTS` or unknown.
+
+    Example:
+
+    >>> choose_implementation("auto", 8192, 8192)
+    'blocked'
+    """
+    if implementation != "auto":
+        return implementation
+    if num_anchors is None or num_contrasts is None:
+        return "dense"
+    return "dense" if num_anchors * num_contrasts <= AUTO_DENSE_MAX_ELEMENTS else "blocked"
+
+
 def default_block_size(num_contrasts):
     """Rows per block so that one block holds about `DEFAULT_BLOCK_ELEMENTS` logits.
 
@@ -175,48 +199,77 @@ def _mask_builder(positives, global_batch, num_views, dtype):
     return build
 
 
+def _reference_columns(positives, num_views, global_batch, local_batch, rows, anchor_samples):
+    """For each anchor row, one contrast column that is a positive whenever it has one.
+
+    The other view of the same sample when there are several views; with one view, the
+    next sample of the same class (in label order); the anchor itself when it has none.
+    """
+    if num_views > 1:
+        next_view = (rows // local_batch + 1) % num_views
+        return next_view * global_batch + anchor_samples
+    if positives.kind != "labels":
+        return anchor_samples
+    segment_ids = _segment_ids(positives.values)
+    order = tf.argsort(segment_ids, stable=True)
+    sorted_ids = tf.gather(segment_ids, order)
+    same_as_next = tf.concat([tf.equal(sorted_ids[1:], sorted_ids[:-1]), [False]], axis=0)
+    same_as_previous = tf.concat([[False], same_as_next[:-1]], axis=0)
+    positions = tf.range(tf.shape(order)[0])
+    partner_positions = tf.where(
+        same_as_next, positions + 1, tf.where(same_as_previous, positions - 1, positions)
+    )
+    partners = tf.scatter_nd(
+        order[:, None], tf.gather(order, partner_positions), tf.shape(segment_ids)
+    )
+    return tf.gather(partners, anchor_samples)
+
+
 def _row_terms(
     anchors,
     contrast,
     anchor_samples,
     self_columns,
+    reference_columns,
     build_mask,
     positive_term,
     include_self,
     block_size,
 ):
-    """Per-row log-denominator (and positive term, count) with a custom gradient.
+    """Per-row log-denominator and positive terms, with a custom gradient.
 
     Args:
         anchors: `[K, D]` anchor embeddings already divided by the temperature.
         contrast: `[M, D]` contrast embeddings.
         anchor_samples: `[K]` sample index (in the contrast batch) of each anchor row.
         self_columns: `[K]` column of each anchor row's own view.
+        reference_columns: `[K]` a positive column per row (for `reference_gap`), or None.
         build_mask: `anchor_samples[b] -> bool [b, M]` positives, or None.
         positive_term: None, `"sum"` (sum of positive logits) or `"logsumexp"`.
         block_size: rows per block, or None for one dense block.
 
     Returns:
-        `(log_denominator, row_max, peak)` (the row's largest logit and its column,
-        without gradient) when `positive_term` is None, else
-        `(log_denominator, positive, count)`; all `[K]`.
+        `(log_denominator, reference_gap)` when `positive_term` is None, where
+        `reference_gap = log_denominator - logit[reference column]` is computed without
+        cancellation (no gradient); else `(log_denominator, positive, count)`; all `[K]`.
     """
     dtype = anchors.dtype
     mask_value = tf.constant(MASK_VALUE, dtype)
 
-    def forward_block(block_anchors, block_samples, block_self):
+    def forward_block(block_anchors, block_samples, block_self, block_reference):
         rows = tf.shape(block_anchors)[0]
         logits = tf.matmul(block_anchors, contrast, transpose_b=True)
         if not include_self:
             self_index = tf.stack([tf.range(rows), block_self], axis=1)
             logits = tf.tensor_scatter_nd_update(logits, self_index, tf.fill([rows], mask_value))
-        peak = tf.argmax(logits, axis=1, output_type=tf.int32)
-        row_max = tf.gather(logits, peak, batch_dims=1)
-        exps = tf.exp(logits - row_max[:, None])
-        sums = tf.reduce_sum(exps, axis=1)
-        state = {"exps": exps, "sums": sums, "log_denominator": row_max + tf.math.log(sums)}
+        # One fused softmax pass; the row's largest probability is 1 / sum exp(l - max).
+        row_max = tf.reduce_max(logits, axis=1)
+        softmax = tf.nn.softmax(logits, axis=1)
+        log_sums = -tf.math.log(tf.reduce_max(softmax, axis=1))
+        state = {"softmax": softmax, "log_denominator": row_max + log_sums}
         if positive_term is None:
-            state.update(row_max=row_max, peak=peak)
+            reference = tf.gather(logits, block_reference, batch_dims=1)
+            state["reference_gap"] = (row_max - reference) + log_sums
             return state
         mask = build_mask(block_samples)
         if not include_self:
@@ -230,40 +283,35 @@ def _row_terms(
             shifted = tf.where(mask, tf.exp(logits - positive_max[:, None]), tf.zeros_like(logits))
             positive_sum = tf.reduce_sum(shifted, axis=1)
             has_positive = count > 0
+            safe_sum = tf.where(has_positive, positive_sum, tf.ones_like(positive_sum))
             state["positive"] = tf.where(
-                has_positive,
-                positive_max
-                + tf.math.log(tf.where(has_positive, positive_sum, tf.ones_like(positive_sum))),
-                tf.zeros_like(positive_max),
+                has_positive, positive_max + tf.math.log(safe_sum), tf.zeros_like(positive_max)
             )
-            state["positive_softmax"] = tf.where(
-                mask, tf.exp(logits - state["positive"][:, None]), tf.zeros_like(logits)
-            )
+            state["positive_softmax"] = shifted / safe_sum[:, None]
         return state
 
     def backward_block(state, block_anchors, grad_denominator, grad_positive):
         """Returns the gradients of the block's anchors and its contrast contribution."""
-        row_scale = grad_denominator / state["sums"]
+        softmax = state["softmax"]
         if positive_term is None:
-            # dlogits = diag(row_scale) exps: fold the row scale into the [b, D] factors.
-            anchor_grad = row_scale[:, None] * tf.matmul(state["exps"], contrast)
+            # dlogits = diag(g) softmax: fold g into the [b, D] factors, not the [b, M] matrix.
+            anchor_grad = grad_denominator[:, None] * tf.matmul(softmax, contrast)
             contrast_grad = tf.matmul(
-                state["exps"], row_scale[:, None] * block_anchors, transpose_a=True
+                softmax, grad_denominator[:, None] * block_anchors, transpose_a=True
             )
             return anchor_grad, contrast_grad
         if positive_term == "sum":
             positive_grad = grad_positive[:, None] * tf.cast(state["mask"], dtype)
         else:
             positive_grad = grad_positive[:, None] * state["positive_softmax"]
-        logits_grad = row_scale[:, None] * state["exps"] + positive_grad
+        logits_grad = grad_denominator[:, None] * softmax + positive_grad
         anchor_grad = tf.matmul(logits_grad, contrast)
         contrast_grad = tf.matmul(logits_grad, block_anchors, transpose_a=True)
         return anchor_grad, contrast_grad
 
     output_names = ("log_denominator",) + (
-        ("row_max", "peak") if positive_term is None else ("positive", "count")
+        ("reference_gap",) if positive_term is None else ("positive", "count")
     )
-    output_dtypes = (dtype, dtype, tf.int32 if positive_term is None else dtype)
 
     def outputs_of(state):
         return tuple(state[name] for name in output_names)
@@ -272,12 +320,15 @@ def _row_terms(
         grads = list(grads) + [None] * (3 - len(grads))
         return [tf.zeros_like(reference) if grad is None else grad for grad in grads[:2]]
 
+    if reference_columns is None:
+        reference_columns = self_columns
+
     @tf.custom_gradient
     def dense_terms(anchors, contrast):
-        state = forward_block(anchors, anchor_samples, self_columns)
+        state = forward_block(anchors, anchor_samples, self_columns, reference_columns)
 
         def grad(*grads):
-            grad_denominator, grad_positive = upstream(grads, state["sums"])
+            grad_denominator, grad_positive = upstream(grads, state["log_denominator"])
             return backward_block(state, anchors, grad_denominator, grad_positive)
 
         return outputs_of(state), grad
@@ -293,21 +344,25 @@ def _row_terms(
         padded = tf.pad(tensor, [[0, padding]] + [[0, 0]] * (tensor.shape.rank - 1))
         return tf.reshape(padded, tf.concat([[num_blocks, block_size], tf.shape(tensor)[1:]], 0))
 
-    sample_blocks = blocks_of(anchor_samples)
-    self_blocks = blocks_of(self_columns)
+    index_blocks = [
+        blocks_of(tensor) for tensor in (anchor_samples, self_columns, reference_columns)
+    ]
+
+    def block_indices(index):
+        return [blocks[index] for blocks in index_blocks]
 
     @tf.custom_gradient
     def blocked_terms(anchors, contrast):
         anchor_blocks = blocks_of(anchors)
 
         def forward_step(index, arrays):
-            state = forward_block(anchor_blocks[index], sample_blocks[index], self_blocks[index])
+            state = forward_block(anchor_blocks[index], *block_indices(index))
             values = outputs_of(state)
             return index + 1, [
                 array.write(index, value) for array, value in zip(arrays, values, strict=True)
             ]
 
-        arrays = [tf.TensorArray(output_dtype, size=num_blocks) for output_dtype in output_dtypes]
+        arrays = [tf.TensorArray(dtype, size=num_blocks) for _ in output_names]
         _, arrays = tf.while_loop(
             lambda index, _: index < num_blocks,
             forward_step,
@@ -323,7 +378,7 @@ def _row_terms(
 
             def backward_step(index, anchor_grads, contrast_grad):
                 block_anchors = anchor_blocks[index]
-                state = forward_block(block_anchors, sample_blocks[index], self_blocks[index])
+                state = forward_block(block_anchors, *block_indices(index))
                 anchor_grad, block_contrast_grad = backward_block(
                     state, block_anchors, denominator_blocks[index], positive_blocks[index]
                 )
@@ -410,16 +465,19 @@ def anchor_losses(
     linear_positives = summation == "out" and positives.kind in ("labels", "samples")
     if linear_positives:
         positive_term, build_mask = None, None
+        if include_self:
+            reference_columns = self_columns
+        else:
+            reference_columns = _reference_columns(
+                positives, num_views, global_batch, local_batch, rows, anchor_samples
+            )
     else:
         positive_term = "sum" if summation == "out" else "logsumexp"
         build_mask = _mask_builder(positives, global_batch, num_views, dtype)
+        reference_columns = None
 
-    static_rows = anchors.shape[0]
     static_columns = contrast.shape[0]
-    if implementation == "auto":
-        known = static_rows is not None and static_columns is not None
-        small = known and static_rows * static_columns <= AUTO_DENSE_MAX_ELEMENTS
-        implementation = "dense" if small or not known else "blocked"
+    implementation = choose_implementation(implementation, anchors.shape[0], static_columns)
     if implementation == "blocked" and block_size is None:
         block_size = default_block_size(static_columns or DEFAULT_BLOCK_ELEMENTS // 256)
 
@@ -429,27 +487,30 @@ def anchor_losses(
         contrast,
         anchor_samples,
         self_columns,
+        reference_columns,
         build_mask,
         positive_term,
         include_self,
         block_size if implementation == "blocked" else None,
     )
     if linear_positives:
-        log_denominator, row_max, peak = terms
+        log_denominator, reference_gap = terms
         positive_sums, counts = _positive_sums(
             features, anchors, anchor_samples, positives, include_self
         )
         safe_counts = tf.maximum(counts, 1.0)
         mean_positive = tf.reduce_sum(scaled_anchors * positive_sums, axis=1) / safe_counts
         loss = log_denominator - mean_positive
-        # The same value without cancelling two numbers of size 1/temperature: the gap
-        # between the row's largest logit and the mean positive logit, from the
-        # difference of their contrast vectors. Gradients flow through `loss`.
-        gap = tf.reduce_sum(
-            scaled_anchors * (tf.gather(contrast, peak) - positive_sums / safe_counts[:, None]),
+        # The same value without cancelling two numbers of size 1/temperature:
+        # (log-denominator - reference logit) + (reference logit - mean positive logit),
+        # the latter from the difference of the contrast vectors. Gradients flow
+        # through `loss`, whose value is replaced.
+        reference_to_mean = tf.reduce_sum(
+            scaled_anchors
+            * (tf.gather(contrast, reference_columns) - positive_sums / safe_counts[:, None]),
             axis=1,
         )
-        accurate = tf.stop_gradient(log_denominator - row_max + gap)
+        accurate = tf.stop_gradient(reference_gap + reference_to_mean)
         loss = accurate + (loss - tf.stop_gradient(loss))
     else:
         log_denominator, positive, counts = terms
