@@ -54,50 +54,86 @@ def plain_dense_supcon(labels, features, temperature=0.1):
     return -tf.reduce_mean(mean_log_prob_pos)
 
 
+def make_step(implementation, labels, features, block_size=None):
+    """A `tf.function` computing the mean loss and its gradient for the features."""
+    import tensorflow as tf
+
+    from supcon_tf import supervised_contrastive_loss
+
+    def loss_of():
+        if implementation == "baseline":
+            return plain_dense_supcon(labels, features)
+        per_sample = supervised_contrastive_loss(
+            labels, features, implementation=implementation, block_size=block_size
+        )
+        return tf.reduce_mean(per_sample)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            loss = loss_of()
+        return loss, tape.gradient(loss, features)
+
+    return step
+
+
+def matmul_rates(num, dim, repeats):
+    """Best-of-`repeats` GFLOP/s of the loss's product shapes (whole and one 256-row block)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    views = tf.constant(rng.normal(size=(num, dim)).astype("float32"))
+    block = views[: min(256, num)]
+    similarities = tf.constant(rng.random((min(256, num), num)).astype("float32"))
+    shapes = {
+        "full [N,D]x[D,N]": (lambda: tf.matmul(views, views, transpose_b=True), num * num),
+        "block [256,D]x[D,N]": (
+            lambda: tf.matmul(block, views, transpose_b=True),
+            block.shape[0] * num,
+        ),
+        "block [256,N]x[N,D]": (lambda: tf.matmul(similarities, views), block.shape[0] * num),
+    }
+    rates = {}
+    for name, (product, pairs) in shapes.items():
+        function = tf.function(lambda product=product: tf.reduce_sum(product()[:1]))
+        function().numpy()
+        best = min(timed(function) for _ in range(repeats))
+        rates[name] = 2 * pairs * dim / best / 1e9
+    return rates
+
+
+def timed(function):
+    start = time.perf_counter()
+    function().numpy()
+    return time.perf_counter() - start
+
+
 def worker(implementation, batch_size, num_views, dim, repeats, block_size):
     """Times forward + backward in this process; prints one JSON line."""
     import numpy as np
     import tensorflow as tf
 
     from benchmarks.common import peak_rss_mb
-    from supcon_tf import supervised_contrastive_loss
 
     rng = np.random.default_rng(0)
     features = tf.constant(rng.normal(size=(batch_size, num_views, dim)).astype("float32"))
     labels = tf.constant(rng.integers(0, 10, size=batch_size))
 
     if implementation == "matmul":
-        views = tf.reshape(features, [-1, dim])
+        print(json.dumps(matmul_rates(batch_size * num_views, dim, repeats)))
+        return
 
-        @tf.function
-        def step(labels, features):
-            return tf.reduce_sum(tf.matmul(views, views, transpose_b=True)[:1]), views
-
-    else:
-
-        def loss_of(labels, features):
-            if implementation == "baseline":
-                return plain_dense_supcon(labels, features)
-            return tf.reduce_mean(
-                supervised_contrastive_loss(
-                    labels, features, implementation=implementation, block_size=block_size
-                )
-            )
-
-        @tf.function
-        def step(labels, features):
-            with tf.GradientTape() as tape:
-                tape.watch(features)
-                loss = loss_of(labels, features)
-            return loss, tape.gradient(loss, features)
-
+    step = make_step(implementation, labels, features, block_size)
     rss_before = peak_rss_mb()
-    loss, gradient = step(labels, features)
-    gradient.numpy()
+    if repeats > 0:  # warm-up (tracing); repeats=0 times the first call alone
+        loss, gradient = step()
+        gradient.numpy()
     times = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
-        loss, gradient = step(labels, features)
+        loss, gradient = step()
         gradient.numpy()
         times.append(time.perf_counter() - start)
     print(
@@ -117,11 +153,38 @@ def parse_sizes(text):
     return sizes
 
 
+def in_process_table(sizes, dim, implementations, repeats, block_size):
+    """Times all implementations interleaved in this process (crossover; no memory)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rows = []
+    for batch, views in sizes:
+        rng = np.random.default_rng(0)
+        features = tf.constant(rng.normal(size=(batch, views, dim)).astype("float32"))
+        labels = tf.constant(rng.integers(0, 10, size=batch))
+        steps = {name: make_step(name, labels, features, block_size) for name in implementations}
+        times = {name: [] for name in implementations}
+        for step in steps.values():
+            step()[1].numpy()
+        for _ in range(repeats):
+            for name, step in steps.items():
+                times[name].append(timed(lambda step=step: step()[1]))
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        fastest = min(medians, key=medians.get)
+        row = [f"{batch} x {views} ({batch * views})"]
+        row += [f"{medians[name]:.4f}" for name in implementations] + [fastest]
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    return ["batch x views (N)", *[f"{name} s" for name in implementations], "fastest"], rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="batch x views, comma separated")
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per configuration")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per process")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh-process sweeps (medians)")
     parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--block-size", type=int, default=None)
     parser.add_argument(
@@ -129,6 +192,11 @@ def main(argv=None):
         type=int,
         default=16384,
         help="skip baseline/dense above this many views N (their N x N matrices)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time the implementations interleaved in one process (crossover table, no memory)",
     )
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "BATCH", "VIEWS", "DIM"))
@@ -147,73 +215,112 @@ def main(argv=None):
         raise ValueError(
             f"Unknown --implementations {sorted(unknown)}; expected {IMPLEMENTATIONS}."
         )
-    rows = []
+    sizes = parse_sizes(args.sizes)
+    if args.in_process:
+        header, rows = in_process_table(
+            sizes, args.dim, implementations, args.repeats * args.rounds, args.block_size
+        )
+        table = markdown_table(header, rows)
+        print(table)
+        if not args.no_append:
+            notes = (
+                "Forward + backward median seconds, all implementations interleaved in one "
+                "process (so that load from other jobs hits them alike); no memory figures."
+            )
+            append_results(
+                "Loss: dense/blocked crossover", " ".join(sys.argv), table + "\n\n" + notes
+            )
+        return
+
+    results = {}
+    rates = {}
+    for round_index in range(args.rounds):
+        for batch, views in sizes:
+            num = batch * views
+            if round_index == 0:
+                matmul_command = [
+                    "benchmarks/loss.py",
+                    "--worker",
+                    "matmul",
+                    str(batch),
+                    str(views),
+                ]
+                rates[num] = run_child([*matmul_command, str(args.dim), "--repeats", "3"])
+                print(f"N={num} matmul GFLOP/s: {rates[num]}", flush=True)
+            for implementation in implementations:
+                if implementation != "blocked" and num > args.max_dense_views:
+                    continue
+                huge = num > 16384
+                if huge and round_index > 0:
+                    continue  # minutes per call: one call, one round
+                command = ["benchmarks/loss.py", "--worker", implementation, str(batch)]
+                command += [
+                    str(views),
+                    str(args.dim),
+                    "--repeats",
+                    "0" if huge else str(args.repeats),
+                ]
+                if args.block_size:
+                    command += ["--block-size", str(args.block_size)]
+                report = run_child(command)
+                entry = results.setdefault((batch, views, implementation), {"times": [], "rss": []})
+                entry["times"] += report["times"]
+                entry["rss"].append(report["peak_rss_mb"])
+                entry["before"] = report["rss_before_mb"]
+                print(
+                    f"round {round_index} {batch}x{views} {implementation}: "
+                    f"{statistics.median(report['times']):.3f} s, {report['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
+
     header = [
         "batch x views (N)",
         "implementation",
-        "fwd+bwd median s (min-max)",
-        "vs baseline",
-        "peak RSS MB",
+        "fwd+bwd s, median (min-max)",
+        "speed-up vs baseline",
+        "peak RSS MB, median (max)",
         "RSS before loss MB",
-        "floor s",
+        "floor s (% of time)",
     ]
-    for batch, views in parse_sizes(args.sizes):
+    rows = []
+    for batch, views in sizes:
         num = batch * views
-        matmul_args = ["benchmarks/loss.py", "--worker", "matmul", str(batch), str(views)]
-        matmul = run_child([*matmul_args, str(args.dim), "--repeats", "3"])
-        matmul_seconds = statistics.median(matmul["times"])
-        rate = 2 * num * num * args.dim / matmul_seconds
-        baseline_seconds = None
+        best_rate = max(rates[num].values()) * 1e9
+        floor = 3 * 2 * num * num * args.dim / best_rate
+        baseline = results.get((batch, views, "baseline"))
+        baseline_seconds = statistics.median(baseline["times"]) if baseline else None
         for implementation in implementations:
-            if implementation != "blocked" and num > args.max_dense_views:
+            entry = results.get((batch, views, implementation))
+            if entry is None:
                 continue
-            command = [
-                "benchmarks/loss.py",
-                "--worker",
-                implementation,
-                str(batch),
-                str(views),
-                str(args.dim),
-                "--repeats",
-                str(args.repeats if num <= 16384 else 1),
-            ]
-            if args.block_size:
-                command += ["--block-size", str(args.block_size)]
-            report = run_child(command)
-            seconds = statistics.median(report["times"])
-            if implementation == "baseline":
-                baseline_seconds = seconds
-            products = 4 if implementation == "blocked" else 3
-            floor = products * 2 * num * num * args.dim / rate
+            seconds = statistics.median(entry["times"])
             speedup = f"{baseline_seconds / seconds:.2f}x" if baseline_seconds else "-"
-            row = [
-                f"{batch} x {views} ({num})",
-                implementation,
-                f"{seconds:.3f} ({min(report['times']):.3f}-{max(report['times']):.3f})",
-                speedup,
-                f"{report['peak_rss_mb']:.0f}",
-                f"{report['rss_before_mb']:.0f}",
-                f"{floor:.3f}",
-            ]
-            rows.append(row)
-            print(" | ".join(row), flush=True)
-        print(
-            f"matmul [{num}x{args.dim}] x [{args.dim}x{num}]: {matmul_seconds:.4f} s "
-            f"= {rate / 1e9:.0f} GFLOP/s",
-            flush=True,
-        )
-        rows.append([f"{batch} x {views} ({num})", "matmul rate", f"{rate / 1e9:.0f} GFLOP/s"])
-        rows[-1] += [""] * (len(header) - len(rows[-1]))
+            rows.append(
+                [
+                    f"{batch} x {views} ({num})",
+                    implementation,
+                    f"{seconds:.3f} ({min(entry['times']):.3f}-{max(entry['times']):.3f})"
+                    + (f", n={len(entry['times'])}" if len(entry["times"]) < 3 else ""),
+                    speedup,
+                    f"{statistics.median(entry['rss']):.0f} ({max(entry['rss']):.0f})",
+                    f"{entry['before']:.0f}",
+                    f"{floor:.3f} ({100 * floor / seconds:.0f}%)",
+                ]
+            )
+        rate_text = ", ".join(f"{name} {value:.0f}" for name, value in rates[num].items())
+        rows.append([f"{batch} x {views} ({num})", "matmul GFLOP/s", rate_text, "", "", "", ""])
     table = markdown_table(header, rows)
     print(table)
     if not args.no_append:
         notes = (
             "Forward + backward of the mean loss (integer labels, 10 classes, D = "
-            f"{args.dim}, temperature 0.1) in `tf.function`, each configuration in a fresh "
-            "process; peak RSS is that process's `ru_maxrss` (includes TensorFlow itself, "
-            "see 'RSS before loss'). 'floor s' = products' FLOPs (3 x 2 N^2 D dense, 4 x "
-            "for blocked, which recomputes the forward product) / the measured rate of a "
-            "same-shaped [N, D] x [D, N] matmul."
+            f"{args.dim}, temperature 0.1) in `tf.function`; every configuration in a fresh "
+            f"process, {args.rounds} interleaved rounds of {args.repeats} timed calls after a "
+            "warm-up (N > 16384: one call, one round, tracing included). Peak RSS is that "
+            "process's `ru_maxrss` (TensorFlow itself and the inputs are in 'RSS before "
+            "loss'). Floor = 3 products x 2 N^2 D FLOPs (forward, and two backward) at the "
+            "best measured matmul rate of the loss's shapes (listed per N); the blocked "
+            "kernel also recomputes the forward product in the backward pass (4 products)."
         )
         append_results("Loss: time and memory vs N", " ".join(sys.argv), table + "\n\n" + notes)
 
