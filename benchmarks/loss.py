@@ -246,6 +246,7 @@ def main(argv=None):
                     str(views),
                 ]
                 rates[num] = run_child([*matmul_command, str(args.dim), "--repeats", "3"])
+                rates[num].pop("peak_rss_mb")
                 print(f"N={num} matmul GFLOP/s: {rates[num]}", flush=True)
             for implementation in implementations:
                 if implementation != "blocked" and num > args.max_dense_views:
