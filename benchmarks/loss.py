@@ -191,7 +191,13 @@ def main(argv=None):
         "--max-dense-views",
         type=int,
         default=16384,
-        help="skip baseline/dense above this many views N (their N x N matrices)",
+        help="skip dense above this many views N (its N x N matrices)",
+    )
+    parser.add_argument(
+        "--max-baseline-views",
+        type=int,
+        default=16384,
+        help="skip the baseline above this many views N (about 9 GB at N = 16384)",
     )
     parser.add_argument(
         "--in-process",
@@ -249,7 +255,8 @@ def main(argv=None):
                 rates[num].pop("peak_rss_mb")
                 print(f"N={num} matmul GFLOP/s: {rates[num]}", flush=True)
             for implementation in implementations:
-                if implementation != "blocked" and num > args.max_dense_views:
+                limit = {"baseline": args.max_baseline_views, "dense": args.max_dense_views}
+                if num > limit.get(implementation, num):
                     continue
                 huge = num > 16384
                 if huge and round_index > 0:
