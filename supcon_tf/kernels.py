@@ -5,7 +5,7 @@ a (possibly larger, e.g. gathered across replicas) contrast batch. Two implement
 share one formulation and one custom gradient:
 
 * `"dense"` computes the whole `[K, M]` logit matrix (K anchor views, M contrast views)
-  in one block and keeps its exponentials for the backward pass (fastest for small N).
+  in one block and keeps its softmax for the backward pass (three products in all).
 * `"blocked"` streams over row blocks of the logit matrix: the forward pass keeps only
   each row's log-sum-exp, the backward pass recomputes one block at a time and
   accumulates the anchor and contrast gradients, so the peak extra memory is
@@ -22,7 +22,15 @@ sample is its own class) and `summation="out"`, the positive sum is linear in th
 embeddings: `sum_{p in P(i)} z_i . z_p = z_i . S_class(i) - z_i . z_i` with `S_c` the sum
 of the class's contrast embeddings, so it costs O(M x D) and needs no mask at all.
 Multi-hot labels, explicit positive masks and `summation="in"` build a `[block, M]`
-positive mask per block from the labels; no `[M, M]` or `[B, G]` tensor is formed.
+positive mask per block from the labels (or from rows of the caller's `[G, G]` mask);
+no `[M, M]` mask is formed. Self-similarities are excluded by writing a very negative
+value on the self entries (an in-place scatter), not by multiplying with a mask.
+
+Precision: the "out" loss subtracts two numbers of size about 1/tau. To keep float32
+results as exact as the masked form, the value is computed as (log-denominator minus
+the logit of one positive "reference" column, both from the same product) plus (that
+logit minus the mean positive logit, from the difference of contrast vectors); the
+gradient is that of the plain expression.
 
 The gradient of a row's log-sum-exp is that row's softmax; the custom gradient turns
 the upstream per-row gradients into `dlogits` and two products, with the per-row
