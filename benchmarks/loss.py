@@ -87,14 +87,18 @@ def matmul_rates(num, dim, repeats):
     views = tf.constant(rng.normal(size=(num, dim)).astype("float32"))
     block = views[: min(256, num)]
     similarities = tf.constant(rng.random((min(256, num), num)).astype("float32"))
-    shapes = {
-        "full [N,D]x[D,N]": (lambda: tf.matmul(views, views, transpose_b=True), num * num),
-        "block [256,D]x[D,N]": (
-            lambda: tf.matmul(block, views, transpose_b=True),
-            block.shape[0] * num,
-        ),
-        "block [256,N]x[N,D]": (lambda: tf.matmul(similarities, views), block.shape[0] * num),
-    }
+    shapes = {}
+    if num <= 16384:  # the whole [N, N] product (1 GB at N = 16384)
+        shapes["full [N,D]x[D,N]"] = (lambda: tf.matmul(views, views, transpose_b=True), num * num)
+    shapes.update(
+        {
+            "block [256,D]x[D,N]": (
+                lambda: tf.matmul(block, views, transpose_b=True),
+                block.shape[0] * num,
+            ),
+            "block [256,N]x[N,D]": (lambda: tf.matmul(similarities, views), block.shape[0] * num),
+        }
+    )
     rates = {}
     for name, (product, pairs) in shapes.items():
         function = tf.function(lambda product=product: tf.reduce_sum(product()[:1]))
@@ -240,6 +244,7 @@ def main(argv=None):
 
     results = {}
     rates = {}
+    failures = []
     for round_index in range(args.rounds):
         for batch, views in sizes:
             num = batch * views
@@ -270,7 +275,12 @@ def main(argv=None):
                 ]
                 if args.block_size:
                     command += ["--block-size", str(args.block_size)]
-                report = run_child(command)
+                try:
+                    report = run_child(command)
+                except RuntimeError as error:  # e.g. out of memory: report it, go on
+                    print(f"{batch}x{views} {implementation} failed: {error}", flush=True)
+                    failures.append(f"{batch} x {views} {implementation}: {str(error)[-300:]}")
+                    continue
                 entry = results.setdefault((batch, views, implementation), {"times": [], "rss": []})
                 entry["times"] += report["times"]
                 entry["rss"].append(report["peak_rss_mb"])
@@ -330,6 +340,8 @@ def main(argv=None):
             "best measured matmul rate of the loss's shapes (listed per N); the blocked "
             "kernel also recomputes the forward product in the backward pass (4 products)."
         )
+        if failures:
+            notes += "\n\nFailed runs:\n" + "\n".join(f"- {failure}" for failure in failures)
         append_results("Loss: time and memory vs N", " ".join(sys.argv), table + "\n\n" + notes)
 
 

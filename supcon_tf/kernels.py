@@ -47,8 +47,10 @@ IMPLEMENTATIONS = ("auto", "dense", "blocked")
 # (4096 x 4096: 64 MB in float32); see benchmarks/RESULTS.md for the measured crossover.
 AUTO_DENSE_MAX_ELEMENTS = 4096 * 4096
 
-# Default rows per block: about this many logits (8 MB in float32) per block.
+# Default rows per block: about this many logits (8 MB in float32) per block, and at
+# least MIN_BLOCK_ROWS rows (for N = 131072 contrasts: 128 MB per block).
 DEFAULT_BLOCK_ELEMENTS = 2**21
+MIN_BLOCK_ROWS = 256
 
 # A finite stand-in for -inf: exp() of it underflows to exactly 0 in float32 while
 # keeping every intermediate value finite, so masked entries never produce NaN.
@@ -118,7 +120,10 @@ def choose_implementation(implementation, num_anchors, num_contrasts):
 
 
 def default_block_size(num_contrasts):
-    """Rows per block so that one block holds about `DEFAULT_BLOCK_ELEMENTS` logits.
+    """Rows per block: about `DEFAULT_BLOCK_ELEMENTS` logits, and at least `MIN_BLOCK_ROWS`.
+
+    The lower bound keeps the per-block accumulation of the `[M, D]` contrast gradient
+    (one pass over M x D values per block) small next to the block's products.
 
     Args:
         num_contrasts: number M of contrast views (columns of the logit matrix).
@@ -128,13 +133,13 @@ def default_block_size(num_contrasts):
 
     Example:
 
-    >>> default_block_size(8192)
+    >>> default_block_size(4096)
+    512
+    >>> default_block_size(131072)
     256
-    >>> default_block_size(10**7)
-    8
     """
     rows = DEFAULT_BLOCK_ELEMENTS // max(int(num_contrasts), 1)
-    return max(8, rows // 8 * 8)
+    return max(MIN_BLOCK_ROWS, rows // 8 * 8)
 
 
 def _segment_ids(labels):

@@ -372,8 +372,10 @@ class TestOptions:
     def test_default_block_size_bounds_the_block(self):
         for columns in (1, 100, 8192, 131072, 10**7):
             rows = kernels.default_block_size(columns)
-            assert rows % 8 == 0 and rows >= 8
-            assert rows * columns <= max(kernels.DEFAULT_BLOCK_ELEMENTS, 8 * columns)
+            assert rows % 8 == 0 and rows >= kernels.MIN_BLOCK_ROWS
+            assert rows * columns <= max(
+                kernels.DEFAULT_BLOCK_ELEMENTS, kernels.MIN_BLOCK_ROWS * columns
+            )
 
     def test_get_config_round_trip(self):
         loss = SupervisedContrastiveLoss(implementation="blocked", block_size=128)
