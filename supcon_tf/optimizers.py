@@ -129,7 +129,11 @@ class LARS(keras.optimizers.Optimizer):
                 raise ValueError(
                     f"`exclude_variables` takes Keras variables, got {type(variable).__name__}."
                 )
+            # `update_step` may see the backend variable behind a `keras.Variable`
+            # (the TensorFlow backend passes `variable.value`): register both.
             self._explicitly_excluded[id(variable)] = variable
+            backend_value = getattr(variable, "value", variable)
+            self._explicitly_excluded[id(backend_value)] = variable
 
     def is_excluded(self, variable):
         """Whether `variable` is exempt from weight decay and adaptation."""
@@ -151,21 +155,24 @@ class LARS(keras.optimizers.Optimizer):
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
-        momentum = ops.cast(self.momentum, dtype)
+        # Python floats go straight to the variable's dtype (ops.cast would round
+        # them through float32 first).
+        momentum = ops.convert_to_tensor(self.momentum, dtype=dtype)
         velocity = self.momentums[self._get_variable_index(variable)]
 
         scaled_rate = learning_rate
         if not self.is_excluded(variable):
             weights = ops.convert_to_tensor(variable)
             if self.lars_weight_decay:
-                gradient = gradient + ops.cast(self.lars_weight_decay, dtype) * weights
+                decay = ops.convert_to_tensor(self.lars_weight_decay, dtype=dtype)
+                gradient = gradient + decay * weights
             weight_norm = ops.sqrt(ops.sum(ops.square(weights)))
             gradient_norm = ops.sqrt(ops.sum(ops.square(gradient)))
             both_positive = ops.logical_and(weight_norm > 0, gradient_norm > 0)
             safe_gradient_norm = ops.where(both_positive, gradient_norm, ops.ones_like(weight_norm))
             trust_ratio = ops.where(
                 both_positive,
-                ops.cast(self.eta, dtype) * weight_norm / safe_gradient_norm,
+                ops.convert_to_tensor(self.eta, dtype=dtype) * weight_norm / safe_gradient_norm,
                 ops.ones_like(weight_norm),
             )
             scaled_rate = learning_rate * trust_ratio
