@@ -28,7 +28,7 @@ setup(
             "ipykernel",
         ],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["supcon-train=supcon_tf.cli.train:run"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",
