@@ -57,6 +57,7 @@ PRESETS = {
         "flags": {
             "dataset": "cifar10",
             "encoder": "resnet50",
+            "stem": "cifar",
             "method": "supcon",
             "views": 2,
             "batch_size": 1024,
@@ -100,9 +101,10 @@ PRESETS = {
         "flags": {
             "dataset": "cifar10",
             "encoder": "resnet50",
-            "method": "cross_entropy",
+            "stem": "cifar",
             "batch_size": 1024,
-            "pretrain_epochs": 500,
+            "baseline": True,
+            "baseline_epochs": 500,
             "optimizer": "sgd",
             "learning_rate": 0.8,
             "momentum": 0.9,
@@ -127,7 +129,8 @@ PRESETS = {
         "notes": [
             "The official TF script uses Nesterov momentum, base lr 0.1 (x 1024/256), "
             "weight decay 5e-4, 1000 epochs and SimCLR augmentation instead.",
-            "`pretrain_epochs` is the length of the end-to-end cross-entropy run.",
+            "The recipe is the cross-entropy baseline (`baseline_epochs`); supcon-train "
+            "runs its SupCon phases too, with the same optimizer settings.",
         ],
     },
     "cifar10_resnet50_simclr": {
@@ -136,6 +139,7 @@ PRESETS = {
         "flags": {
             "dataset": "cifar10",
             "encoder": "resnet50",
+            "stem": "cifar",
             "method": "simclr",
             "views": 2,
             "batch_size": 1024,
@@ -172,8 +176,8 @@ PRESETS = {
         "description": "The paper's ImageNet ResNet-50 SupCon run: batch 6144, LARS, "
         "AutoAugment, temperature 0.1, 350 epochs; classifier 90 epochs.",
         "flags": {
-            "dataset": "imagenet",
             "encoder": "resnet50",
+            "stem": "imagenet",
             "method": "supcon",
             "views": 2,
             "batch_size": 6144,
@@ -203,7 +207,8 @@ PRESETS = {
         # The paper's ImageNet ResNet-50 number was not re-read from the paper here, so
         # none is recorded rather than one from memory.
         "notes": [
-            "No ImageNet loader ships here; give --dataset a local image folder.",
+            "No ImageNet loader ships here: give --dataset a local image folder "
+            "(train/<class>/, test/<class>/).",
             "LARS momentum 0.9 is the default of the official LARSOptimizer (the script does "
             "not set it).",
         ],
@@ -219,6 +224,10 @@ PRESETS = {
             "batch_size": 265,
             "pretrain_epochs": 50,
             "classifier_epochs": 50,
+            "baseline_epochs": 50,
+            "projection_units": 128,
+            "classifier_hidden_units": 512,
+            "classifier_dropout": 0.5,
             "temperature": 0.05,
             "optimizer": "adam",
             "learning_rate": 0.001,
@@ -250,6 +259,8 @@ PRESETS = {
             "72.9%; the example itself uses ResNet50V2, batch 265 and prints 81.62%.",
             "`augment='simple'` is flip + rotation 0.02; the example also has RandomWidth/"
             "RandomHeight(0.2).",
+            "The example's projection head is one Dense(128, relu); supcon-train's "
+            "ProjectionHead is an MLP with a hidden layer before the 128 outputs.",
         ],
     },
 }
