@@ -17,6 +17,8 @@ setup(
         "absl-py",
         "scikit-learn",
         "matplotlib",
+        # TensorFlow >= 2.20 no longer depends on it; Keras needs it for TensorBoard logs.
+        "tensorboard",
     ],
     extras_require={
         "test": [
