@@ -23,7 +23,7 @@ Example:
 >>> import tempfile
 >>> config = ExperimentConfig(
 ...     pretrain_epochs=1, classifier_epochs=1, baseline=False, width_multiplier=0.25,
-...     model_dir=tempfile.mkdtemp(), verbose=0)
+...     model_dir=tempfile.mkdtemp(), verbose=0, evaluate=False)
 >>> report = run_experiment(config)
 >>> sorted(report["supcon"])
 ['test_accuracy', 'test_loss', 'validation_accuracy']
@@ -44,6 +44,7 @@ import tensorflow as tf
 from supcon_tf.augment import build_augmenter
 from supcon_tf.data import load_dataset, make_dataset
 from supcon_tf.encoders import build_encoder
+from supcon_tf.evaluation import KNNMonitor, evaluate_run
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import (
@@ -58,7 +59,7 @@ PHASES = ("pretrain", "classifier", "baseline")
 METHODS = ("supcon", "simclr")
 
 # Configuration fields that may change between an interrupted run and its resumption.
-_RESUMABLE_FIELDS = ("model_dir", "verbose")
+_RESUMABLE_FIELDS = ("model_dir", "verbose", "evaluate", "knn_monitor", "knn_monitor_every")
 
 
 @dataclasses.dataclass
@@ -99,6 +100,11 @@ class ExperimentConfig:
         model_dir: output folder (checkpoints, logs, models, report.json).
         seed: seed of the validation split, weights, shuffling and augmentation.
         verbose: Keras progress-bar mode (0 silent, 1 bars, 2 one line per epoch).
+        evaluate: at the end, run `supcon_tf.evaluation.evaluate_run` (ECE, per-class
+            accuracy, kNN, alignment/uniformity, t-SNE, corruptions; report.md and plots).
+        knn_monitor: log the weighted kNN accuracy of the encoder on the validation split
+            (`val_knn_accuracy`) during pretraining (`supcon_tf.evaluation.KNNMonitor`).
+        knn_monitor_every: epochs between two kNN measurements.
     """
 
     dataset: str = "digits"
@@ -131,13 +137,16 @@ class ExperimentConfig:
     model_dir: str = "runs/supcon"
     seed: int = 0
     verbose: int = 1
+    evaluate: bool = True
+    knn_monitor: bool = True
+    knn_monitor_every: int = 5
 
     def __post_init__(self):
         for name in ("views", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("pretrain_epochs", "classifier_epochs"):
+        for name in ("pretrain_epochs", "classifier_epochs", "knn_monitor_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -201,7 +210,7 @@ def _tensorboard_available():
     return True
 
 
-def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
+def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None, callbacks=()):
     """Fits one phase with per-epoch backup, TensorBoard logs and exact resumption."""
     paths = _phase_paths(config.model_dir, phase)
     initial_epoch = min(_resume_epoch(paths["backup"]), epochs)
@@ -228,8 +237,10 @@ def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
         if validation is not None and len(validation[0]):
             validation_data = make_dataset(*validation, batch_size=config.batch_size)
         paths["logs"].mkdir(parents=True, exist_ok=True)
+        # Extra callbacks (e.g. KNNMonitor) come before the loggers, which then see their logs.
         callbacks = [
             keras.callbacks.BackupAndRestore(str(paths["backup"])),
+            *callbacks,
             keras.callbacks.CSVLogger(str(paths["logs"] / "history.csv"), append=True),
         ]
         if _tensorboard_available():
@@ -247,6 +258,24 @@ def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
             key: [float(value) for value in values] for key, values in result.history.items()
         }
     return history, initial_epoch
+
+
+def _knn_monitors(encoder, data, config, max_samples=5000):
+    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`."""
+    if not config.knn_monitor or len(data.x_val) == 0:
+        return []
+    rng = np.random.default_rng(config.seed)
+    bank = rng.permutation(len(data.x_train))[:max_samples]
+    queries = rng.permutation(len(data.x_val))[:max_samples]
+    return [
+        KNNMonitor(
+            encoder,
+            (data.x_train[bank], data.y_train[bank]),
+            (data.x_val[queries], data.y_val[queries]),
+            every_n_epochs=config.knn_monitor_every,
+            batch_size=config.batch_size,
+        )
+    ]
 
 
 def _evaluate(model, config, x, y):
@@ -379,7 +408,13 @@ def run_experiment(config):
         model(data.x_train[:2])
         labels = data.y_train if config.method == "supcon" else None
         history, initial_epoch = _fit(
-            model, config, "pretrain", data.x_train, labels, config.pretrain_epochs
+            model,
+            config,
+            "pretrain",
+            data.x_train,
+            labels,
+            config.pretrain_epochs,
+            callbacks=_knn_monitors(model.encoder, data, config),
         )
         model.encoder.save(encoder_path)
         return {"history": history, "resumed_from_epoch": initial_epoch}
@@ -463,4 +498,7 @@ def run_experiment(config):
     if config.baseline:
         report["cross_entropy"] = summary(results["baseline"])
     _write_json(model_dir / "report.json", report)
+    if config.evaluate:
+        # Adds "evaluation" to report.json and writes report.md and plots/.
+        report["evaluation"] = evaluate_run(model_dir, data, seed=config.seed)
     return report

@@ -130,6 +130,22 @@ def define_flags(flag_values=flags.FLAGS):
     string("model_dir", "Output folder; an interrupted run in it is resumed.")
     integer("seed", "Seed of the data split, weights, shuffling and augmentation.", 0)
     integer("verbose", "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch.", 0)
+    # Evaluation (supcon_tf.evaluation).
+    flags.DEFINE_bool(
+        "evaluate",
+        defaults.evaluate,
+        "Evaluate at the end: ECE, per-class accuracy, kNN, t-SNE, corruptions, report.md "
+        "(--noevaluate to skip; supcon-eval runs it later).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "knn_monitor",
+        defaults.knn_monitor,
+        "Log the encoder's kNN accuracy on the validation split during pretraining "
+        "(--noknn_monitor to skip).",
+        flag_values=flag_values,
+    )
+    integer("knn_monitor_every", "Epochs between two kNN measurements in pretraining.")
 
     flags.register_validator(
         "views",
