@@ -69,6 +69,7 @@ from supcon_tf.models import (
     build_linear_classifier,
 )
 from supcon_tf.optimizers import build_optimizer
+from supcon_tf.schedules import SCHEDULES, build_schedule
 
 PHASES = ("pretrain", "classifier", "baseline")
 METHODS = ("supcon", "simclr")
@@ -117,13 +118,22 @@ class ExperimentConfig:
         projection_units: embedding width of the projection head.
         projection_batch_norm: BatchNorm in the projection head's hidden layer.
         optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`).
-        learning_rate: learning rate of every phase, for a global batch of 256 when
-            `learning_rate_scaling` scales it (see below).
+        learning_rate: (peak) learning rate of every phase, for a global batch of 256
+            when `learning_rate_scaling` scales it (see below).
         learning_rate_scaling: how the learning rate follows the global batch size:
             `"auto"` (the optimizer's rule: linear `lr x batch / 256` for SGD/LARS,
             square root for LAMB, none for Adam/AdamW/RMSprop), `"linear"`, `"sqrt"`
-            or `"none"` (use `learning_rate` as given).
-        weight_decay: decoupled weight decay (0 disables it).
+            or `"none"` (use `learning_rate` as given; the presets, whose published
+            learning rates are already for their batch size, use this).
+        weight_decay: weight decay (0 disables it; decoupled for Keras' optimizers,
+            L2 inside the trust ratio for LARS).
+        momentum: momentum of LARS, SGD and RMSprop.
+        lr_schedule: `"constant"` or `"cosine"` (see `supcon_tf.schedules.build_schedule`),
+            applied per phase over that phase's epochs.
+        warmup_epochs: linear warmup epochs at the start of each phase.
+        final_learning_rate: the floor the cosine schedule ends at (scaled with the
+            learning rate by `learning_rate_scaling`).
+        preset: name of the `supcon_tf.presets` preset the values came from (a record).
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
         classifier_hidden_units: optional hidden layer of the classifier heads.
         classifier_dropout: dropout of the classifier heads.
@@ -167,6 +177,11 @@ class ExperimentConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    momentum: float = 0.9
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    final_learning_rate: float = 0.0
+    preset: str | None = None
     augment: str = "none"
     classifier_hidden_units: int | None = None
     classifier_dropout: float = 0.0
@@ -211,6 +226,19 @@ class ExperimentConfig:
             raise ValueError(f"`temperature` must be positive, got {self.temperature!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(
+                f"Unknown `lr_schedule` {self.lr_schedule!r}. Expected one of {SCHEDULES}."
+            )
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int):
+            raise ValueError(f"`warmup_epochs` must be an integer, got {self.warmup_epochs!r}.")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"`warmup_epochs` must be >= 0, got {self.warmup_epochs}.")
+        if not 0 <= self.final_learning_rate <= self.learning_rate:
+            raise ValueError(
+                f"`final_learning_rate` must be in [0, learning_rate={self.learning_rate}], "
+                f"got {self.final_learning_rate!r}."
+            )
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
         self._check_distribution()
@@ -383,13 +411,28 @@ def _evaluate(model, config, x, y):
     return float(loss), float(accuracy)
 
 
-def _compile_classifier(model, config):
+def _build_optimizer(config, epochs, num_examples):
+    """The phase's optimizer, its learning rate following `config.lr_schedule`."""
+    steps_per_epoch = max(num_examples // config.batch_size, 1)
+    peak = config.scaled_learning_rate()
+    learning_rate = build_schedule(
+        config.lr_schedule,
+        peak,
+        total_steps=epochs * steps_per_epoch,
+        warmup_steps=min(config.warmup_epochs, epochs) * steps_per_epoch,
+        final_learning_rate=config.final_learning_rate * peak / config.learning_rate,
+    )
+    return build_optimizer(
+        config.optimizer,
+        learning_rate=learning_rate,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+    )
+
+
+def _compile_classifier(model, config, epochs, num_examples):
     model.compile(
-        optimizer=build_optimizer(
-            config.optimizer,
-            learning_rate=config.scaled_learning_rate(),
-            weight_decay=config.weight_decay,
-        ),
+        optimizer=_build_optimizer(config, epochs, num_examples),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -491,11 +534,7 @@ def run_experiment(config):
             num_views=config.views,
         )
         model.compile(
-            optimizer=build_optimizer(
-                config.optimizer,
-                learning_rate=config.scaled_learning_rate(),
-                weight_decay=config.weight_decay,
-            ),
+            optimizer=_build_optimizer(config, config.pretrain_epochs, len(data.x_train)),
             loss=SupervisedContrastiveLoss(temperature=config.temperature),
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
@@ -514,7 +553,7 @@ def run_experiment(config):
         return {"history": history, "resumed_from_epoch": initial_epoch}
 
     def classify(phase, model, epochs, path):
-        _compile_classifier(model, config)
+        _compile_classifier(model, config, epochs, len(data.x_train))
         model(data.x_train[:2])
         history, initial_epoch = _fit(
             model,

@@ -20,13 +20,10 @@ import math
 import keras
 import tensorflow as tf
 
+from supcon_tf import kernels
+
 CONTRAST_MODES = ("all", "one")
 SUMMATIONS = ("out", "in")
-
-# A finite stand-in for -inf: exp() of it underflows to exactly 0 in float32 while
-# keeping every intermediate value finite, so masked entries never produce NaN
-# gradients (an all-masked row gives a finite, unused log-sum-exp).
-_MASK_VALUE = -1e9
 
 
 def _check_options(temperature, base_temperature, contrast_mode, summation):
@@ -107,13 +104,13 @@ def _check_batch(name, tensor, batch_size):
         )
 
 
-def _positive_sample_mask(y_true, batch_size, positive_mask=None):
-    """Returns the boolean `[B, B]` matrix of positive pairs between samples.
+def _positives(y_true, batch_size, positive_mask=None):
+    """Validates the labels (or mask) and describes the positive pairs between samples.
 
-    Entry (i, j) is True when sample j's views are positives for sample i's anchors.
-    The diagonal is always True: other views of the same sample are positives.
+    Returns a `kernels.Positives`: integer labels, one-/multi-hot labels, an explicit
+    boolean `[B, B]` mask (diagonal set: other views of the same sample are positives),
+    or, without labels, only the other views of the same sample.
     """
-    eye = tf.eye(batch_size, dtype=tf.bool)
     if positive_mask is not None:
         if y_true is not None:
             raise ValueError("Pass either `y_true` labels or `positive_mask`, not both.")
@@ -134,9 +131,10 @@ def _positive_sample_mask(y_true, batch_size, positive_mask=None):
             )
         if positive_mask.dtype != tf.bool:
             positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
-        return tf.logical_or(positive_mask, eye)
+        eye = tf.eye(tf.shape(positive_mask)[0], dtype=tf.bool)
+        return kernels.Positives("mask", tf.logical_or(positive_mask, eye))
     if y_true is None:
-        return eye
+        return kernels.Positives("samples")
     y_true = tf.convert_to_tensor(y_true)
     rank = y_true.shape.rank
     if rank is None or rank == 0 or rank > 2:
@@ -145,83 +143,13 @@ def _positive_sample_mask(y_true, batch_size, positive_mask=None):
             f"labels [batch, classes]; got shape {y_true.shape}."
         )
     _check_batch("y_true", y_true, batch_size)
+    if rank == 2 and y_true.shape[1] == 0:
+        # A [B, 0] tensor (no labels at all) leaves only the other views of the same sample.
+        return kernels.Positives("samples")
     if rank == 2 and y_true.shape[1] != 1:
-        # One-hot or multi-hot: positives share at least one label. A [B, 0] tensor
-        # (no labels at all) leaves only the other views of the same sample.
-        hot = tf.cast(y_true, tf.float32)
-        shared = tf.matmul(hot, hot, transpose_b=True) > 0
-        return tf.logical_or(shared, eye)
-    labels = tf.reshape(y_true, [-1])
-    return tf.logical_or(tf.equal(labels[:, None], labels[None, :]), eye)
-
-
-def _anchor_losses(
-    features,
-    sample_mask,
-    temperature,
-    contrast_mode,
-    summation,
-    include_self=False,
-    anchor_start=0,
-):
-    """Dense per-sample loss of the local anchors against a (possibly larger) contrast set.
-
-    Args:
-        features: `[G, V, D]` embeddings of the whole contrast batch (already normalised).
-        sample_mask: boolean `[B, G]` positives between the B anchor samples and all G
-            samples (including each anchor sample itself).
-        anchor_start: index in `[0, G)` of the first anchor sample; anchors are samples
-            `anchor_start .. anchor_start + B - 1` (all of them when B == G).
-        include_self: the n-pairs variant: the anchor itself counts as a positive and
-            stays in the denominator.
-
-    Returns:
-        `[B]` loss per anchor sample, averaged over its anchor views.
-    """
-    num_views = _num_views(features)
-    anchor_views = num_views if contrast_mode == "all" else 1
-    global_batch = tf.shape(features)[0]
-    local_batch = tf.shape(sample_mask)[0]
-    dim = tf.shape(features)[2]
-
-    # View-major layout: row v * G + g is view v of sample g.
-    contrast = tf.reshape(tf.transpose(features, [1, 0, 2]), [-1, dim])
-    local = features[anchor_start : anchor_start + local_batch, :anchor_views]
-    anchors = tf.reshape(tf.transpose(local, [1, 0, 2]), [-1, dim])
-
-    logits = tf.matmul(anchors, contrast, transpose_b=True) / tf.cast(temperature, features.dtype)
-
-    num_anchors = anchor_views * local_batch
-    anchor_rows = tf.range(num_anchors)
-    self_column = (
-        (anchor_rows // local_batch) * global_batch + anchor_start + anchor_rows % local_batch
-    )
-    is_self = tf.equal(tf.range(num_views * global_batch)[None, :], self_column[:, None])
-
-    positives = tf.tile(sample_mask, [anchor_views, num_views])
-    mask_value = tf.constant(_MASK_VALUE, features.dtype)
-    if include_self:
-        denominator_logits = logits
-    else:
-        positives = tf.logical_and(positives, tf.logical_not(is_self))
-        denominator_logits = tf.where(is_self, mask_value, logits)
-
-    log_denominator = tf.reduce_logsumexp(denominator_logits, axis=1)
-    num_positives = tf.reduce_sum(tf.cast(positives, features.dtype), axis=1)
-    has_positive = num_positives > 0
-    safe_count = tf.maximum(num_positives, 1.0)
-
-    if summation == "out":
-        # -1/|P| sum_p log softmax = log-denominator - mean positive logit.
-        positive_sum = tf.reduce_sum(tf.where(positives, logits, tf.zeros_like(logits)), axis=1)
-        loss = log_denominator - positive_sum / safe_count
-    else:
-        # -log(1/|P| sum_p softmax) = log-denominator + log|P| - logsumexp over positives.
-        log_positive = tf.reduce_logsumexp(tf.where(positives, logits, mask_value), axis=1)
-        loss = log_denominator + tf.math.log(safe_count) - log_positive
-
-    loss = tf.where(has_positive, loss, tf.zeros_like(loss))
-    return tf.reduce_mean(tf.reshape(loss, [anchor_views, local_batch]), axis=0)
+        # One-hot or multi-hot: positives share at least one label.
+        return kernels.Positives("hot", y_true)
+    return kernels.Positives("labels", tf.reshape(y_true, [-1]))
 
 
 def supervised_contrastive_loss(
@@ -233,6 +161,8 @@ def supervised_contrastive_loss(
     summation="out",
     normalize=True,
     positive_mask=None,
+    implementation="auto",
+    block_size=None,
     gather_across_replicas=True,
 ):
     """Per-sample supervised contrastive loss (functional form).
@@ -278,6 +208,13 @@ def supervised_contrastive_loss(
             the single-device loss and gradients of the global batch. `False` keeps
             each replica's own shard as its only negatives. No effect outside a
             multi-replica context.
+        implementation: `"auto"` (default: dense for small batches, blocked above
+            `kernels.AUTO_DENSE_MAX_ELEMENTS` similarities), `"dense"` (the whole
+            similarity matrix at once) or `"blocked"` (row blocks with a streaming
+            log-sum-exp; memory O(N x block_size) for huge batches). Same values and
+            gradients either way.
+        block_size: anchor rows per block of `"blocked"`; `None` picks about
+            `kernels.DEFAULT_BLOCK_ELEMENTS` similarities per block.
 
     Returns:
         A `[B]` float tensor (float32, or float64 for float64 embeddings): the loss of
@@ -294,6 +231,7 @@ def supervised_contrastive_loss(
     temperature, base_temperature = _check_options(
         temperature, base_temperature, contrast_mode, summation
     )
+    kernels.check_implementation(implementation, block_size)
     features = _as_views(y_pred)
     if y_true is None and positive_mask is None and _num_views(features) < 2:
         raise ValueError(
@@ -307,10 +245,17 @@ def supervised_contrastive_loss(
         raise ValueError(
             f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
         )
+    kernel_options = {"implementation": implementation, "block_size": block_size}
     context = _multi_replica_context() if gather_across_replicas else None
     if context is None:
         loss = _per_sample_loss(
-            features, y_true, positive_mask, temperature, contrast_mode, summation
+            features,
+            y_true,
+            positive_mask,
+            temperature,
+            contrast_mode,
+            summation,
+            **kernel_options,
         )
     else:
         features, y_true, positive_mask, anchor_start, local_batch = _gather_across_replicas(
@@ -325,6 +270,7 @@ def supervised_contrastive_loss(
             summation,
             anchor_start=anchor_start,
             local_batch=local_batch,
+            **kernel_options,
         )
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
 
@@ -434,6 +380,8 @@ def _per_sample_loss(
     include_self=False,
     anchor_start=0,
     local_batch=None,
+    implementation="auto",
+    block_size=None,
 ):
     """Kernel entry: per-sample loss of the anchors against the whole contrast batch.
 
@@ -444,24 +392,23 @@ def _per_sample_loss(
         positive_mask: optional `[G, G]` custom positives (with `y_true=None`).
         anchor_start, local_batch: the anchors are samples
             `anchor_start .. anchor_start + local_batch - 1` (default: all G samples).
+        implementation, block_size: the kernel (see `kernels.anchor_losses`).
 
     Returns:
         `[local_batch]` loss per anchor sample (before the base-temperature scaling).
     """
-    batch_size = features.shape[0]
-    if batch_size is None:
-        batch_size = tf.shape(features)[0]
-    sample_mask = _positive_sample_mask(y_true, batch_size, positive_mask)
-    if local_batch is not None:
-        sample_mask = sample_mask[anchor_start : anchor_start + local_batch]
-    return _anchor_losses(
+    positives = _positives(y_true, features.shape[0], positive_mask)
+    return kernels.anchor_losses(
         features,
-        sample_mask,
+        positives,
         temperature,
         contrast_mode,
         summation,
         include_self=include_self,
         anchor_start=anchor_start,
+        local_batch=local_batch,
+        implementation=implementation,
+        block_size=block_size,
     )
 
 
@@ -524,6 +471,10 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         contrast_mode: `"all"` (every view is an anchor) or `"one"` (only view 0).
         summation: `"out"` (Eq. 2) or `"in"` (Eq. 3).
         normalize: L2-normalise embeddings inside the loss (default `True`).
+        implementation: `"auto"` (default), `"dense"` or `"blocked"`: how the
+            similarity matrix is computed (see `supervised_contrastive_loss`); use
+            `"blocked"` for batches too large for an `[N, N]` matrix.
+        block_size: anchor rows per block of `"blocked"` (`None`: automatic).
         gather_across_replicas: under a `tf.distribute` strategy with several
             replicas, use the whole global batch (all replicas' embeddings and labels)
             as contrasts for this replica's anchors (default `True`, the paper's
@@ -558,6 +509,8 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         contrast_mode="all",
         summation="out",
         normalize=True,
+        implementation="auto",
+        block_size=None,
         gather_across_replicas=True,
         reduction="sum_over_batch_size",
         name="supervised_contrastive_loss",
@@ -565,6 +518,7 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _check_options(temperature, base_temperature, contrast_mode, summation)
+        kernels.check_implementation(implementation, block_size)
         if not isinstance(gather_across_replicas, bool):
             raise ValueError(
                 f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
@@ -574,6 +528,8 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         self.contrast_mode = contrast_mode
         self.summation = summation
         self.normalize = normalize
+        self.implementation = implementation
+        self.block_size = block_size
         self.gather_across_replicas = gather_across_replicas
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -599,6 +555,8 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
             contrast_mode=self.contrast_mode,
             summation=self.summation,
             normalize=self.normalize,
+            implementation=self.implementation,
+            block_size=self.block_size,
             gather_across_replicas=self.gather_across_replicas,
         )
 
@@ -611,6 +569,8 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
                 "contrast_mode": self.contrast_mode,
                 "summation": self.summation,
                 "normalize": self.normalize,
+                "implementation": self.implementation,
+                "block_size": self.block_size,
                 "gather_across_replicas": self.gather_across_replicas,
             }
         )

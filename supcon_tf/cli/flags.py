@@ -15,6 +15,8 @@ from supcon_tf.distribute import LEARNING_RATE_SCALINGS, MIXED_PRECISION_POLICIE
 from supcon_tf.encoders import ENCODERS, STEMS
 from supcon_tf.experiment import METHODS, ExperimentConfig
 from supcon_tf.optimizers import OPTIMIZERS
+from supcon_tf.presets import PRESETS, apply_preset
+from supcon_tf.schedules import SCHEDULES
 
 _DEFAULTS = ExperimentConfig()
 
@@ -98,10 +100,26 @@ def define_flags(flag_values=flags.FLAGS):
     choice("optimizer", OPTIMIZERS, "Optimizer of every phase.")
     number(
         "learning_rate",
-        "Learning rate of every phase (for a global batch of 256, see --learning_rate_scaling).",
+        "(Peak) learning rate of every phase (for a global batch of 256, see "
+        "--learning_rate_scaling).",
         lower_bound=0.0,
     )
-    number("weight_decay", "Decoupled weight decay (0 disables it).", lower_bound=0.0)
+    number(
+        "weight_decay",
+        "Weight decay, 0 disables it (decoupled for Keras' optimizers, L2 for LARS).",
+        lower_bound=0.0,
+    )
+    number("momentum", "Momentum of lars, sgd and rmsprop.", lower_bound=0.0, upper_bound=0.999)
+    choice("lr_schedule", SCHEDULES, "Learning-rate schedule of each phase.")
+    integer("warmup_epochs", "Linear learning-rate warmup epochs of each phase.", 0)
+    number("final_learning_rate", "The floor of --lr_schedule=cosine.", lower_bound=0.0)
+    flags.DEFINE_enum(
+        "preset",
+        None,
+        sorted(PRESETS),
+        "A published recipe (supcon_tf.presets); flags given explicitly override its values.",
+        flag_values=flag_values,
+    )
     choice("augment", AUGMENTATIONS, "Augmentation policy (views and classifier training).")
     # Classifier heads.
     flags.DEFINE_integer(
@@ -202,6 +220,38 @@ def define_flags(flag_values=flags.FLAGS):
         message="--learning_rate must be positive.",
         flag_values=flag_values,
     )
+
+
+def apply_preset_to_flags(flag_values=flags.FLAGS):
+    """Sets the flags of `--preset` that were not given explicitly, then re-validates.
+
+    A flag counts as explicit when it appeared on the command line
+    (`flag_values[name].present`). Returns the names of the flags the preset set.
+    """
+    name = flag_values["preset"].value
+    if not name:
+        return []
+    names = [
+        field.name for field in dataclasses.fields(ExperimentConfig) if field.name in flag_values
+    ]
+    explicit = {key: flag_values[key].value for key in names if flag_values[key].present}
+    current = {key: flag_values[key].value for key in names}
+    merged = apply_preset(name, explicit, current)
+    changed = []
+    for key in names:
+        if key in explicit or merged[key] == current[key]:
+            continue
+        flag = flag_values[key]
+        try:
+            flag.value = flag.parser.parse(merged[key])
+        except ValueError as error:
+            raise ValueError(
+                f"--preset={name} sets --{key}={merged[key]!r}, which this installation "
+                f"rejects ({error}); give --{key} explicitly to override it."
+            ) from error
+        changed.append(key)
+    flag_values.validate_all_flags()
+    return changed
 
 
 def flag_values_dict(flag_values=flags.FLAGS):

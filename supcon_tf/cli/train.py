@@ -15,7 +15,12 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from supcon_tf.cli.flags import config_from_flags, define_flags, flag_values_dict
+from supcon_tf.cli.flags import (
+    apply_preset_to_flags,
+    config_from_flags,
+    define_flags,
+    flag_values_dict,
+)
 from supcon_tf.experiment import run_experiment
 
 define_flags()
@@ -25,6 +30,12 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        preset_flags = apply_preset_to_flags(FLAGS)
+    except (ValueError, flags.IllegalFlagValueError) as error:
+        raise app.UsageError(str(error)) from error
+    if preset_flags:
+        logging.info("--preset=%s set %s", FLAGS.preset, ", ".join(preset_flags))
     config = config_from_flags(FLAGS)
     model_dir = Path(config.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,536 @@
+"""Dense and blocked (tiled) kernels of the supervised contrastive loss.
+
+`anchor_losses` computes the per-sample SupCon loss of a set of anchor samples against
+a (possibly larger, e.g. gathered across replicas) contrast batch. Two implementations
+share one formulation and one custom gradient:
+
+* `"dense"` computes the whole `[K, M]` logit matrix (K anchor views, M contrast views)
+  in one block and keeps its softmax for the backward pass (three products in all).
+* `"blocked"` streams over row blocks of the logit matrix: the forward pass keeps only
+  each row's log-sum-exp, the backward pass recomputes one block at a time and
+  accumulates the anchor and contrast gradients, so the peak extra memory is
+  O(block_size x M) instead of O(K x M).
+* `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked.
+
+The loss of an anchor row i with logits `l_ij = z_i . z_j / tau` splits into
+
+    loss_i = logsumexp_{j != i} l_ij - (1/|P(i)|) sum_{p in P(i)} l_ip          (Eq. 2, "out")
+    loss_i = logsumexp_{j != i} l_ij + log|P(i)| - logsumexp_{p in P(i)} l_ip   (Eq. 3, "in")
+
+Only the log-sum-exp terms are quadratic. For integer labels (and SimCLR, where every
+sample is its own class) and `summation="out"`, the positive sum is linear in the
+embeddings: `sum_{p in P(i)} z_i . z_p = z_i . S_class(i) - z_i . z_i` with `S_c` the sum
+of the class's contrast embeddings, so it costs O(M x D) and needs no mask at all.
+Multi-hot labels, explicit positive masks and `summation="in"` build a `[block, M]`
+positive mask per block from the labels (or from rows of the caller's `[G, G]` mask);
+no `[M, M]` mask is formed. Self-similarities are excluded by writing a very negative
+value on the self entries (an in-place scatter), not by multiplying with a mask.
+
+Precision: the "out" loss subtracts two numbers of size about 1/tau. To keep float32
+results as exact as the masked form, the value is computed as (log-denominator minus
+the logit of one positive "reference" column, both from the same product) plus (that
+logit minus the mean positive logit, from the difference of contrast vectors); the
+gradient is that of the plain expression.
+
+The gradient of a row's log-sum-exp is that row's softmax; the custom gradient turns
+the upstream per-row gradients into `dlogits` and two products, with the per-row
+scalars folded into the `[block, D]` factors, not into the `[block, M]` matrix.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+IMPLEMENTATIONS = ("auto", "dense", "blocked")
+
+# "auto" computes densely while the logit matrix has at most this many entries
+# (4096 x 4096: 64 MB in float32); see benchmarks/RESULTS.md for the measured crossover.
+AUTO_DENSE_MAX_ELEMENTS = 4096 * 4096
+
+# Default rows per block: about this many logits (8 MB in float32) per block, and at
+# least MIN_BLOCK_ROWS rows (for N = 131072 contrasts: 128 MB per block).
+DEFAULT_BLOCK_ELEMENTS = 2**21
+MIN_BLOCK_ROWS = 256
+
+# A finite stand-in for -inf: exp() of it underflows to exactly 0 in float32 while
+# keeping every intermediate value finite, so masked entries never produce NaN.
+MASK_VALUE = -1e9
+
+
+class Positives(NamedTuple):
+    """Which contrast samples are positives for an anchor sample.
+
+    `kind` is one of:
+
+    * `"labels"`: `values` holds `[G]` class labels; equal labels are positives.
+    * `"samples"`: `values` is `None`; only the other views of the same sample.
+    * `"hot"`: `values` holds `[G, C]` one-/multi-hot labels; positives share a label.
+    * `"mask"`: `values` holds a boolean `[G, G]` matrix of positives between samples
+      (diagonal included).
+    """
+
+    kind: str
+    values: object = None
+
+
+def check_implementation(implementation, block_size):
+    """Validates the kernel options of a loss.
+
+    Args:
+        implementation: one of `IMPLEMENTATIONS`.
+        block_size: `None` (automatic) or a positive number of anchor rows per block.
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"Unknown `implementation`={implementation!r}. Expected one of {IMPLEMENTATIONS}: "
+            "'dense' materialises the whole similarity matrix (fast for small batches), "
+            "'blocked' streams over row blocks (memory O(N x block_size)), 'auto' picks by size."
+        )
+    if block_size is not None and (
+        isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
+    ):
+        raise ValueError(
+            f"`block_size` must be None (automatic) or a positive integer number of anchor "
+            f"rows per block, got {block_size!r}."
+        )
+
+
+def choose_implementation(implementation, num_anchors, num_contrasts):
+    """Resolves `"auto"` to `"dense"` or `"blocked"` from the static logit-matrix size.
+
+    Args:
+        implementation: `"auto"`, `"dense"` or `"blocked"`.
+        num_anchors: static number K of anchor views (rows), or None when unknown.
+        num_contrasts: static number M of contrast views (columns), or None.
+
+    Returns:
+        `"dense"` or `"blocked"`; `"auto"` gives dense when `K x M` is at most
+        `AUTO_DENSE_MAX_ELEMENTS` or unknown.
+
+    Example:
+
+    >>> choose_implementation("auto", 8192, 8192)
+    'blocked'
+    """
+    if implementation != "auto":
+        return implementation
+    if num_anchors is None or num_contrasts is None:
+        return "dense"
+    return "dense" if num_anchors * num_contrasts <= AUTO_DENSE_MAX_ELEMENTS else "blocked"
+
+
+def default_block_size(num_contrasts):
+    """Rows per block: about `DEFAULT_BLOCK_ELEMENTS` logits, and at least `MIN_BLOCK_ROWS`.
+
+    The lower bound keeps the per-block accumulation of the `[M, D]` contrast gradient
+    (one pass over M x D values per block) small next to the block's products.
+
+    Args:
+        num_contrasts: number M of contrast views (columns of the logit matrix).
+
+    Returns:
+        A positive multiple of 8.
+
+    Example:
+
+    >>> default_block_size(4096)
+    512
+    >>> default_block_size(131072)
+    256
+    """
+    rows = DEFAULT_BLOCK_ELEMENTS // max(int(num_contrasts), 1)
+    return max(MIN_BLOCK_ROWS, rows // 8 * 8)
+
+
+def _segment_ids(labels):
+    """Returns `[G]` int32 ids in `[0, G)`, equal exactly where the labels are equal.
+
+    Uses a sort instead of `tf.unique`, so that shapes stay static under XLA.
+    """
+    order = tf.argsort(labels, stable=True)
+    sorted_labels = tf.gather(labels, order)
+    starts = tf.concat([[True], tf.not_equal(sorted_labels[1:], sorted_labels[:-1])], axis=0)
+    sorted_ids = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+    return tf.scatter_nd(order[:, None], sorted_ids, tf.shape(labels))
+
+
+def _positive_sums(features, anchors, anchor_samples, positives, include_self):
+    """Linear-time `sum_{p in P(i)} z_p` (`[K, D]`) and `|P(i)|` for label-equality positives."""
+    num_views = features.shape[1]
+    global_batch = tf.shape(features)[0]
+    sample_sums = tf.reduce_sum(features, axis=1)
+    if positives.kind == "samples":
+        class_sums = sample_sums
+        class_sizes = tf.ones([global_batch], features.dtype)
+        anchor_classes = anchor_samples
+    else:
+        segment_ids = _segment_ids(positives.values)
+        class_sums = tf.math.unsorted_segment_sum(sample_sums, segment_ids, global_batch)
+        class_sizes = tf.math.unsorted_segment_sum(
+            tf.ones([global_batch], features.dtype), segment_ids, global_batch
+        )
+        anchor_classes = tf.gather(segment_ids, anchor_samples)
+    positive_sums = tf.gather(class_sums, anchor_classes)
+    counts = num_views * tf.gather(class_sizes, anchor_classes)
+    if not include_self:
+        positive_sums -= anchors
+        counts -= 1.0
+    return positive_sums, counts
+
+
+def _mask_builder(positives, global_batch, num_views, dtype):
+    """Returns `build(anchor_samples[b]) -> bool [b, M]` positives (self included)."""
+    contrast_samples = tf.tile(tf.range(global_batch), [num_views])
+
+    def same_sample(anchor_samples):
+        return tf.equal(anchor_samples[:, None], contrast_samples[None, :])
+
+    if positives.kind == "samples":
+        return same_sample
+    if positives.kind == "labels":
+        contrast_labels = tf.tile(positives.values, [num_views])
+
+        def build(anchor_samples):
+            anchor_labels = tf.gather(positives.values, anchor_samples)
+            return tf.equal(anchor_labels[:, None], contrast_labels[None, :])
+
+        return build
+    if positives.kind == "hot":
+        hot = tf.cast(positives.values, dtype)
+        contrast_hot = tf.tile(hot, [num_views, 1])
+
+        def build(anchor_samples):
+            shared = tf.matmul(tf.gather(hot, anchor_samples), contrast_hot, transpose_b=True)
+            return tf.logical_or(shared > 0, same_sample(anchor_samples))
+
+        return build
+
+    def build(anchor_samples):
+        rows = tf.gather(positives.values, anchor_samples)
+        return tf.logical_or(tf.tile(rows, [1, num_views]), same_sample(anchor_samples))
+
+    return build
+
+
+def _reference_columns(positives, num_views, global_batch, local_batch, rows, anchor_samples):
+    """For each anchor row, one contrast column that is a positive whenever it has one.
+
+    The other view of the same sample when there are several views; with one view, the
+    next sample of the same class (in label order); the anchor itself when it has none.
+    """
+    if num_views > 1:
+        next_view = (rows // local_batch + 1) % num_views
+        return next_view * global_batch + anchor_samples
+    if positives.kind != "labels":
+        return anchor_samples
+    segment_ids = _segment_ids(positives.values)
+    order = tf.argsort(segment_ids, stable=True)
+    sorted_ids = tf.gather(segment_ids, order)
+    same_as_next = tf.concat([tf.equal(sorted_ids[1:], sorted_ids[:-1]), [False]], axis=0)
+    same_as_previous = tf.concat([[False], same_as_next[:-1]], axis=0)
+    positions = tf.range(tf.shape(order)[0])
+    partner_positions = tf.where(
+        same_as_next, positions + 1, tf.where(same_as_previous, positions - 1, positions)
+    )
+    partners = tf.scatter_nd(
+        order[:, None], tf.gather(order, partner_positions), tf.shape(segment_ids)
+    )
+    return tf.gather(partners, anchor_samples)
+
+
+def _row_terms(
+    anchors,
+    contrast,
+    anchor_samples,
+    self_columns,
+    reference_columns,
+    build_mask,
+    positive_term,
+    include_self,
+    block_size,
+):
+    """Per-row log-denominator and positive terms, with a custom gradient.
+
+    Args:
+        anchors: `[K, D]` anchor embeddings already divided by the temperature.
+        contrast: `[M, D]` contrast embeddings.
+        anchor_samples: `[K]` sample index (in the contrast batch) of each anchor row.
+        self_columns: `[K]` column of each anchor row's own view.
+        reference_columns: `[K]` a positive column per row (for `reference_gap`), or None.
+        build_mask: `anchor_samples[b] -> bool [b, M]` positives, or None.
+        positive_term: None, `"sum"` (sum of positive logits) or `"logsumexp"`.
+        block_size: rows per block, or None for one dense block.
+
+    Returns:
+        `(log_denominator, reference_gap)` when `positive_term` is None, where
+        `reference_gap = log_denominator - logit[reference column]` is computed without
+        cancellation (no gradient); else `(log_denominator, positive, count)`; all `[K]`.
+    """
+    dtype = anchors.dtype
+    mask_value = tf.constant(MASK_VALUE, dtype)
+
+    def forward_block(block_anchors, block_samples, block_self, block_reference):
+        rows = tf.shape(block_anchors)[0]
+        logits = tf.matmul(block_anchors, contrast, transpose_b=True)
+        if not include_self:
+            self_index = tf.stack([tf.range(rows), block_self], axis=1)
+            logits = tf.tensor_scatter_nd_update(logits, self_index, tf.fill([rows], mask_value))
+        # One fused softmax pass; the row's largest probability is 1 / sum exp(l - max).
+        row_max = tf.reduce_max(logits, axis=1)
+        softmax = tf.nn.softmax(logits, axis=1)
+        log_sums = -tf.math.log(tf.reduce_max(softmax, axis=1))
+        state = {"softmax": softmax, "log_denominator": row_max + log_sums}
+        if positive_term is None:
+            reference = tf.gather(logits, block_reference, batch_dims=1)
+            state["reference_gap"] = (row_max - reference) + log_sums
+            return state
+        mask = build_mask(block_samples)
+        if not include_self:
+            mask = tf.tensor_scatter_nd_update(mask, self_index, tf.zeros([rows], tf.bool))
+        count = tf.reduce_sum(tf.cast(mask, dtype), axis=1)
+        state.update(mask=mask, count=count)
+        if positive_term == "sum":
+            state["positive"] = tf.reduce_sum(tf.where(mask, logits, tf.zeros_like(logits)), 1)
+        else:
+            positive_max = tf.reduce_max(tf.where(mask, logits, mask_value), axis=1)
+            shifted = tf.where(mask, tf.exp(logits - positive_max[:, None]), tf.zeros_like(logits))
+            positive_sum = tf.reduce_sum(shifted, axis=1)
+            has_positive = count > 0
+            safe_sum = tf.where(has_positive, positive_sum, tf.ones_like(positive_sum))
+            state["positive"] = tf.where(
+                has_positive, positive_max + tf.math.log(safe_sum), tf.zeros_like(positive_max)
+            )
+            state["positive_softmax"] = shifted / safe_sum[:, None]
+        return state
+
+    def backward_block(state, block_anchors, grad_denominator, grad_positive):
+        """Returns the gradients of the block's anchors and its contrast contribution."""
+        softmax = state["softmax"]
+        if positive_term is None:
+            # dlogits = diag(g) softmax: fold g into the [b, D] factors, not the [b, M] matrix.
+            anchor_grad = grad_denominator[:, None] * tf.matmul(softmax, contrast)
+            contrast_grad = tf.matmul(
+                softmax, grad_denominator[:, None] * block_anchors, transpose_a=True
+            )
+            return anchor_grad, contrast_grad
+        if positive_term == "sum":
+            positive_grad = grad_positive[:, None] * tf.cast(state["mask"], dtype)
+        else:
+            positive_grad = grad_positive[:, None] * state["positive_softmax"]
+        logits_grad = grad_denominator[:, None] * softmax + positive_grad
+        anchor_grad = tf.matmul(logits_grad, contrast)
+        contrast_grad = tf.matmul(logits_grad, block_anchors, transpose_a=True)
+        return anchor_grad, contrast_grad
+
+    output_names = ("log_denominator",) + (
+        ("reference_gap",) if positive_term is None else ("positive", "count")
+    )
+
+    def outputs_of(state):
+        return tuple(state[name] for name in output_names)
+
+    def upstream(grads, reference):
+        grads = list(grads) + [None] * (3 - len(grads))
+        return [tf.zeros_like(reference) if grad is None else grad for grad in grads[:2]]
+
+    if reference_columns is None:
+        reference_columns = self_columns
+
+    @tf.custom_gradient
+    def dense_terms(anchors, contrast):
+        state = forward_block(anchors, anchor_samples, self_columns, reference_columns)
+
+        def grad(*grads):
+            grad_denominator, grad_positive = upstream(grads, state["log_denominator"])
+            return backward_block(state, anchors, grad_denominator, grad_positive)
+
+        return outputs_of(state), grad
+
+    if block_size is None:
+        return dense_terms(anchors, contrast)
+
+    num_rows = tf.shape(anchors)[0]
+    num_blocks = (num_rows + block_size - 1) // block_size
+    padding = num_blocks * block_size - num_rows
+
+    def blocks_of(tensor):
+        padded = tf.pad(tensor, [[0, padding]] + [[0, 0]] * (tensor.shape.rank - 1))
+        return tf.reshape(padded, tf.concat([[num_blocks, block_size], tf.shape(tensor)[1:]], 0))
+
+    index_blocks = [
+        blocks_of(tensor) for tensor in (anchor_samples, self_columns, reference_columns)
+    ]
+
+    def block_indices(index):
+        return [blocks[index] for blocks in index_blocks]
+
+    @tf.custom_gradient
+    def blocked_terms(anchors, contrast):
+        anchor_blocks = blocks_of(anchors)
+
+        def forward_step(index, arrays):
+            state = forward_block(anchor_blocks[index], *block_indices(index))
+            values = outputs_of(state)
+            return index + 1, [
+                array.write(index, value) for array, value in zip(arrays, values, strict=True)
+            ]
+
+        arrays = [tf.TensorArray(dtype, size=num_blocks) for _ in output_names]
+        _, arrays = tf.while_loop(
+            lambda index, _: index < num_blocks,
+            forward_step,
+            [tf.constant(0), arrays],
+            parallel_iterations=1,
+        )
+        outputs = [tf.reshape(array.stack(), [-1])[:num_rows] for array in arrays]
+
+        def grad(*grads):
+            grad_denominator, grad_positive = upstream(grads, outputs[0])
+            denominator_blocks = blocks_of(grad_denominator)
+            positive_blocks = blocks_of(grad_positive)
+
+            def backward_step(index, anchor_grads, contrast_grad):
+                block_anchors = anchor_blocks[index]
+                state = forward_block(block_anchors, *block_indices(index))
+                anchor_grad, block_contrast_grad = backward_block(
+                    state, block_anchors, denominator_blocks[index], positive_blocks[index]
+                )
+                return (
+                    index + 1,
+                    anchor_grads.write(index, anchor_grad),
+                    contrast_grad + block_contrast_grad,
+                )
+
+            _, anchor_grads, contrast_grad = tf.while_loop(
+                lambda index, *_: index < num_blocks,
+                backward_step,
+                [tf.constant(0), tf.TensorArray(dtype, size=num_blocks), tf.zeros_like(contrast)],
+                parallel_iterations=1,
+            )
+            anchor_grad = tf.reshape(anchor_grads.stack(), [-1, tf.shape(anchors)[1]])
+            return anchor_grad[:num_rows], contrast_grad
+
+        return tuple(outputs), grad
+
+    return blocked_terms(anchors, contrast)
+
+
+def anchor_losses(
+    features,
+    positives,
+    temperature,
+    contrast_mode,
+    summation,
+    include_self=False,
+    anchor_start=0,
+    local_batch=None,
+    implementation="auto",
+    block_size=None,
+):
+    """Per-sample loss of the local anchors against a (possibly larger) contrast set.
+
+    Args:
+        features: `[G, V, D]` embeddings of the whole contrast batch (already normalised).
+        positives: a `Positives` description of the positive pairs between samples.
+        temperature: softmax temperature.
+        contrast_mode: `"all"` (every view is an anchor) or `"one"` (only view 0).
+        summation: `"out"` (Eq. 2) or `"in"` (Eq. 3).
+        include_self: the n-pairs variant: the anchor itself counts as a positive and
+            stays in the denominator.
+        anchor_start: index of the first anchor sample in `[0, G)`.
+        local_batch: number of anchor samples (default: all G from `anchor_start`).
+        implementation: `"auto"`, `"dense"` or `"blocked"`.
+        block_size: anchor rows per block for `"blocked"` (None: about
+            `DEFAULT_BLOCK_ELEMENTS` logits per block).
+
+    Returns:
+        `[local_batch]` loss per anchor sample, averaged over its anchor views.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> features = tf.math.l2_normalize(tf.random.stateless_normal([6, 2, 4], [0, 1]), -1)
+    >>> positives = Positives("labels", tf.constant([0, 1, 0, 1, 2, 2]))
+    >>> dense = anchor_losses(features, positives, 0.1, "all", "out", implementation="dense")
+    >>> blocked = anchor_losses(
+    ...     features, positives, 0.1, "all", "out", implementation="blocked", block_size=5
+    ... )
+    >>> bool(tf.reduce_all(tf.abs(dense - blocked) < 1e-5))
+    True
+    """
+    check_implementation(implementation, block_size)
+    num_views = features.shape[1]
+    anchor_views = num_views if contrast_mode == "all" else 1
+    dtype = features.dtype
+    global_batch = tf.shape(features)[0]
+    if local_batch is None:
+        local_batch = global_batch - anchor_start
+    dim = tf.shape(features)[2]
+
+    # View-major layout: row v * G + g is view v of sample g.
+    contrast = tf.reshape(tf.transpose(features, [1, 0, 2]), [-1, dim])
+    local = features[anchor_start : anchor_start + local_batch, :anchor_views]
+    anchors = tf.reshape(tf.transpose(local, [1, 0, 2]), [-1, dim])
+    rows = tf.range(tf.shape(anchors)[0])
+    anchor_samples = anchor_start + rows % local_batch
+    self_columns = (rows // local_batch) * global_batch + anchor_samples
+
+    linear_positives = summation == "out" and positives.kind in ("labels", "samples")
+    if linear_positives:
+        positive_term, build_mask = None, None
+        if include_self:
+            reference_columns = self_columns
+        else:
+            reference_columns = _reference_columns(
+                positives, num_views, global_batch, local_batch, rows, anchor_samples
+            )
+    else:
+        positive_term = "sum" if summation == "out" else "logsumexp"
+        build_mask = _mask_builder(positives, global_batch, num_views, dtype)
+        reference_columns = None
+
+    static_columns = contrast.shape[0]
+    implementation = choose_implementation(implementation, anchors.shape[0], static_columns)
+    if implementation == "blocked" and block_size is None:
+        block_size = default_block_size(static_columns or DEFAULT_BLOCK_ELEMENTS // 256)
+
+    scaled_anchors = anchors * tf.constant(1.0 / temperature, dtype)
+    terms = _row_terms(
+        scaled_anchors,
+        contrast,
+        anchor_samples,
+        self_columns,
+        reference_columns,
+        build_mask,
+        positive_term,
+        include_self,
+        block_size if implementation == "blocked" else None,
+    )
+    if linear_positives:
+        log_denominator, reference_gap = terms
+        positive_sums, counts = _positive_sums(
+            features, anchors, anchor_samples, positives, include_self
+        )
+        safe_counts = tf.maximum(counts, 1.0)
+        mean_positive = tf.reduce_sum(scaled_anchors * positive_sums, axis=1) / safe_counts
+        loss = log_denominator - mean_positive
+        # The same value without cancelling two numbers of size 1/temperature:
+        # (log-denominator - reference logit) + (reference logit - mean positive logit),
+        # the latter from the difference of the contrast vectors. Gradients flow
+        # through `loss`, whose value is replaced.
+        reference_to_mean = tf.reduce_sum(
+            scaled_anchors
+            * (tf.gather(contrast, reference_columns) - positive_sums / safe_counts[:, None]),
+            axis=1,
+        )
+        accurate = tf.stop_gradient(reference_gap + reference_to_mean)
+        loss = accurate + (loss - tf.stop_gradient(loss))
+    else:
+        log_denominator, positive, counts = terms
+        safe_counts = tf.maximum(counts, 1.0)
+        if summation == "out":
+            loss = log_denominator - positive / safe_counts
+        else:
+            loss = log_denominator + tf.math.log(safe_counts) - positive
+    loss = tf.where(counts > 0, loss, tf.zeros_like(loss))
+    return tf.reduce_mean(tf.reshape(loss, [anchor_views, local_batch]), axis=0)

@@ -1,0 +1,404 @@
+"""Tests of the dense and blocked loss kernels (`supcon_tf/kernels.py`).
+
+Values come from the float64 oracle (tests/reference.py); gradients from central finite
+differences of that oracle and from TensorFlow autodiff of a plain masked float64
+transcription written here (no custom gradient, no shared code with the kernels).
+"""
+
+import itertools
+import zlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supcon_tf import SupervisedContrastiveLoss, kernels, supervised_contrastive_loss
+from supcon_tf.losses import _per_sample_loss
+from tests.reference import npairs_reference, supcon_reference
+
+LABEL_KINDS = ("int", "one_hot", "multi_hot", "none", "mask")
+
+
+def make_batch(seed, batch, views, dim, label_kind, num_classes=3, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(batch, views, dim)).astype(dtype)
+    ints = rng.integers(0, num_classes, size=batch)
+    labels, mask = None, None
+    if label_kind == "int":
+        labels = ints
+    elif label_kind == "one_hot":
+        labels = np.eye(num_classes)[ints]
+    elif label_kind == "multi_hot":
+        labels = (rng.random((batch, num_classes + 1)) < 0.35).astype("float32")
+    elif label_kind == "mask":
+        mask = rng.random((batch, batch)) < 0.3
+    return features, labels, mask
+
+
+def plain_masked_loss(labels, mask, features, temperature, contrast_mode, summation):
+    """Per-sample loss written directly from Eq. 2/3 with full N x N masks (autodiff only)."""
+    features = tf.math.l2_normalize(features, axis=-1)
+    batch, views = features.shape[0], features.shape[1]
+    if mask is not None:
+        sample_positive = np.asarray(mask, bool) | np.eye(batch, dtype=bool)
+    elif labels is None:
+        sample_positive = np.eye(batch, dtype=bool)
+    elif np.ndim(labels) == 2 and np.shape(labels)[1] != 1:
+        hot = np.asarray(labels) > 0
+        sample_positive = (hot.astype(int) @ hot.T.astype(int) > 0) | np.eye(batch, dtype=bool)
+    else:
+        flat = np.reshape(labels, [-1])
+        sample_positive = flat[:, None] == flat[None, :]
+    contrast = tf.reshape(tf.transpose(features, [1, 0, 2]), [batch * views, -1])
+    anchor_views = views if contrast_mode == "all" else 1
+    anchors = contrast[: anchor_views * batch]
+    logits = tf.matmul(anchors, contrast, transpose_b=True) / temperature
+    not_self = ~np.eye(anchor_views * batch, batch * views, dtype=bool)
+    positive = np.tile(sample_positive, [anchor_views, views]) & not_self
+    denominator = tf.reduce_logsumexp(tf.where(not_self, logits, -np.inf), axis=1)
+    log_probability = logits - denominator[:, None]
+    count = positive.sum(axis=1)
+    if summation == "out":
+        per_anchor = -tf.reduce_sum(tf.where(positive, log_probability, 0.0), 1) / np.maximum(
+            count, 1
+        )
+    else:
+        per_anchor = -tf.reduce_logsumexp(
+            tf.where(positive, log_probability, -np.inf), axis=1
+        ) + np.log(np.maximum(count, 1))
+    per_anchor = tf.where(count > 0, per_anchor, tf.zeros_like(per_anchor))
+    return tf.reduce_mean(tf.reshape(per_anchor, [anchor_views, batch]), axis=0)
+
+
+def loss_and_gradient(function, features):
+    variable = tf.constant(features)
+    with tf.GradientTape() as tape:
+        tape.watch(variable)
+        per_sample = function(variable)
+        # A non-uniform upstream gradient exercises the per-row scaling.
+        total = tf.reduce_sum(
+            per_sample * tf.range(1.0, per_sample.shape[0] + 1, dtype=per_sample.dtype)
+        )
+    return per_sample.numpy(), tape.gradient(total, variable).numpy()
+
+
+class TestBlockedAgainstReference:
+    @pytest.mark.parametrize(
+        "contrast_mode,summation,label_kind",
+        list(itertools.product(("all", "one"), ("out", "in"), LABEL_KINDS)),
+    )
+    def test_values_match_float64_oracle(self, contrast_mode, summation, label_kind):
+        seed = zlib.crc32(f"{contrast_mode}{summation}{label_kind}".encode()) % 2**16
+        for batch, views, block_size in [(7, 2, 3), (5, 3, 4), (9, 1, 5), (6, 2, 64)]:
+            if label_kind == "none" and views == 1:
+                views = 2
+            features, labels, mask = make_batch(seed, batch, views, 6, label_kind)
+            expected = supcon_reference(
+                features, labels, 0.1, None, contrast_mode, summation, mask=mask
+            )
+            got = supervised_contrastive_loss(
+                labels,
+                features,
+                temperature=0.1,
+                contrast_mode=contrast_mode,
+                summation=summation,
+                positive_mask=mask,
+                implementation="blocked",
+                block_size=block_size,
+            )
+            np.testing.assert_allclose(got.numpy(), expected, rtol=2e-4, atol=1e-5)
+
+    @pytest.mark.parametrize("summation", ["out", "in"])
+    def test_small_temperature_is_exact_and_finite(self, summation):
+        features, labels, _ = make_batch(1, 24, 2, 16, "int")
+        for implementation in ("dense", "blocked"):
+            per_sample, gradient = loss_and_gradient(
+                lambda z, implementation=implementation: supervised_contrastive_loss(
+                    labels,
+                    z,
+                    temperature=0.01,
+                    summation=summation,
+                    implementation=implementation,
+                    block_size=5,
+                ),
+                features,
+            )
+            expected = supcon_reference(features, labels, 0.01, summation=summation)
+            np.testing.assert_allclose(per_sample, expected, rtol=2e-4, atol=1e-5)
+            assert np.all(np.isfinite(gradient))
+
+    def test_npairs_variant_includes_self(self):
+        rng = np.random.default_rng(2)
+        z = rng.normal(size=(11, 8))
+        labels = rng.integers(0, 4, size=11)
+        unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+        expected = npairs_reference(labels, unit @ unit.T / 0.2)
+        for implementation in ("dense", "blocked"):
+            per_sample = _per_sample_loss(
+                tf.constant(unit[:, None, :]),
+                labels,
+                None,
+                0.2,
+                "all",
+                "out",
+                include_self=True,
+                implementation=implementation,
+                block_size=4,
+            )
+            np.testing.assert_allclose(float(tf.reduce_mean(per_sample)), expected, rtol=1e-9)
+
+
+class TestGradients:
+    @pytest.mark.parametrize(
+        "summation,label_kind", itertools.product(("out", "in"), ("int", "none", "mask"))
+    )
+    def test_blocked_gradient_matches_finite_differences(self, summation, label_kind):
+        features, labels, mask = make_batch(3, 4, 2, 3, label_kind, dtype="float64")
+        temperature = 0.3
+        weights = np.arange(1.0, 5.0)
+        _, gradient = loss_and_gradient(
+            lambda z: supervised_contrastive_loss(
+                labels,
+                z,
+                temperature=temperature,
+                summation=summation,
+                positive_mask=mask,
+                implementation="blocked",
+                block_size=3,
+            ),
+            features,
+        )
+
+        def total(values):
+            per_sample = supcon_reference(
+                values, labels, temperature, summation=summation, mask=mask
+            )
+            return float(np.sum(per_sample * weights))
+
+        eps = 1e-6
+        numeric = np.zeros_like(features)
+        for index in np.ndindex(features.shape):
+            plus, minus = features.copy(), features.copy()
+            plus[index] += eps
+            minus[index] -= eps
+            numeric[index] = (total(plus) - total(minus)) / (2 * eps)
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-8)
+
+    @pytest.mark.parametrize(
+        "contrast_mode,summation,label_kind",
+        list(itertools.product(("all", "one"), ("out", "in"), LABEL_KINDS)),
+    )
+    def test_both_kernels_match_plain_autodiff(self, contrast_mode, summation, label_kind):
+        features, labels, mask = make_batch(4, 37, 2, 8, label_kind, dtype="float64")
+        expected_loss, expected_gradient = loss_and_gradient(
+            lambda z: plain_masked_loss(labels, mask, z, 0.1, contrast_mode, summation), features
+        )
+        for implementation, block_size in [("dense", None), ("blocked", 16), ("blocked", 5)]:
+            per_sample, gradient = loss_and_gradient(
+                lambda z, implementation=implementation, block_size=block_size: (
+                    supervised_contrastive_loss(
+                        labels,
+                        z,
+                        temperature=0.1,
+                        contrast_mode=contrast_mode,
+                        summation=summation,
+                        positive_mask=mask,
+                        implementation=implementation,
+                        block_size=block_size,
+                    )
+                ),
+                features,
+            )
+            np.testing.assert_allclose(per_sample, expected_loss, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-9, atol=1e-11)
+
+    def test_float32_blocked_equals_dense(self):
+        features, labels, _ = make_batch(5, 300, 2, 32, "int", num_classes=10)
+        dense = loss_and_gradient(
+            lambda z: supervised_contrastive_loss(labels, z, implementation="dense"), features
+        )
+        blocked = loss_and_gradient(
+            lambda z: supervised_contrastive_loss(
+                labels, z, implementation="blocked", block_size=77
+            ),
+            features,
+        )
+        np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-5, atol=1e-6)
+        scale = np.abs(dense[1]).max()
+        np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-4, atol=1e-5 * scale)
+
+
+class TestLocalAnchors:
+    @pytest.mark.parametrize(
+        "contrast_mode,summation,label_kind",
+        list(itertools.product(("all", "one"), ("out", "in"), ("int", "none", "multi_hot"))),
+    )
+    def test_anchor_subset_against_global_batch(self, contrast_mode, summation, label_kind):
+        features, labels, _ = make_batch(6, 10, 2, 5, label_kind)
+        unit = tf.math.l2_normalize(features, axis=-1)
+        expected = supcon_reference(features, labels, 0.2, None, contrast_mode, summation)
+        for anchor_start, local_batch in [(0, 4), (4, 3), (7, 3)]:
+            for implementation in ("dense", "blocked"):
+                got = _per_sample_loss(
+                    unit,
+                    labels,
+                    None,
+                    0.2,
+                    contrast_mode,
+                    summation,
+                    anchor_start=anchor_start,
+                    local_batch=local_batch,
+                    implementation=implementation,
+                    block_size=3,
+                )
+                np.testing.assert_allclose(
+                    got.numpy(),
+                    expected[anchor_start : anchor_start + local_batch],
+                    rtol=2e-4,
+                    atol=1e-5,
+                )
+
+    def test_anchor_subset_gradients_agree(self):
+        features, labels, _ = make_batch(7, 12, 2, 6, "int", dtype="float64")
+
+        def run(implementation):
+            return loss_and_gradient(
+                lambda z: _per_sample_loss(
+                    tf.math.l2_normalize(z, axis=-1),
+                    labels,
+                    None,
+                    0.1,
+                    "all",
+                    "out",
+                    anchor_start=tf.constant(5),
+                    local_batch=4,
+                    implementation=implementation,
+                    block_size=3,
+                ),
+                features,
+            )
+
+        dense, blocked = run("dense"), run("blocked")
+        np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-12)
+        np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-10, atol=1e-13)
+        assert np.any(blocked[1][:5] != 0)  # contrasts outside the anchors get gradients
+
+
+class TestCompilation:
+    @pytest.mark.parametrize(
+        "jit_compile,summation,label_kind",
+        [
+            (False, "out", "int"),
+            (True, "out", "int"),
+            (True, "in", "int"),
+            (True, "out", "multi_hot"),
+            (True, "out", "none"),
+            (True, "in", "mask"),
+        ],
+    )
+    def test_tf_function_matches_eager(self, jit_compile, summation, label_kind):
+        features, labels, mask = make_batch(8, 13, 2, 8, label_kind)
+        for implementation in ("dense", "blocked"):
+
+            def per_sample(z, implementation=implementation):
+                return supervised_contrastive_loss(
+                    labels,
+                    z,
+                    summation=summation,
+                    positive_mask=mask,
+                    implementation=implementation,
+                    block_size=4,
+                )
+
+            eager = loss_and_gradient(per_sample, features)
+            compiled = tf.function(
+                lambda z, per_sample=per_sample: loss_and_gradient_graph(per_sample, z),
+                jit_compile=jit_compile,
+            )
+            value, gradient = (tensor.numpy() for tensor in compiled(tf.constant(features)))
+            np.testing.assert_allclose(value, eager[0], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(gradient, eager[1], rtol=1e-4, atol=1e-6)
+
+    def test_unknown_batch_size_in_graph(self):
+        features, labels, _ = make_batch(9, 10, 2, 4, "int")
+        expected = supcon_reference(features, labels, 0.1)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None, 2, 4], tf.float32),
+            ]
+        )
+        def blocked(y, z):
+            return supervised_contrastive_loss(y, z, implementation="blocked", block_size=3)
+
+        np.testing.assert_allclose(
+            blocked(labels, features).numpy(), expected, rtol=2e-4, atol=1e-5
+        )
+
+    def test_keras_fit_with_blocked_loss(self):
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 8)).astype("float32")
+        y = np.arange(64) % 4
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16)])
+        model.compile(
+            optimizer="sgd",
+            loss=SupervisedContrastiveLoss(implementation="blocked", block_size=10),
+            jit_compile=True,
+        )
+        history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+
+
+def loss_and_gradient_graph(function, features):
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        per_sample = function(features)
+        weights = tf.range(1.0, tf.cast(tf.shape(per_sample)[0], tf.float32) + 1.0)
+        total = tf.reduce_sum(per_sample * weights)
+    return per_sample, tape.gradient(total, features)
+
+
+class TestOptions:
+    def test_auto_picks_by_size(self):
+        assert kernels.choose_implementation("auto", 100, 100) == "dense"
+        assert kernels.choose_implementation("auto", 8192, 8192) == "blocked"
+        assert kernels.choose_implementation("auto", None, 8192) == "dense"
+        assert kernels.choose_implementation("blocked", 4, 4) == "blocked"
+        assert kernels.choose_implementation("dense", 10**5, 10**5) == "dense"
+
+    def test_default_block_size_bounds_the_block(self):
+        for columns in (1, 100, 8192, 131072, 10**7):
+            rows = kernels.default_block_size(columns)
+            assert rows % 8 == 0 and rows >= kernels.MIN_BLOCK_ROWS
+            assert rows * columns <= max(
+                kernels.DEFAULT_BLOCK_ELEMENTS, kernels.MIN_BLOCK_ROWS * columns
+            )
+
+    def test_get_config_round_trip(self):
+        loss = SupervisedContrastiveLoss(implementation="blocked", block_size=128)
+        config = loss.get_config()
+        assert config["implementation"] == "blocked" and config["block_size"] == 128
+        clone = SupervisedContrastiveLoss.from_config(config)
+        assert clone.get_config() == config
+        restored = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert restored.implementation == "blocked" and restored.block_size == 128
+
+    @pytest.mark.parametrize(
+        "options,match",
+        [
+            ({"implementation": "tiled"}, "Unknown `implementation`='tiled'"),
+            ({"implementation": None}, "implementation"),
+            ({"block_size": 0}, "`block_size` must be None .* got 0"),
+            ({"block_size": -3}, "`block_size`.*got -3"),
+            ({"block_size": 2.5}, "`block_size`.*got 2.5"),
+            ({"block_size": True}, "`block_size`.*got True"),
+        ],
+    )
+    def test_bad_options(self, options, match):
+        with pytest.raises(ValueError, match=match):
+            SupervisedContrastiveLoss(**options)
+        with pytest.raises(ValueError, match=match):
+            supervised_contrastive_loss([0, 1], np.ones((2, 2, 3), "float32"), **options)
