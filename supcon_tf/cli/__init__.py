@@ -1,0 +1,1 @@
+"""Command-line interfaces of supcon_tf (absl flags live here, never in library code)."""
