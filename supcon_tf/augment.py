@@ -303,66 +303,84 @@ def _affine_matrix(a, b, c, d, e, f):
     return tf.stack([tf.stack([a, b, c], axis=-1), tf.stack([d, e, f], axis=-1)], axis=1)
 
 
-def _shear_x(images, shear, fill_value):
+def _shear_x_matrix(shear, height, width):
     one, zero = tf.ones_like(shear), tf.zeros_like(shear)
-    return _affine(images, _affine_matrix(one, shear, zero, zero, one, zero), fill_value)
+    return _affine_matrix(one, shear, zero, zero, one, zero)
 
 
-def _shear_y(images, shear, fill_value):
+def _shear_y_matrix(shear, height, width):
     one, zero = tf.ones_like(shear), tf.zeros_like(shear)
-    return _affine(images, _affine_matrix(one, zero, zero, shear, one, zero), fill_value)
+    return _affine_matrix(one, zero, zero, shear, one, zero)
 
 
-def _translate_x(images, fraction, fill_value):
+def _translate_x_matrix(fraction, height, width):
     one, zero = tf.ones_like(fraction), tf.zeros_like(fraction)
-    pixels = -fraction * tf.cast(tf.shape(images)[2], images.dtype)
-    return _affine(images, _affine_matrix(one, zero, pixels, zero, one, zero), fill_value)
+    return _affine_matrix(one, zero, -fraction * width, zero, one, zero)
 
 
-def _translate_y(images, fraction, fill_value):
+def _translate_y_matrix(fraction, height, width):
     one, zero = tf.ones_like(fraction), tf.zeros_like(fraction)
-    pixels = -fraction * tf.cast(tf.shape(images)[1], images.dtype)
-    return _affine(images, _affine_matrix(one, zero, zero, zero, one, pixels), fill_value)
+    return _affine_matrix(one, zero, zero, zero, one, -fraction * height)
 
 
-def _rotate(images, degrees, fill_value):
-    """Rotates counter-clockwise by `degrees` about the image centre."""
+def _rotate_matrix(degrees, height, width):
+    """Counter-clockwise rotation by `degrees` about the image centre."""
     radians = degrees * (math.pi / 180.0)
     cosine, sine = tf.cos(radians), tf.sin(radians)
     zero = tf.zeros_like(degrees)
-    return _affine(images, _affine_matrix(cosine, -sine, zero, sine, cosine, zero), fill_value)
+    return _affine_matrix(cosine, -sine, zero, sine, cosine, zero)
+
+
+def _warp_with(matrix_function):
+    """Turns a per-image matrix function into an image operation `(images, value, fill)`."""
+
+    def operation(images, value, fill_value):
+        height = tf.cast(tf.shape(images)[1], images.dtype)
+        width = tf.cast(tf.shape(images)[2], images.dtype)
+        return _affine(images, matrix_function(value, height, width), fill_value)
+
+    return operation
+
+
+_shear_x = _warp_with(_shear_x_matrix)
+_shear_y = _warp_with(_shear_y_matrix)
+_translate_x = _warp_with(_translate_x_matrix)
+_translate_y = _warp_with(_translate_y_matrix)
+_rotate = _warp_with(_rotate_matrix)
 
 
 def _enhance_factor(level):
     return 0.1 + 1.8 * level
 
 
-# Each operation: (images, level in [0, 1], sign +-1, fill_value) -> images. The level is
-# the magnitude as a fraction of the largest one; signed operations use the sign. Every
-# operation grows stronger with the level except the enhancement ones, whose published
-# factor 0.1 + 1.8 * level is the identity at level 0.5.
+# Pixel operations: (images, level in [0, 1]) -> images. The level is the magnitude as a
+# fraction of the largest one. Every operation grows stronger with the level except the
+# enhancement ones, whose published factor 0.1 + 1.8 * level is the identity at 0.5.
 _OPERATIONS = {
-    "Identity": lambda images, level, sign, fill: images,
-    "AutoContrast": lambda images, level, sign, fill: _autocontrast(images),
-    "Equalize": lambda images, level, sign, fill: _equalize(images),
-    "Invert": lambda images, level, sign, fill: _invert(images),
-    "Rotate": lambda images, level, sign, fill: _rotate(
-        images, sign * _MAX_ROTATE_DEGREES * level, fill
+    "Identity": lambda images, level: images,
+    "AutoContrast": lambda images, level: _autocontrast(images),
+    "Equalize": lambda images, level: _equalize(images),
+    "Invert": lambda images, level: _invert(images),
+    "Solarize": lambda images, level: _solarize(images, 256.0 * (1.0 - level)),
+    "Posterize": lambda images, level: _posterize(images, 8.0 - tf.round(4.0 * level)),
+    "Color": lambda images, level: _color(images, _enhance_factor(level)),
+    "Contrast": lambda images, level: _contrast(images, _enhance_factor(level)),
+    "Brightness": lambda images, level: _brightness(images, _enhance_factor(level)),
+    "Sharpness": lambda images, level: _sharpness(images, _enhance_factor(level)),
+}
+
+# Geometric operations: (level, sign +-1, height, width) -> [B, 2, 3] affine matrices.
+# All geometric operations of one stage share a single warp.
+_GEOMETRIC_OPERATIONS = {
+    "ShearX": lambda level, sign, h, w: _shear_x_matrix(sign * _MAX_SHEAR * level, h, w),
+    "ShearY": lambda level, sign, h, w: _shear_y_matrix(sign * _MAX_SHEAR * level, h, w),
+    "TranslateX": lambda level, sign, h, w: _translate_x_matrix(
+        sign * _MAX_TRANSLATE * level, h, w
     ),
-    "Solarize": lambda images, level, sign, fill: _solarize(images, 256.0 * (1.0 - level)),
-    "Posterize": lambda images, level, sign, fill: _posterize(images, 8.0 - tf.round(4.0 * level)),
-    "Color": lambda images, level, sign, fill: _color(images, _enhance_factor(level)),
-    "Contrast": lambda images, level, sign, fill: _contrast(images, _enhance_factor(level)),
-    "Brightness": lambda images, level, sign, fill: _brightness(images, _enhance_factor(level)),
-    "Sharpness": lambda images, level, sign, fill: _sharpness(images, _enhance_factor(level)),
-    "ShearX": lambda images, level, sign, fill: _shear_x(images, sign * _MAX_SHEAR * level, fill),
-    "ShearY": lambda images, level, sign, fill: _shear_y(images, sign * _MAX_SHEAR * level, fill),
-    "TranslateX": lambda images, level, sign, fill: _translate_x(
-        images, sign * _MAX_TRANSLATE * level, fill
+    "TranslateY": lambda level, sign, h, w: _translate_y_matrix(
+        sign * _MAX_TRANSLATE * level, h, w
     ),
-    "TranslateY": lambda images, level, sign, fill: _translate_y(
-        images, sign * _MAX_TRANSLATE * level, fill
-    ),
+    "Rotate": lambda level, sign, h, w: _rotate_matrix(sign * _MAX_ROTATE_DEGREES * level, h, w),
 }
 
 
@@ -376,24 +394,39 @@ def _apply_operations(images, names, transformation, fill_value):
             `names`), `levels` (float in [0, 1]), `signs` (+-1) and `apply` (bool).
         fill_value: value for pixels that geometric operations bring in.
 
-    Each operation is computed only when some image of the batch needs it.
+    Each pixel operation is computed only when some image of the batch needs it; the
+    geometric operations of a stage share one warp with a per-image matrix.
     """
     num_stages = transformation["operations"].shape[1]
+    height = tf.cast(tf.shape(images)[1], images.dtype)
+    width = tf.cast(tf.shape(images)[2], images.dtype)
     for stage in range(num_stages):
         levels = transformation["levels"][:, stage]
         signs = transformation["signs"][:, stage]
+        operations = transformation["operations"][:, stage]
+        applied = transformation["apply"][:, stage]
+        matrix = _shear_x_matrix(tf.zeros_like(levels), height, width)
+        warped = tf.zeros_like(applied)
         for index, name in enumerate(names):
-            if name == "Identity":
-                continue
-            chosen = transformation["apply"][:, stage] & tf.equal(
-                transformation["operations"][:, stage], index
-            )
+            chosen = applied & tf.equal(operations, index)
+            if name in _GEOMETRIC_OPERATIONS:
+                candidate = _GEOMETRIC_OPERATIONS[name](levels, signs, height, width)
+                matrix = tf.where(chosen[:, None, None], candidate, matrix)
+                warped |= chosen
+            elif name != "Identity":
+                changed = tf.cond(
+                    tf.reduce_any(chosen),
+                    functools.partial(_OPERATIONS[name], images, levels),
+                    functools.partial(tf.identity, images),
+                )
+                images = tf.where(_per_image(chosen), changed, images)
+        if any(name in _GEOMETRIC_OPERATIONS for name in names):
             changed = tf.cond(
-                tf.reduce_any(chosen),
-                functools.partial(_OPERATIONS[name], images, levels, signs, fill_value),
+                tf.reduce_any(warped),
+                functools.partial(_affine, images, matrix, fill_value),
                 functools.partial(tf.identity, images),
             )
-            images = tf.where(_per_image(chosen), changed, images)
+            images = tf.where(_per_image(warped), changed, images)
     return images
 
 
@@ -515,6 +548,10 @@ class RandomResizedCrop(keras.layers.Layer):
                 f"`width` is None; got input shape {input_shape}. Pass `height` and `width`."
             )
         return height, width
+
+    def build(self, input_shape):
+        # Nothing to create; defining build stops Keras from tracing `call` to build.
+        pass
 
     def get_random_transformation(self, batch_size, image_height, image_width):
         """Draws one box per image: `[B]` tensors `top`, `left`, `height`, `width` in pixels."""
@@ -674,6 +711,10 @@ class _OperationPolicy(keras.layers.Layer):
         self.fill_value = _check_fill_value(fill_value)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        # Nothing to create; defining build stops Keras from tracing `call` to build.
+        pass
 
     def _names(self):
         raise NotImplementedError
@@ -973,9 +1014,9 @@ def build_augmenter(
         layers.append(RandAugment(num_layers, magnitude, seed=next(seeds)))
     if name in ("simaugment", "stacked_randaugment"):
         layers.append(RandomApply(color_jitter(strength, seed=next(seeds)), 0.8, seed=next(seeds)))
-        layers.append(
-            keras.layers.RandomGrayscale(factor=0.2, data_format="channels_last", seed=next(seeds))
-        )
+        # RandomApply carries the seed: Keras' RandomGrayscale leaves it out of its config.
+        grayscale = keras.layers.RandomGrayscale(factor=1.0, data_format="channels_last")
+        layers.append(RandomApply(grayscale, 0.2, seed=next(seeds)))
     if name == "simaugment" and blur:
         shorter_side = min(height or 224, width or 224)
         kernel_size = max(3, (shorter_side // 10) | 1)
