@@ -27,7 +27,6 @@ Example:
 ((2, 32, 32, 3), True, True)
 """
 
-import functools
 import math
 from pathlib import Path
 
@@ -414,20 +413,24 @@ def _apply_operations(images, names, transformation, fill_value):
                 matrix = tf.where(chosen[:, None, None], candidate, matrix)
                 warped |= chosen
             elif name != "Identity":
-                changed = tf.cond(
-                    tf.reduce_any(chosen),
-                    functools.partial(_OPERATIONS[name], images, levels),
-                    functools.partial(tf.identity, images),
-                )
-                images = tf.where(_per_image(chosen), changed, images)
+                images = _update_subset(images, chosen, _OPERATIONS[name], levels)
         if any(name in _GEOMETRIC_OPERATIONS for name in names):
-            changed = tf.cond(
-                tf.reduce_any(warped),
-                functools.partial(_affine, images, matrix, fill_value),
-                functools.partial(tf.identity, images),
+            images = _update_subset(
+                images, warped, lambda subset, matrix: _affine(subset, matrix, fill_value), matrix
             )
-            images = tf.where(_per_image(warped), changed, images)
     return images
+
+
+def _update_subset(images, chosen, operation, parameters):
+    """Applies `operation(images[chosen], parameters[chosen])` to the chosen images only.
+
+    Only the chosen images are computed (the batch is gathered and scattered back), so
+    a policy costs about `num_stages` operations per image rather than one per distinct
+    operation; the subset has a dynamic size, which XLA handles as a bounded shape.
+    """
+    indices = tf.where(chosen)
+    changed = operation(tf.gather_nd(images, indices), tf.gather_nd(parameters, indices))
+    return tf.tensor_scatter_nd_update(images, indices, changed)
 
 
 def _as_batch(images):
