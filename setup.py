@@ -17,6 +17,8 @@ setup(
         "absl-py",
         "scikit-learn",
         "matplotlib",
+        # TensorFlow >= 2.20 no longer depends on it; Keras needs it for TensorBoard logs.
+        "tensorboard",
     ],
     extras_require={
         "test": [
@@ -28,7 +30,7 @@ setup(
             "ipykernel",
         ],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["supcon-train=supcon_tf.cli.train:run"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

@@ -1,0 +1,153 @@
+"""The absl flags of `supcon-train`, and their conversion to an `ExperimentConfig`.
+
+Every flag mirrors the `ExperimentConfig` field of the same name and takes its
+default from it, so the library and the command line cannot drift apart. To add a
+setting: add the field to `ExperimentConfig`, then a `DEFINE_*` line in
+`define_flags`.
+"""
+
+import dataclasses
+
+from absl import flags
+
+from supcon_tf.augment import AUGMENTATIONS
+from supcon_tf.encoders import ENCODERS, STEMS
+from supcon_tf.experiment import METHODS, ExperimentConfig
+from supcon_tf.optimizers import OPTIMIZERS
+
+_DEFAULTS = ExperimentConfig()
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the `supcon-train` flags (once) on `flag_values`."""
+    if "pretrain_epochs" in flag_values:
+        return
+    defaults = _DEFAULTS
+
+    def string(name, help_text):
+        flags.DEFINE_string(name, getattr(defaults, name), help_text, flag_values=flag_values)
+
+    def integer(name, help_text, lower_bound=1):
+        flags.DEFINE_integer(
+            name,
+            getattr(defaults, name),
+            help_text,
+            lower_bound=lower_bound,
+            flag_values=flag_values,
+        )
+
+    def number(name, help_text, lower_bound=None, upper_bound=None):
+        flags.DEFINE_float(
+            name,
+            getattr(defaults, name),
+            help_text,
+            lower_bound=lower_bound,
+            upper_bound=upper_bound,
+            flag_values=flag_values,
+        )
+
+    def choice(name, choices, help_text):
+        flags.DEFINE_enum(
+            name, getattr(defaults, name), choices, help_text, flag_values=flag_values
+        )
+
+    # Data.
+    string(
+        "dataset",
+        "Dataset: digits (offline), cifar10, cifar100, mnist, fashion_mnist (downloaded by "
+        "Keras), a path to an .npz file (x_train, y_train, x_test, y_test) or to a folder "
+        "with train/<class>/ and test/<class>/ images.",
+    )
+    string("data_dir", "Folder with local copies (<data_dir>/<name>.npz or <data_dir>/<name>/).")
+    number(
+        "validation_fraction",
+        "Share of the training data held out for validation (model selection).",
+        lower_bound=0.0,
+        upper_bound=0.99,
+    )
+    # Model.
+    choice("encoder", ENCODERS, "Encoder architecture.")
+    number("width_multiplier", "Scales the encoder's number of filters.", lower_bound=1e-3)
+    choice("stem", STEMS, "ResNet stem: cifar (3x3, stride 1) or imagenet (7x7/2 + max-pool).")
+    integer("projection_units", "Output width of the projection head.")
+    flags.DEFINE_bool(
+        "projection_batch_norm",
+        defaults.projection_batch_norm,
+        "BatchNorm in the projection head.",
+        flag_values=flag_values,
+    )
+    # Pretraining.
+    choice("method", METHODS, "Pretraining: supcon (with labels) or simclr (without).")
+    integer("views", "Augmented views per image in pretraining.")
+    integer("batch_size", "Images per batch.")
+    integer("pretrain_epochs", "Epochs of contrastive pretraining.")
+    integer("classifier_epochs", "Epochs of the classifier on the frozen encoder.")
+    flags.DEFINE_integer(
+        "baseline_epochs",
+        defaults.baseline_epochs,
+        "Epochs of the cross-entropy baseline (default: pretrain + classifier epochs).",
+        lower_bound=1,
+        flag_values=flag_values,
+    )
+    number("temperature", "Temperature of the contrastive loss.", lower_bound=1e-6)
+    choice("optimizer", OPTIMIZERS, "Optimizer of every phase.")
+    number("learning_rate", "Learning rate of every phase.", lower_bound=0.0)
+    number("weight_decay", "Decoupled weight decay (0 disables it).", lower_bound=0.0)
+    choice("augment", AUGMENTATIONS, "Augmentation policy (views and classifier training).")
+    # Classifier heads.
+    flags.DEFINE_integer(
+        "classifier_hidden_units",
+        defaults.classifier_hidden_units,
+        "Hidden layer width of the classifier heads (default: linear).",
+        lower_bound=1,
+        flag_values=flag_values,
+    )
+    number("classifier_dropout", "Dropout of the classifier heads.", 0.0, 0.99)
+    flags.DEFINE_bool(
+        "baseline",
+        defaults.baseline,
+        "Also train the cross-entropy baseline (--nobaseline to skip it).",
+        flag_values=flag_values,
+    )
+    # Run.
+    string("model_dir", "Output folder; an interrupted run in it is resumed.")
+    integer("seed", "Seed of the data split, weights, shuffling and augmentation.", 0)
+    integer("verbose", "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch.", 0)
+
+    flags.register_validator(
+        "views",
+        lambda views: views >= 1,
+        message="--views must be at least 1.",
+        flag_values=flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["method", "views"],
+        lambda values: values["method"] != "simclr" or values["views"] >= 2,
+        message="--method=simclr needs --views >= 2 (the other views are its only positives).",
+        flag_values=flag_values,
+    )
+    flags.register_validator(
+        "learning_rate",
+        lambda value: value > 0,
+        message="--learning_rate must be positive.",
+        flag_values=flag_values,
+    )
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Returns the `ExperimentConfig` whose fields are the values of the flags."""
+    values = {
+        field.name: flag_values[field.name].value
+        for field in dataclasses.fields(ExperimentConfig)
+        if field.name in flag_values
+    }
+    return ExperimentConfig(**values)
+
+
+def flag_values_dict(flag_values=flags.FLAGS):
+    """The values of the `supcon-train` flags (for `flags.json`)."""
+    return {
+        field.name: flag_values[field.name].value
+        for field in dataclasses.fields(ExperimentConfig)
+        if field.name in flag_values
+    }

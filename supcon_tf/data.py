@@ -1,0 +1,451 @@
+"""Datasets as NumPy splits, and `tf.data` input pipelines.
+
+`load_dataset` returns train / validation / test splits with images as float32 in
+`[0, 1]` (NHWC) and integer labels. The validation split is carved from the training
+data (stratified, seeded) for model selection; the test split is kept for the final
+numbers only.
+
+Sources: `"digits"` (scikit-learn's bundled 8x8 digits: offline), `"cifar10"`,
+`"cifar100"`, `"mnist"`, `"fashion_mnist"` (the Keras dataset loaders, which download
+on a connected machine), a path to an `.npz` file with `x_train, y_train, x_test,
+y_test`, or a path to a folder with `train/<class>/` and `test/<class>/` image folders.
+
+Example:
+
+>>> splits = load_dataset("digits", validation_fraction=0.1, seed=0)
+>>> splits.x_train.shape[1:], splits.num_classes
+((8, 8, 1), 10)
+>>> batches = make_dataset(splits.x_train, splits.y_train, batch_size=32)
+>>> images, labels = next(iter(batches))
+>>> tuple(images.shape), labels.dtype.name
+((32, 8, 8, 1), 'int32')
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+KERAS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+DATASETS = ("digits", *KERAS_DATASETS)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# scikit-learn's digits ship without a test split: a fixed, seed-independent 20 %.
+_DIGITS_TEST_FRACTION = 0.2
+_DIGITS_TEST_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSplits:
+    """Train / validation / test splits: float32 images in `[0, 1]` NHWC, int32 labels.
+
+    Attributes:
+        x_train, y_train: training images `[N, H, W, C]` and labels `[N]`.
+        x_val, y_val: validation split (empty when `validation_fraction=0`).
+        x_test, y_test: test split, for final numbers only.
+        class_names: one name per class index.
+        name: the dataset's name or path.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple
+    name: str
+
+    @property
+    def num_classes(self):
+        """Number of classes."""
+        return len(self.class_names)
+
+    @property
+    def input_shape(self):
+        """`(height, width, channels)` of one image."""
+        return tuple(self.x_train.shape[1:])
+
+
+def _as_images(images, source):
+    """Returns images as float32 NHWC in `[0, 1]`; integers are divided by 255."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(
+            f"Images from {source} must have shape [N, H, W] or [N, H, W, C], "
+            f"got shape {images.shape}."
+        )
+    if np.issubdtype(images.dtype, np.integer):
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise ValueError(
+                f"Integer images from {source} must be in [0, 255], got values in "
+                f"[{images.min()}, {images.max()}]."
+            )
+        return images.astype(np.float32) / 255.0
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"Images from {source} must be numbers, got dtype {images.dtype}.")
+    images = images.astype(np.float32)
+    if images.size and (
+        not np.all(np.isfinite(images)) or images.min() < 0.0 or images.max() > 1.0
+    ):
+        raise ValueError(
+            f"Floating-point images from {source} must be finite and in [0, 1]; got values "
+            f"in [{np.nanmin(images)}, {np.nanmax(images)}]. Divide by 255 first."
+        )
+    return images
+
+
+def _as_labels(labels, num_images, source):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != num_images:
+        raise ValueError(
+            f"Labels from {source} must have shape [{num_images}] (one per image), "
+            f"got shape {labels.shape}."
+        )
+    if (
+        labels.size
+        and not np.issubdtype(labels.dtype, np.integer)
+        and not np.all(np.equal(np.mod(labels, 1), 0))
+    ):
+        raise ValueError(f"Labels from {source} must be integers, got dtype {labels.dtype}.")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"Labels from {source} must be non-negative, got {labels.min()}.")
+    return labels.astype(np.int32)
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    labels = digits.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images,
+        labels,
+        test_size=_DIGITS_TEST_FRACTION,
+        random_state=_DIGITS_TEST_SEED,
+        stratify=labels,
+    )
+    return x_train, y_train, x_test, y_test, tuple(str(name) for name in digits.target_names)
+
+
+def _load_keras_dataset(name):
+    import keras
+
+    loader = getattr(keras.datasets, name)
+    if name == "cifar100":
+        (x_train, y_train), (x_test, y_test) = loader.load_data(label_mode="fine")
+    else:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    num_classes = int(max(np.max(y_train), np.max(y_test))) + 1
+    return x_train, y_train, x_test, y_test, tuple(str(index) for index in range(num_classes))
+
+
+def _load_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise ValueError(
+                    f"{path} is missing arrays {missing}; an .npz dataset needs {NPZ_KEYS} "
+                    f"(found {sorted(archive.files)})."
+                )
+            arrays = [archive[key] for key in NPZ_KEYS]
+    except ValueError:
+        raise
+    except Exception as error:  # zipfile.BadZipFile, OSError, EOFError, ...
+        raise ValueError(
+            f"Cannot read the .npz dataset {path}: it is corrupt ({error})."
+        ) from error
+    x_train, y_train, x_test, y_test = arrays
+    num_classes = int(max(np.max(y_train, initial=0), np.max(y_test, initial=0))) + 1
+    return x_train, y_train, x_test, y_test, tuple(str(index) for index in range(num_classes))
+
+
+def _list_images(split_dir, class_names):
+    paths, labels = [], []
+    for label, class_name in enumerate(class_names):
+        class_dir = split_dir / class_name
+        if not class_dir.is_dir():
+            continue
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+                paths.append(str(path))
+                labels.append(label)
+    return paths, np.asarray(labels, dtype=np.int32)
+
+
+def _decode(path):
+    image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def _find_bad_image(paths):
+    """Decodes images one by one and returns `(path, reason)` of the first failure."""
+    reference_shape = None
+    for path in paths:
+        try:
+            shape = tuple(_decode(path).shape)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+            return path, f"it is not a readable image ({error.message.splitlines()[0]})"
+        if reference_shape is None:
+            reference_shape = shape
+        elif shape != reference_shape:
+            return path, f"its shape {shape} differs from the first image's {reference_shape}"
+    return None, None
+
+
+def _read_images(paths, split_dir):
+    if not paths:
+        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {split_dir}.")
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(
+        _decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    try:
+        images = [image.numpy() for image in dataset.batch(1024)]
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        bad_path, reason = _find_bad_image(paths)
+        if bad_path is None:
+            raise ValueError(
+                f"Cannot read the images under {split_dir}: {error.message}"
+            ) from error
+        raise ValueError(f"Cannot read image {bad_path}: {reason}.") from error
+    return np.concatenate(images, axis=0)
+
+
+def _load_image_folder(root):
+    train_dir, test_dir = root / "train", root / "test"
+    for split_dir in (train_dir, test_dir):
+        if not split_dir.is_dir():
+            raise FileNotFoundError(
+                f"Image-folder dataset {root} has no {split_dir.name}/ folder; expected "
+                f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg."
+            )
+    class_names = tuple(sorted(path.name for path in train_dir.iterdir() if path.is_dir()))
+    if not class_names:
+        raise ValueError(f"{train_dir} has no class sub-folders.")
+    unknown = sorted(
+        path.name for path in test_dir.iterdir() if path.is_dir() and path.name not in class_names
+    )
+    if unknown:
+        raise ValueError(
+            f"{test_dir} has classes {unknown} that {train_dir} lacks; both splits need the "
+            f"same class folders {list(class_names)}."
+        )
+    train_paths, y_train = _list_images(train_dir, class_names)
+    test_paths, y_test = _list_images(test_dir, class_names)
+    x_train = _read_images(train_paths, train_dir)
+    x_test = _read_images(test_paths, test_dir)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"Train images {x_train.shape[1:]} and test images {x_test.shape[1:]} under "
+            f"{root} must have the same shape."
+        )
+    return x_train, y_train, x_test, y_test, class_names
+
+
+def _split_validation(images, labels, validation_fraction, seed):
+    if validation_fraction == 0:
+        return images, labels, images[:0], labels[:0]
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    num_validation = int(round(validation_fraction * len(labels)))
+    if num_validation < 1 or num_validation >= len(labels):
+        raise ValueError(
+            f"`validation_fraction`={validation_fraction} of {len(labels)} training images "
+            f"leaves {num_validation} for validation; need at least one in each split."
+        )
+    if stratify is not None and num_validation < len(np.unique(labels)):
+        stratify = None
+    x_train, x_val, y_train, y_val = train_test_split(
+        images, labels, test_size=num_validation, random_state=seed, stratify=stratify
+    )
+    return x_train, y_train, x_val, y_val
+
+
+def _resolve_source(name_or_path, data_dir):
+    """Returns `(kind, value)`: a named dataset, or the path of an .npz / image folder."""
+    name = str(name_or_path)
+    if name in DATASETS:
+        if data_dir is not None:
+            # A local copy under data_dir takes precedence over the (downloading) loader.
+            for candidate in (Path(data_dir) / f"{name}.npz", Path(data_dir) / name):
+                if candidate.is_file() or (candidate / "train").is_dir():
+                    return ("npz" if candidate.suffix == ".npz" else "folder"), candidate
+        return "named", name
+    path = Path(name)
+    if not path.is_absolute() and data_dir is not None and not path.exists():
+        path = Path(data_dir) / path
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise FileNotFoundError(f"Dataset file {path} does not exist.")
+        return "npz", path
+    if path.is_dir():
+        return "folder", path
+    if path.exists():
+        raise ValueError(
+            f"Dataset {path} is neither an .npz file nor a folder with train/ and test/."
+        )
+    if "/" in name or "\\" in name or "." in name:
+        raise FileNotFoundError(f"Dataset path {path} does not exist.")
+    raise ValueError(
+        f"Unknown dataset {name!r}. Expected one of {DATASETS}, a path to an .npz file, or a "
+        "folder with train/<class>/ and test/<class>/ images."
+    )
+
+
+def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, seed=0):
+    """Loads a dataset as train / validation / test NumPy splits.
+
+    Args:
+        name_or_path: `"digits"`, `"cifar10"`, `"cifar100"`, `"mnist"`,
+            `"fashion_mnist"`, a path to an `.npz` file (arrays `x_train, y_train,
+            x_test, y_test`; images `[N, H, W]` or `[N, H, W, C]`, integers in
+            `[0, 255]` or floats in `[0, 1]`), or a path to a folder holding
+            `train/<class>/` and `test/<class>/` images (JPEG, PNG, BMP, GIF; the class
+            order is the sorted folder names; all images of one size).
+        data_dir: optional folder with local copies: `<data_dir>/<name>.npz` or
+            `<data_dir>/<name>/{train,test}/` are used instead of downloading a named
+            dataset; a relative path is looked up there too.
+        validation_fraction: fraction of the training data held out (stratified) for
+            validation, in `[0, 1)`.
+        seed: seed of the validation split.
+
+    Returns:
+        A `DatasetSplits`.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: an unknown name, a corrupt file, or malformed arrays.
+
+    Example:
+
+    >>> splits = load_dataset("digits")
+    >>> len(splits.x_train), len(splits.x_val), len(splits.x_test)
+    (1293, 144, 360)
+    """
+    if isinstance(validation_fraction, bool) or not (
+        isinstance(validation_fraction, (int, float)) and 0 <= validation_fraction < 1
+    ):
+        raise ValueError(f"`validation_fraction` must be in [0, 1), got {validation_fraction!r}.")
+    kind, source = _resolve_source(name_or_path, data_dir)
+    if kind == "named" and source == "digits":
+        arrays = _load_digits()
+    elif kind == "named":
+        arrays = _load_keras_dataset(source)
+    elif kind == "npz":
+        arrays = _load_npz(source)
+    else:
+        arrays = _load_image_folder(source)
+    x_train, y_train, x_test, y_test, class_names = arrays
+    x_train = _as_images(x_train, f"{source} (x_train)")
+    x_test = _as_images(x_test, f"{source} (x_test)")
+    y_train = _as_labels(y_train, len(x_train), f"{source} (y_train)")
+    y_test = _as_labels(y_test, len(x_test), f"{source} (y_test)")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(
+            f"Train images {x_train.shape[1:]} and test images {x_test.shape[1:]} from "
+            f"{source} must have the same shape."
+        )
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise ValueError(f"Dataset {source} needs training and test images, got an empty split.")
+    x_train, y_train, x_val, y_val = _split_validation(x_train, y_train, validation_fraction, seed)
+    return DatasetSplits(
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=tuple(class_names),
+        name=str(name_or_path),
+    )
+
+
+def make_dataset(
+    x,
+    y=None,
+    batch_size=256,
+    shuffle=False,
+    seed=0,
+    augment=None,
+    drop_remainder=False,
+    epochs=None,
+    initial_epoch=0,
+):
+    """Builds a `tf.data` pipeline: shuffle, batch, augment in parallel, prefetch.
+
+    Args:
+        x: images `[N, H, W, C]`.
+        y: optional labels `[N]`; the pipeline yields `(images, labels)` when given.
+        batch_size: samples per batch.
+        shuffle: shuffle the samples (full-size buffer).
+        seed: shuffling seed.
+        augment: optional Keras layer (or callable) applied to each batch with
+            `training=True`, in parallel.
+        drop_remainder: drop the last, smaller batch.
+        epochs: `None` gives one pass (reshuffled on each iteration). An integer gives
+            the batches of epochs `initial_epoch .. epochs - 1` in one stream, each
+            epoch shuffled by a seed derived from `(seed, epoch)`: a run resumed at
+            epoch k sees exactly the batches of an uninterrupted run (use with
+            `fit(..., steps_per_epoch=...)`).
+        initial_epoch: the first epoch of the stream (with `epochs`).
+
+    Returns:
+        A `tf.data.Dataset`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> images = np.zeros((10, 4, 4, 1), dtype="float32")
+    >>> [int(batch.shape[0]) for batch in make_dataset(images, batch_size=4)]
+    [4, 4, 2]
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    num_samples = len(x)
+    if y is not None and len(y) != num_samples:
+        raise ValueError(f"`x` has {num_samples} samples but `y` has {len(y)}; they must match.")
+    if drop_remainder and num_samples < batch_size:
+        raise ValueError(
+            f"`drop_remainder=True` with {num_samples} samples and batch size {batch_size} "
+            "leaves no batch; lower the batch size."
+        )
+    base = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+
+    def one_epoch(epoch_seed, reshuffle):
+        dataset = base
+        if shuffle:
+            dataset = dataset.shuffle(
+                num_samples, seed=epoch_seed, reshuffle_each_iteration=reshuffle
+            )
+        return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    if epochs is None:
+        dataset = one_epoch(seed, reshuffle=True)
+    else:
+        if initial_epoch >= epochs:
+            raise ValueError(
+                f"`initial_epoch`={initial_epoch} must be smaller than `epochs`={epochs}."
+            )
+        dataset = None
+        for epoch in range(initial_epoch, epochs):
+            epoch_dataset = one_epoch(seed * 100_003 + epoch, reshuffle=False)
+            dataset = epoch_dataset if dataset is None else dataset.concatenate(epoch_dataset)
+    if augment is not None:
+
+        def augment_batch(*batch):
+            images = augment(batch[0], training=True)
+            return images if y is None else (images, batch[1])
+
+        dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,428 @@
+"""The whole two-phase experiment as a plain-Python library call (no flags).
+
+`run_experiment(ExperimentConfig(...))` runs, in `model_dir`:
+
+1. `pretrain`: SupCon pretraining of the encoder (`SupConModel` + loss), saved as
+   `encoder.keras`.
+2. `classifier`: a linear head on the frozen encoder, saved as `classifier.keras`
+   (images -> logits).
+3. `baseline` (optional): the same encoder architecture trained end to end with
+   cross-entropy, saved as `baseline.keras`.
+
+Every phase logs its metrics to `logs/<phase>/history.csv` and, when the
+`tensorboard` package is installed, to TensorBoard (`logs/<phase>`), checkpoints every epoch
+(`keras.callbacks.BackupAndRestore` under `backup/<phase>`) and writes a completion
+marker (`phases/<phase>.json`): running the same configuration again resumes an
+interrupted phase at its last finished epoch and skips finished phases. Each epoch
+sees the same shuffled batches whether or not the run was interrupted. The validation
+split is monitored for model selection; the test split is evaluated once per model,
+at the end. `report.json` holds the test accuracies, the configuration and timings.
+
+Example:
+
+>>> import tempfile
+>>> config = ExperimentConfig(
+...     pretrain_epochs=1, classifier_epochs=1, baseline=False, width_multiplier=0.25,
+...     model_dir=tempfile.mkdtemp(), verbose=0)
+>>> report = run_experiment(config)
+>>> sorted(report["supcon"])
+['test_accuracy', 'test_loss', 'validation_accuracy']
+"""
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from supcon_tf.augment import build_augmenter
+from supcon_tf.data import load_dataset, make_dataset
+from supcon_tf.encoders import build_encoder
+from supcon_tf.layers import ProjectionHead
+from supcon_tf.losses import SupervisedContrastiveLoss
+from supcon_tf.models import (
+    SupConModel,
+    build_cross_entropy_classifier,
+    build_linear_classifier,
+)
+from supcon_tf.optimizers import build_optimizer
+
+PHASES = ("pretrain", "classifier", "baseline")
+METHODS = ("supcon", "simclr")
+
+# Configuration fields that may change between an interrupted run and its resumption.
+_RESUMABLE_FIELDS = ("model_dir", "verbose")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Every setting of a two-phase SupCon experiment (the `supcon-train` flags).
+
+    Attributes:
+        dataset: dataset name or path (see `supcon_tf.data.load_dataset`).
+        data_dir: folder with local copies of named datasets.
+        validation_fraction: share of the training data held out for validation.
+        encoder: encoder name (see `supcon_tf.encoders.ENCODERS`).
+        width_multiplier: encoder width multiplier.
+        stem: ResNet stem, `"cifar"` or `"imagenet"`.
+        method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining.
+        views: augmented views per image in pretraining.
+        batch_size: images per batch (each gives `views` views in pretraining).
+        pretrain_epochs: epochs of contrastive pretraining.
+        classifier_epochs: epochs of the classifier on the frozen encoder.
+        baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
+            `pretrain_epochs + classifier_epochs`, the SupCon budget).
+        temperature: loss temperature.
+        projection_units: embedding width of the projection head.
+        projection_batch_norm: BatchNorm in the projection head's hidden layer.
+        optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`).
+        learning_rate: learning rate of every phase.
+        weight_decay: decoupled weight decay (0 disables it).
+        augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
+        classifier_hidden_units: optional hidden layer of the classifier heads.
+        classifier_dropout: dropout of the classifier heads.
+        baseline: also train the cross-entropy baseline.
+        model_dir: output folder (checkpoints, logs, models, report.json).
+        seed: seed of the validation split, weights, shuffling and augmentation.
+        verbose: Keras progress-bar mode (0 silent, 1 bars, 2 one line per epoch).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    validation_fraction: float = 0.1
+    encoder: str = "small_cnn"
+    width_multiplier: float = 1.0
+    stem: str = "cifar"
+    method: str = "supcon"
+    views: int = 2
+    batch_size: int = 128
+    pretrain_epochs: int = 30
+    classifier_epochs: int = 10
+    baseline_epochs: int | None = None
+    temperature: float = 0.1
+    projection_units: int = 128
+    projection_batch_norm: bool = False
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    augment: str = "none"
+    classifier_hidden_units: int | None = None
+    classifier_dropout: float = 0.0
+    baseline: bool = True
+    model_dir: str = "runs/supcon"
+    seed: int = 0
+    verbose: int = 1
+
+    def __post_init__(self):
+        for name in ("views", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("pretrain_epochs", "classifier_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.baseline_epochs is not None and (
+            not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 1
+        ):
+            raise ValueError(
+                f"`baseline_epochs` must be a positive integer or None, got {self.baseline_epochs!r}."
+            )
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown `method` {self.method!r}. Expected one of {METHODS}.")
+        if self.method == "simclr" and self.views < 2:
+            raise ValueError(
+                f"SimCLR pretraining needs at least 2 views (its only positives), got views={self.views}."
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
+        if not self.model_dir:
+            raise ValueError("`model_dir` must be a folder path, got an empty string.")
+
+
+def _phase_paths(model_dir, phase):
+    root = Path(model_dir)
+    return {
+        "backup": root / "backup" / phase,
+        "logs": root / "logs" / phase,
+        "marker": root / "phases" / f"{phase}.json",
+    }
+
+
+def _resume_epoch(backup_dir):
+    """The epoch at which `BackupAndRestore` will resume (0 for a fresh phase)."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        path = Path(backup_dir) / name
+        if path.is_file() and (Path(backup_dir) / "latest.weights.h5").is_file():
+            return int(json.loads(path.read_text())["epoch"])
+    return 0
+
+
+def _tensorboard_available():
+    """TensorBoard logging needs the `tensorboard` package (a TensorFlow extra)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        logging.warning(
+            "The tensorboard package is not installed: logging metrics to "
+            "logs/<phase>/history.csv only (pip install tensorboard for TensorBoard logs)."
+        )
+        return False
+    return True
+
+
+def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
+    """Fits one phase with per-epoch backup, TensorBoard logs and exact resumption."""
+    paths = _phase_paths(config.model_dir, phase)
+    initial_epoch = min(_resume_epoch(paths["backup"]), epochs)
+    steps_per_epoch = len(x) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"The batch size {config.batch_size} exceeds the {len(x)} training images; "
+            "lower --batch_size."
+        )
+    history = {}
+    if initial_epoch < epochs:
+        stream = make_dataset(
+            x,
+            y,
+            batch_size=config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            augment=augmenter,
+            drop_remainder=True,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+        )
+        validation_data = None
+        if validation is not None and len(validation[0]):
+            validation_data = make_dataset(*validation, batch_size=config.batch_size)
+        paths["logs"].mkdir(parents=True, exist_ok=True)
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(paths["backup"])),
+            keras.callbacks.CSVLogger(str(paths["logs"] / "history.csv"), append=True),
+        ]
+        if _tensorboard_available():
+            callbacks.append(keras.callbacks.TensorBoard(str(paths["logs"])))
+        result = model.fit(
+            stream,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=config.verbose,
+        )
+        history = {
+            key: [float(value) for value in values] for key, values in result.history.items()
+        }
+    return history, initial_epoch
+
+
+def _evaluate(model, config, x, y):
+    if len(x) == 0:
+        return None, None
+    loss, accuracy = model.evaluate(
+        make_dataset(x, y, batch_size=config.batch_size), verbose=0, return_dict=False
+    )
+    return float(loss), float(accuracy)
+
+
+def _compile_classifier(model, config):
+    model.compile(
+        optimizer=build_optimizer(
+            config.optimizer, learning_rate=config.learning_rate, weight_decay=config.weight_decay
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def _write_json(path, payload):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def _check_same_config(config, model_dir):
+    """Refuses to resume a run made with a different configuration."""
+    path = model_dir / "config.json"
+    current = dataclasses.asdict(config)
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        differences = sorted(
+            key
+            for key in set(previous) | set(current)
+            if key not in _RESUMABLE_FIELDS and previous.get(key) != current.get(key)
+        )
+        if differences:
+            details = ", ".join(
+                f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differences
+            )
+            raise ValueError(
+                f"{model_dir} holds a run with a different configuration ({details}); "
+                "use a new model_dir, or delete it to start over."
+            )
+    _write_json(path, current)
+
+
+def _run_phase(config, phase, train_and_save):
+    """Runs `train_and_save()` unless the phase's completion marker exists."""
+    marker = _phase_paths(config.model_dir, phase)["marker"]
+    if marker.is_file():
+        return json.loads(marker.read_text()), True
+    keras.utils.set_random_seed(config.seed + PHASES.index(phase))
+    start = time.perf_counter()
+    result = train_and_save()
+    result["seconds"] = time.perf_counter() - start
+    _write_json(marker, result)
+    return result, False
+
+
+def run_experiment(config):
+    """Runs SupCon pretraining, the frozen-encoder classifier and the baseline.
+
+    Args:
+        config: an `ExperimentConfig`.
+
+    Returns:
+        The report dict also written to `<model_dir>/report.json`:
+        `{"supcon": {"test_accuracy", "validation_accuracy", "test_loss"}` (the
+        frozen-encoder classifier after SupCon or SimCLR pretraining, see "method"),
+        "cross_entropy": {...} (when `config.baseline`), "config": {...},
+        "timings": {...}, "dataset": {...}, "history": {...}}`.
+
+    Example:
+
+    >>> ExperimentConfig(views=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `views` must be a positive integer, got 0.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
+    model_dir = Path(config.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_config(config, model_dir)
+    start = time.perf_counter()
+    data = load_dataset(
+        config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
+    )
+    # Fail on a bad policy name before any training.
+    build_augmenter(config.augment, seed=config.seed)
+    encoder_path = model_dir / "encoder.keras"
+    validation = (data.x_val, data.y_val)
+
+    def new_encoder():
+        return build_encoder(config.encoder, data.input_shape, config.width_multiplier, config.stem)
+
+    def pretrain():
+        model = SupConModel(
+            new_encoder(),
+            projection_head=ProjectionHead(
+                output_units=config.projection_units, batch_norm=config.projection_batch_norm
+            ),
+            augmenter=build_augmenter(config.augment, seed=config.seed),
+            num_views=config.views,
+        )
+        model.compile(
+            optimizer=build_optimizer(
+                config.optimizer,
+                learning_rate=config.learning_rate,
+                weight_decay=config.weight_decay,
+            ),
+            loss=SupervisedContrastiveLoss(temperature=config.temperature),
+        )
+        model(data.x_train[:2])
+        labels = data.y_train if config.method == "supcon" else None
+        history, initial_epoch = _fit(
+            model, config, "pretrain", data.x_train, labels, config.pretrain_epochs
+        )
+        model.encoder.save(encoder_path)
+        return {"history": history, "resumed_from_epoch": initial_epoch}
+
+    def classify(phase, model, epochs, path):
+        _compile_classifier(model, config)
+        model(data.x_train[:2])
+        history, initial_epoch = _fit(
+            model,
+            config,
+            phase,
+            data.x_train,
+            data.y_train,
+            epochs,
+            augmenter=build_augmenter(config.augment, seed=config.seed),
+            validation=validation,
+        )
+        model.save(model_dir / path)
+        _, validation_accuracy = _evaluate(model, config, *validation)
+        test_loss, test_accuracy = _evaluate(model, config, data.x_test, data.y_test)
+        return {
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "validation_accuracy": validation_accuracy,
+            "history": history,
+            "resumed_from_epoch": initial_epoch,
+        }
+
+    def train_classifier():
+        encoder = keras.saving.load_model(encoder_path)
+        model = build_linear_classifier(
+            encoder,
+            data.num_classes,
+            hidden_units=config.classifier_hidden_units,
+            dropout=config.classifier_dropout,
+        )
+        return classify("classifier", model, config.classifier_epochs, "classifier.keras")
+
+    def train_baseline():
+        model = build_cross_entropy_classifier(
+            new_encoder(),
+            data.num_classes,
+            hidden_units=config.classifier_hidden_units,
+            dropout=config.classifier_dropout,
+        )
+        epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
+        return classify("baseline", model, epochs, "baseline.keras")
+
+    results = {"pretrain": _run_phase(config, "pretrain", pretrain)[0]}
+    results["classifier"] = _run_phase(config, "classifier", train_classifier)[0]
+    if config.baseline:
+        results["baseline"] = _run_phase(config, "baseline", train_baseline)[0]
+
+    def summary(result):
+        keys = ("test_accuracy", "validation_accuracy", "test_loss")
+        return {key: result[key] for key in keys}
+
+    report = {
+        "supcon": summary(results["classifier"]),
+        "method": config.method,
+        "config": dataclasses.asdict(config),
+        "dataset": {
+            "name": data.name,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+            "train": len(data.x_train),
+            "validation": len(data.x_val),
+            "test": len(data.x_test),
+        },
+        "timings": {
+            **{f"{phase}_seconds": result["seconds"] for phase, result in results.items()},
+            "total_seconds_this_invocation": time.perf_counter() - start,
+        },
+        "history": {phase: result["history"] for phase, result in results.items()},
+        "versions": {
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    if config.baseline:
+        report["cross_entropy"] = summary(results["baseline"])
+    _write_json(model_dir / "report.json", report)
+    return report
