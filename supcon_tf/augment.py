@@ -936,6 +936,88 @@ def color_jitter(strength=1.0, seed=None):
     )
 
 
+@keras.saving.register_keras_serializable(package="supcon_tf")
+class ColorDistortion(keras.layers.Layer):
+    """SimCLR's colour distortion: colour jitter (probability 0.8), then grayscale (0.2).
+
+    Both are drawn per image. On single-channel images only brightness and contrast are
+    jittered (saturation, hue and grayscale have no meaning there).
+
+    Args:
+        strength: the colour-jitter strength `s` (see `color_jitter`).
+        jitter_rate: probability of the colour jitter.
+        grayscale_rate: probability of converting to grayscale.
+        seed: integer seed for reproducible draws.
+
+    Call arguments:
+        images: `[B, H, W, C]` or `[H, W, C]` float images in `[0, 1]`, C = 1 or 3.
+        training: distort when True (the default); identity when False.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = ColorDistortion(strength=0.5, seed=0)
+    >>> tuple(layer(np.random.default_rng(0).random((2, 8, 8, 1))).shape)
+    (2, 8, 8, 1)
+    """
+
+    def __init__(self, strength=1.0, jitter_rate=0.8, grayscale_rate=0.2, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        color_jitter(strength)  # validates `strength`
+        self.strength = float(strength)
+        self.jitter_rate = _check_rate("jitter_rate", jitter_rate)
+        self.grayscale_rate = _check_rate("grayscale_rate", grayscale_rate)
+        self.seed = seed
+        self.jitter = None
+        self.grayscale = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels not in (1, 3):
+            raise ValueError(
+                f"ColorDistortion needs 1 or 3 channels, got input shape {input_shape}."
+            )
+        seeds = _seeds(self.seed)
+        if channels == 3:
+            jitter = color_jitter(self.strength, seed=next(seeds))
+        else:
+            change = min(0.8 * self.strength, 1.0)
+            jitter = keras.layers.RandomColorJitter(
+                value_range=(0, 1),
+                brightness_factor=change,
+                contrast_factor=change,
+                seed=next(seeds),
+            )
+        self.jitter = RandomApply(jitter, self.jitter_rate, seed=next(seeds))
+        if channels == 3:
+            # RandomApply carries the seed: Keras' RandomGrayscale leaves it out of its config.
+            grayscale = keras.layers.RandomGrayscale(factor=1.0, data_format="channels_last")
+            self.grayscale = RandomApply(grayscale, self.grayscale_rate, seed=next(seeds))
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        images = self.jitter(images, training=training)
+        if self.grayscale is not None:
+            images = self.grayscale(images, training=training)
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "strength": self.strength,
+                "jitter_rate": self.jitter_rate,
+                "grayscale_rate": self.grayscale_rate,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
 def build_augmenter(
     name="simple",
     seed=None,
@@ -1016,10 +1098,9 @@ def build_augmenter(
     if name in ("randaugment", "stacked_randaugment"):
         layers.append(RandAugment(num_layers, magnitude, seed=next(seeds)))
     if name in ("simaugment", "stacked_randaugment"):
-        layers.append(RandomApply(color_jitter(strength, seed=next(seeds)), 0.8, seed=next(seeds)))
-        # RandomApply carries the seed: Keras' RandomGrayscale leaves it out of its config.
-        grayscale = keras.layers.RandomGrayscale(factor=1.0, data_format="channels_last")
-        layers.append(RandomApply(grayscale, 0.2, seed=next(seeds)))
+        color_seed = next(seeds)
+        next(seeds), next(seeds)  # ColorDistortion uses color_seed + 0, 1, 2
+        layers.append(ColorDistortion(strength, seed=color_seed))
     if name == "simaugment" and blur:
         shorter_side = min(height or 224, width or 224)
         kernel_size = max(3, (shorter_side // 10) | 1)

@@ -462,6 +462,13 @@ class TestBuildAugmenter:
         outputs = augment.build_augmenter(name, seed=0)(images, training=False)
         np.testing.assert_allclose(outputs, images, atol=1e-6)
 
+    @pytest.mark.parametrize("name", augment.AUGMENTATIONS)
+    def test_single_channel_images(self, name):
+        images = random_images(batch=3, size=8)[..., :1]
+        outputs = augment.build_augmenter(name, seed=0, blur=True)(images, training=True)
+        assert outputs.shape == images.shape
+        assert float(np.min(outputs)) >= 0.0 and float(np.max(outputs)) <= 1.0
+
     def test_image_size_resizes_the_crops(self):
         augmenter = augment.build_augmenter("simaugment", seed=0, image_size=(12, 10))
         assert tuple(augmenter(random_images(size=16), training=True).shape) == (4, 12, 10, 3)
@@ -559,6 +566,48 @@ class TestBuildAugmenter:
         images = random_images(batch=3, size=16)
         fresh = augment.build_augmenter("stacked_randaugment", seed=3, image_size=12)
         np.testing.assert_array_equal(restored(images, training=True), fresh(images, training=True))
+
+
+class TestColorDistortion:
+    def test_grayscale_and_jitter_rates(self):
+        images = random_images(batch=3000, size=2, seed=4)
+        only_gray = augment.ColorDistortion(jitter_rate=0.0, grayscale_rate=0.3, seed=0)
+        outputs = only_gray(images).numpy()
+        grey = np.all(np.abs(outputs - outputs[..., :1]) < 1e-6, axis=(1, 2, 3))
+        assert np.all(outputs[~grey] == images[~grey])
+        assert_rate(int(grey.sum()), len(images), 0.3)
+        only_jitter = augment.ColorDistortion(jitter_rate=0.6, grayscale_rate=0.0, seed=0)
+        changed = np.any(only_jitter(images).numpy() != images, axis=(1, 2, 3))
+        assert_rate(int(changed.sum()), len(images), 0.6)
+
+    def test_not_training_is_identity(self):
+        images = random_images()
+        layer = augment.ColorDistortion(seed=0)
+        np.testing.assert_array_equal(layer(images, training=False), images)
+
+    def test_config_round_trip(self):
+        layer = augment.ColorDistortion(0.5, 0.7, 0.1, seed=2)
+        restored = keras.layers.deserialize(keras.layers.serialize(layer))
+        assert restored.get_config() == layer.get_config()
+        images = random_images(batch=8)
+        fresh = augment.ColorDistortion(0.5, 0.7, 0.1, seed=2)
+        np.testing.assert_array_equal(restored(images), fresh(images))
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"strength": -1}, "`strength` must be a positive number"),
+            ({"jitter_rate": 2}, "`jitter_rate` must be a probability"),
+            ({"grayscale_rate": -0.1}, "`grayscale_rate` must be a probability"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            augment.ColorDistortion(**kwargs)
+
+    def test_two_channels_are_rejected(self):
+        with pytest.raises(ValueError, match="needs 1 or 3 channels"):
+            augment.ColorDistortion()(np.zeros((1, 4, 4, 2), np.float32))
 
 
 class TestAugmentationGrid:
