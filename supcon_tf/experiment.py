@@ -85,6 +85,8 @@ class ExperimentConfig:
         learning_rate: learning rate of every phase.
         weight_decay: decoupled weight decay (0 disables it).
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
+        augment_magnitude: RandAugment magnitude in [0, 10] (randaugment policies).
+        augment_strength: colour-jitter strength `s` (simaugment, stacked_randaugment).
         classifier_hidden_units: optional hidden layer of the classifier heads.
         classifier_dropout: dropout of the classifier heads.
         baseline: also train the cross-entropy baseline.
@@ -112,6 +114,8 @@ class ExperimentConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     augment: str = "none"
+    augment_magnitude: float = 9.0
+    augment_strength: float = 1.0
     classifier_hidden_units: int | None = None
     classifier_dropout: float = 0.0
     baseline: bool = True
@@ -144,6 +148,15 @@ class ExperimentConfig:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
+
+
+def _build_augmenter(config):
+    return build_augmenter(
+        config.augment,
+        seed=config.seed,
+        magnitude=config.augment_magnitude,
+        strength=config.augment_strength,
+    )
 
 
 def _phase_paths(model_dir, phase):
@@ -314,7 +327,7 @@ def run_experiment(config):
         config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
     )
     # Fail on a bad policy name before any training.
-    build_augmenter(config.augment, seed=config.seed)
+    _build_augmenter(config)
     encoder_path = model_dir / "encoder.keras"
     validation = (data.x_val, data.y_val)
 
@@ -327,7 +340,7 @@ def run_experiment(config):
             projection_head=ProjectionHead(
                 output_units=config.projection_units, batch_norm=config.projection_batch_norm
             ),
-            augmenter=build_augmenter(config.augment, seed=config.seed),
+            augmenter=_build_augmenter(config),
             num_views=config.views,
         )
         model.compile(
@@ -356,7 +369,7 @@ def run_experiment(config):
             data.x_train,
             data.y_train,
             epochs,
-            augmenter=build_augmenter(config.augment, seed=config.seed),
+            augmenter=_build_augmenter(config),
             validation=validation,
         )
         model.save(model_dir / path)
