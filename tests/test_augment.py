@@ -649,7 +649,13 @@ class TestAugmentationGrid:
 
 class TestAugmentPreviewCli:
     def test_writes_a_grid_from_an_npz_file(self, tmp_path):
-        np.savez(tmp_path / "images.npz", x_train=uint8_images(batch=5, height=8, width=8))
+        arrays = {
+            "x_train": uint8_images(batch=5, height=8, width=8),
+            "y_train": np.arange(5) % 2,
+            "x_test": uint8_images(batch=2, height=8, width=8),
+            "y_test": np.arange(2),
+        }
+        np.savez(tmp_path / "images.npz", **arrays)
         output = tmp_path / "preview.png"
         command = [
             sys.executable,
@@ -667,19 +673,11 @@ class TestAugmentPreviewCli:
         decoded = tf.io.decode_png(output.read_bytes()).numpy()
         assert decoded.shape == (3 * 10 + 2, 3 * 10 + 2, 3)
 
-    def test_preview_images_from_digits_and_folders(self, tmp_path):
+    def test_preview_images(self):
         from supcon_tf.cli import augment_preview
 
         digits = augment_preview.load_preview_images("digits", 4)
-        assert digits.shape == (4, 8, 8, 1) and digits.max() <= 1.0
-        folder = tmp_path / "images" / "cat"
-        folder.mkdir(parents=True)
-        for index in range(3):
-            (folder / f"{index}.png").write_bytes(tf.io.encode_png(uint8_images(1)[0]).numpy())
-        images = augment_preview.load_preview_images(str(tmp_path / "images"), 5)
-        assert images.shape == (3, 12, 10, 3)
-        with pytest.raises(FileNotFoundError, match="neither 'digits'"):
-            augment_preview.load_preview_images(str(tmp_path / "missing"), 2)
-        np.savez(tmp_path / "other.npz", labels=np.zeros(3))
-        with pytest.raises(ValueError, match="expected x_train, images or x"):
-            augment_preview.load_preview_images(str(tmp_path / "other.npz"), 2)
+        assert digits.shape == (4, 8, 8, 1) and digits.dtype == np.float32
+        assert digits.min() >= 0.0 and digits.max() <= 1.0
+        again = augment_preview.load_preview_images("digits", 4)
+        np.testing.assert_array_equal(digits, again)

@@ -9,12 +9,11 @@ Example:
         --dataset=digits --output=preview.png
 """
 
-from pathlib import Path
-
 import numpy as np
 from absl import app, flags, logging
 
 from supcon_tf import augment
+from supcon_tf.data import load_dataset
 
 FLAGS = flags.FLAGS
 
@@ -22,9 +21,10 @@ flags.DEFINE_enum("augment", "simaugment", augment.AUGMENTATIONS, "Augmentation 
 flags.DEFINE_string(
     "dataset",
     "digits",
-    "'digits' (scikit-learn, no download), a .npz file (array x_train, images or x) or "
-    "a folder of images (PNG/JPEG, searched recursively).",
+    "Dataset name (digits offline; cifar10, mnist, ... downloaded by Keras), an .npz file "
+    "(x_train, y_train, x_test, y_test) or a folder with train/<class>/ and test/<class>/.",
 )
+flags.DEFINE_string("data_dir", None, "Folder with local copies of named datasets.")
 flags.DEFINE_string("output", "augment_preview.png", "Path of the PNG grid to write.")
 flags.DEFINE_integer("num_images", 8, "Images (rows) to show.", lower_bound=1)
 flags.DEFINE_integer("num_views", 4, "Augmented views (columns) per image.", lower_bound=1)
@@ -41,56 +41,26 @@ flags.DEFINE_integer("seed", 0, "Seed of the image choice and of the augmentatio
 flags.DEFINE_integer("min_side", 64, "Cells are enlarged to at least this many pixels.")
 
 
-def _as_float_images(images):
-    """`[N, H, W]` or `[N, H, W, C]` integers in [0, 255] or floats -> float32 NHWC in [0, 1]."""
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(f"Expected images [N, H, W] or [N, H, W, C], got shape {images.shape}.")
-    if images.dtype.kind in "ui" or images.max() > 1.0:
-        images = images / 255.0
-    return images.astype(np.float32)
+def load_preview_images(dataset, num_images, data_dir=None, seed=0):
+    """Returns `num_images` training images of `dataset`, float32 in [0, 1].
 
-
-def load_preview_images(dataset, num_images, seed=0):
-    """Returns `num_images` float images in [0, 1] from `dataset` (see the --dataset flag)."""
-    rng = np.random.default_rng(seed)
-    path = Path(dataset)
-    if dataset == "digits":
-        from sklearn.datasets import load_digits
-
-        images = load_digits().images / 16.0
-    elif path.suffix == ".npz":
-        if not path.is_file():
-            raise FileNotFoundError(f"--dataset file {dataset} does not exist.")
-        with np.load(path) as arrays:
-            key = next((k for k in ("x_train", "images", "x") if k in arrays), None)
-            if key is None:
-                raise ValueError(
-                    f"{dataset} holds arrays {sorted(arrays)}; expected x_train, images or x."
-                )
-            images = arrays[key]
-    elif path.is_dir():
-        import tensorflow as tf
-
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if not files:
-            raise ValueError(f"No PNG or JPEG images found under {dataset}.")
-        files = [files[i] for i in rng.choice(len(files), min(num_images, len(files)), False)]
-        images = np.stack([tf.io.decode_image(p.read_bytes(), channels=3).numpy() for p in files])
-    else:
-        raise FileNotFoundError(
-            f"--dataset={dataset!r} is neither 'digits', an existing .npz file nor a folder."
-        )
-    images = _as_float_images(images)
-    chosen = rng.choice(len(images), min(num_images, len(images)), replace=False)
+    Args:
+        dataset: anything `supcon_tf.data.load_dataset` reads (a name, an .npz file or
+            a folder with train/<class>/ and test/<class>/ images).
+        num_images: how many images to draw (all of them when there are fewer).
+        data_dir: folder with local copies of named datasets.
+        seed: seed of the draw.
+    """
+    images = load_dataset(dataset, data_dir, validation_fraction=0.0, seed=seed).x_train
+    chosen = np.random.default_rng(seed).choice(
+        len(images), min(num_images, len(images)), replace=False
+    )
     return images[np.sort(chosen)]
 
 
 def main(argv):
     del argv
-    images = load_preview_images(FLAGS.dataset, FLAGS.num_images, FLAGS.seed)
+    images = load_preview_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed)
     augmenter = augment.build_augmenter(
         FLAGS.augment,
         seed=FLAGS.seed,
