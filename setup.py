@@ -30,7 +30,12 @@ setup(
             "ipykernel",
         ],
     },
-    entry_points={"console_scripts": ["supcon-train=supcon_tf.cli.train:run"]},
+    entry_points={
+        "console_scripts": [
+            "supcon-train=supcon_tf.cli.train:run",
+            "supcon-augment-preview=supcon_tf.cli.augment_preview:run",
+        ]
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",
