@@ -10,8 +10,10 @@ builds them from Keras' own random layers (`RandomFlip`, `RandomColorJitter`,
 * `RandomApply`: applies a layer to each image of a batch with probability `rate`.
 * `AutoAugment`: the published ImageNet and CIFAR-10 policies of Cubuk et al. (2019).
 * `RandAugment`: Cubuk et al. (2020), `num_layers` operations drawn for every image.
+* `ColorDistortion`: SimCLR's colour jitter (p = 0.8) then grayscale (p = 0.2).
 
-Convention: images are float32 in `[0, 1]`, shape `[H, W, C]` or `[B, H, W, C]`.
+Convention: images are float32 in `[0, 1]`, shape `[H, W, C]` or `[B, H, W, C]`,
+with 1 or 3 channels.
 Every layer draws its randomness from a `keras.random.SeedGenerator`, acts only when
 called with `training=True` (the default outside a model, as for Keras' own
 augmentation layers), and runs eagerly, inside a model, and inside `tf.data.map`.
