@@ -8,7 +8,7 @@ Two questions, one sub-command each:
   and one training step of a small CNN encoder with the SupCon loss on the same
   batch are timed side by side, interleaved, in one process.
 * `comparison`: which policy to default to. SupCon pretraining of the same small CNN
-  on a CIFAR-10 subset for a few epochs with each policy, then weighted-free kNN
+  on a CIFAR-10 subset for a few epochs with each policy, then kNN
   accuracy (cosine, k = 20) of the encoder features on held-out images.
 
 Usage (from the repository root):
@@ -155,7 +155,8 @@ class SupConModel(keras.Model):
             loss = self.loss_function(labels, self.embed(views, training=True))
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return {"loss": loss}
+        # Not "loss": Keras would replace it by its (empty) compiled-loss tracker.
+        return {"supcon_loss": loss}
 
 
 def two_views(augmenter):
@@ -217,7 +218,7 @@ def throughput(args):
             augment_batch(images).numpy()
             augment_times.append(time.perf_counter() - start)
             start = time.perf_counter()
-            float(train_step((batch_views, labels))["loss"])
+            float(train_step((batch_views, labels))["supcon_loss"])
             step_times.append(time.perf_counter() - start)
         augment_seconds, step_seconds = np.median(augment_times), np.median(step_times)
         rows.append(
@@ -271,7 +272,7 @@ def comparison(args):
             {
                 "policy": name,
                 "knn_accuracy": accuracy,
-                "final_loss": float(history.history["loss"][-1]),
+                "final_loss": float(history.history["supcon_loss"][-1]),
                 "train_seconds": seconds,
             }
         )
