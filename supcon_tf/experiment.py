@@ -23,7 +23,7 @@ Example:
 >>> import tempfile
 >>> config = ExperimentConfig(
 ...     pretrain_epochs=1, classifier_epochs=1, baseline=False, width_multiplier=0.25,
-...     model_dir=tempfile.mkdtemp(), verbose=0)
+...     model_dir=tempfile.mkdtemp(), verbose=0, evaluate=False)
 >>> report = run_experiment(config)
 >>> sorted(report["supcon"])
 ['test_accuracy', 'test_loss', 'validation_accuracy']
@@ -43,7 +43,24 @@ import tensorflow as tf
 
 from supcon_tf.augment import build_augmenter
 from supcon_tf.data import load_dataset, make_dataset
+from supcon_tf.distribute import (
+    LEARNING_RATE_SCALINGS,
+    MIXED_PRECISION_POLICIES,
+    STRATEGIES,
+    MidEpochBackupAndRestore,
+    build_strategy,
+    default_learning_rate_scaling,
+    evaluate_classifier,
+    fit_with_custom_loop,
+    needs_custom_loop,
+    per_replica_batch_size,
+    scale_learning_rate,
+    set_mixed_precision,
+    synchronize_batch_norm,
+    worker_model_dir,
+)
 from supcon_tf.encoders import build_encoder
+from supcon_tf.evaluation import KNNMonitor, evaluate_run
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import (
@@ -56,8 +73,19 @@ from supcon_tf.optimizers import build_optimizer
 PHASES = ("pretrain", "classifier", "baseline")
 METHODS = ("supcon", "simclr")
 
-# Configuration fields that may change between an interrupted run and its resumption.
-_RESUMABLE_FIELDS = ("model_dir", "verbose")
+# Configuration fields that may change between an interrupted run and its resumption
+# (the batch size is global, so a run may resume on other devices or another strategy).
+_RESUMABLE_FIELDS = (
+    "model_dir",
+    "verbose",
+    "evaluate",
+    "knn_monitor",
+    "knn_monitor_every",
+    "strategy",
+    "tpu",
+    "tpu_zone",
+    "gcp_project",
+)
 
 
 @dataclasses.dataclass
@@ -73,7 +101,9 @@ class ExperimentConfig:
         stem: ResNet stem, `"cifar"` or `"imagenet"`.
         method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining.
         views: augmented views per image in pretraining.
-        batch_size: images per batch (each gives `views` views in pretraining).
+        batch_size: images per batch (each gives `views` views in pretraining). Global:
+            all replicas together; each of R replicas gets `batch_size / R` images, and
+            the contrastive loss still contrasts the whole global batch.
         pretrain_epochs: epochs of contrastive pretraining.
         classifier_epochs: epochs of the classifier on the frozen encoder.
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
@@ -82,7 +112,12 @@ class ExperimentConfig:
         projection_units: embedding width of the projection head.
         projection_batch_norm: BatchNorm in the projection head's hidden layer.
         optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`).
-        learning_rate: learning rate of every phase.
+        learning_rate: learning rate of every phase, for a global batch of 256 when
+            `learning_rate_scaling` scales it (see below).
+        learning_rate_scaling: how the learning rate follows the global batch size:
+            `"auto"` (the optimizer's rule: linear `lr x batch / 256` for SGD/LARS,
+            square root for LAMB, none for Adam/AdamW/RMSprop), `"linear"`, `"sqrt"`
+            or `"none"` (use `learning_rate` as given).
         weight_decay: decoupled weight decay (0 disables it).
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
         augment_magnitude: RandAugment magnitude in [0, 10] (randaugment policies).
@@ -90,9 +125,25 @@ class ExperimentConfig:
         classifier_hidden_units: optional hidden layer of the classifier heads.
         classifier_dropout: dropout of the classifier heads.
         baseline: also train the cross-entropy baseline.
+        strategy: `tf.distribute` strategy: `"default"` (one device), `"mirrored"`
+            (local GPUs), `"multi_worker"` (machines listed in `TF_CONFIG`) or `"tpu"`.
+        tpu, tpu_zone, gcp_project: the TPU to use with `strategy="tpu"` (name or
+            address; `None` reads `TPU_NAME`), its zone and Google Cloud project.
+        mixed_precision: `"none"`, `"mixed_float16"` (with loss scaling) or
+            `"mixed_bfloat16"`; the losses are computed in float32.
+        sync_batchnorm: BatchNorm layers use the statistics of the global batch
+            (synchronised across replicas) instead of each replica's shard.
+        backup_steps: back up the training state every this many steps, so that a
+            killed run resumes mid-epoch at its last backup (0: at the end of every
+            epoch).
         model_dir: output folder (checkpoints, logs, models, report.json).
         seed: seed of the validation split, weights, shuffling and augmentation.
         verbose: Keras progress-bar mode (0 silent, 1 bars, 2 one line per epoch).
+        evaluate: at the end, run `supcon_tf.evaluation.evaluate_run` (ECE, per-class
+            accuracy, kNN, alignment/uniformity, t-SNE, corruptions; report.md and plots).
+        knn_monitor: log the weighted kNN accuracy of the encoder on the validation split
+            (`val_knn_accuracy`) during pretraining (`supcon_tf.evaluation.KNNMonitor`).
+        knn_monitor_every: epochs between two kNN measurements.
     """
 
     dataset: str = "digits"
@@ -119,16 +170,27 @@ class ExperimentConfig:
     classifier_hidden_units: int | None = None
     classifier_dropout: float = 0.0
     baseline: bool = True
+    learning_rate_scaling: str = "auto"
+    strategy: str = "default"
+    tpu: str | None = None
+    tpu_zone: str | None = None
+    gcp_project: str | None = None
+    mixed_precision: str = "none"
+    sync_batchnorm: bool = False
+    backup_steps: int = 0
     model_dir: str = "runs/supcon"
     seed: int = 0
     verbose: int = 1
+    evaluate: bool = True
+    knn_monitor: bool = True
+    knn_monitor_every: int = 5
 
     def __post_init__(self):
         for name in ("views", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("pretrain_epochs", "classifier_epochs"):
+        for name in ("pretrain_epochs", "classifier_epochs", "knn_monitor_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -148,6 +210,43 @@ class ExperimentConfig:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
+        self._check_distribution()
+
+    def _check_distribution(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown `strategy` {self.strategy!r}. Expected one of {STRATEGIES}.")
+        tpu_fields = [name for name in ("tpu", "tpu_zone", "gcp_project") if getattr(self, name)]
+        if tpu_fields and self.strategy != "tpu":
+            raise ValueError(
+                f"{', '.join(tpu_fields)} only apply to strategy='tpu', got {self.strategy!r}."
+            )
+        if self.mixed_precision not in MIXED_PRECISION_POLICIES:
+            raise ValueError(
+                f"Unknown `mixed_precision` {self.mixed_precision!r}. Expected one of "
+                f"{MIXED_PRECISION_POLICIES}."
+            )
+        scalings = ("auto", *LEARNING_RATE_SCALINGS)
+        if self.learning_rate_scaling not in scalings:
+            raise ValueError(
+                f"Unknown `learning_rate_scaling` {self.learning_rate_scaling!r}. Expected one "
+                f"of {scalings}."
+            )
+        if (
+            isinstance(self.backup_steps, bool)
+            or not isinstance(self.backup_steps, int)
+            or self.backup_steps < 0
+        ):
+            raise ValueError(
+                f"`backup_steps` must be a non-negative integer (0: every epoch), got "
+                f"{self.backup_steps!r}."
+            )
+
+    def scaled_learning_rate(self):
+        """The learning rate of every phase after scaling to the global batch size."""
+        rule = self.learning_rate_scaling
+        if rule == "auto":
+            rule = default_learning_rate_scaling(self.optimizer)
+        return scale_learning_rate(self.learning_rate, self.batch_size, rule)
 
 
 def _build_augmenter(config):
@@ -168,13 +267,18 @@ def _phase_paths(model_dir, phase):
     }
 
 
-def _resume_epoch(backup_dir):
-    """The epoch at which `BackupAndRestore` will resume (0 for a fresh phase)."""
+def _resume_position(backup_dir, backup_steps):
+    """`(epoch, steps done in it)` where the phase's backup resumes (`(0, 0)` if fresh).
+
+    A mid-epoch backup (`backup_steps > 0`) records the index of the last batch done.
+    """
     for name in ("training_metadata.json", "training_metadata.json.bkp"):
         path = Path(backup_dir) / name
         if path.is_file() and (Path(backup_dir) / "latest.weights.h5").is_file():
-            return int(json.loads(path.read_text())["epoch"])
-    return 0
+            metadata = json.loads(path.read_text())
+            steps_done = int(metadata.get("batch", -1)) + 1 if backup_steps else 0
+            return int(metadata["epoch"]), steps_done
+    return 0, 0
 
 
 def _tensorboard_available():
@@ -188,10 +292,11 @@ def _tensorboard_available():
     return True
 
 
-def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
+def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None, callbacks=()):
     """Fits one phase with per-epoch backup, TensorBoard logs and exact resumption."""
     paths = _phase_paths(config.model_dir, phase)
-    initial_epoch = min(_resume_epoch(paths["backup"]), epochs)
+    initial_epoch, steps_done = _resume_position(paths["backup"], config.backup_steps)
+    initial_epoch = min(initial_epoch, epochs)
     steps_per_epoch = len(x) // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
@@ -211,34 +316,72 @@ def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None):
             epochs=epochs,
             initial_epoch=initial_epoch,
         )
+        # Resuming mid-epoch: skip the batches done before the backup; the backup
+        # callback ends training at the uninterrupted run's last step.
+        stream = stream.skip(steps_done)
         validation_data = None
         if validation is not None and len(validation[0]):
             validation_data = make_dataset(*validation, batch_size=config.batch_size)
         paths["logs"].mkdir(parents=True, exist_ok=True)
+        # Extra callbacks (e.g. KNNMonitor) come before the loggers, which then see their logs.
         callbacks = [
-            keras.callbacks.BackupAndRestore(str(paths["backup"])),
+            MidEpochBackupAndRestore(str(paths["backup"]), config.backup_steps or "epoch"),
+            *callbacks,
             keras.callbacks.CSVLogger(str(paths["logs"] / "history.csv"), append=True),
         ]
-        if _tensorboard_available():
+        custom_loop = needs_custom_loop(tf.distribute.get_strategy())
+        if not custom_loop and _tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(str(paths["logs"])))
-        result = model.fit(
-            stream,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=validation_data,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=config.verbose,
-        )
+        # Keras 3's fit does not run under MultiWorkerMirroredStrategy (#20585).
+        if custom_loop:
+            result = fit_with_custom_loop(
+                model,
+                stream,
+                epochs,
+                steps_per_epoch,
+                callbacks=callbacks,
+                initial_epoch=initial_epoch,
+                validation_data=validation_data,
+            )
+        else:
+            result = model.fit(
+                stream,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                validation_data=validation_data,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=config.verbose,
+            )
         history = {
             key: [float(value) for value in values] for key, values in result.history.items()
         }
     return history, initial_epoch
 
 
+def _knn_monitors(encoder, data, config, max_samples=5000):
+    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`."""
+    if not config.knn_monitor or len(data.x_val) == 0:
+        return []
+    rng = np.random.default_rng(config.seed)
+    bank = rng.permutation(len(data.x_train))[:max_samples]
+    queries = rng.permutation(len(data.x_val))[:max_samples]
+    return [
+        KNNMonitor(
+            encoder,
+            (data.x_train[bank], data.y_train[bank]),
+            (data.x_val[queries], data.y_val[queries]),
+            every_n_epochs=config.knn_monitor_every,
+            batch_size=config.batch_size,
+        )
+    ]
+
+
 def _evaluate(model, config, x, y):
     if len(x) == 0:
         return None, None
+    if needs_custom_loop(tf.distribute.get_strategy()):
+        return evaluate_classifier(model, make_dataset(x, y, batch_size=config.batch_size))
     loss, accuracy = model.evaluate(
         make_dataset(x, y, batch_size=config.batch_size), verbose=0, return_dict=False
     )
@@ -248,7 +391,9 @@ def _evaluate(model, config, x, y):
 def _compile_classifier(model, config):
     model.compile(
         optimizer=build_optimizer(
-            config.optimizer, learning_rate=config.learning_rate, weight_decay=config.weight_decay
+            config.optimizer,
+            learning_rate=config.scaled_learning_rate(),
+            weight_decay=config.weight_decay,
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -319,6 +464,13 @@ def run_experiment(config):
     """
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
+    # The strategy comes first: a multi-worker strategy must exist before other TF work.
+    strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
+    per_replica_batch_size(config.batch_size, strategy)
+    # Workers other than the chief write their files into a folder of their own.
+    config = dataclasses.replace(
+        config, model_dir=str(worker_model_dir(config.model_dir, strategy))
+    )
     model_dir = Path(config.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     _check_same_config(config, model_dir)
@@ -346,15 +498,22 @@ def run_experiment(config):
         model.compile(
             optimizer=build_optimizer(
                 config.optimizer,
-                learning_rate=config.learning_rate,
+                learning_rate=config.scaled_learning_rate(),
                 weight_decay=config.weight_decay,
             ),
             loss=SupervisedContrastiveLoss(temperature=config.temperature),
         )
+        synchronize_batch_norm(model, config.sync_batchnorm)
         model(data.x_train[:2])
         labels = data.y_train if config.method == "supcon" else None
         history, initial_epoch = _fit(
-            model, config, "pretrain", data.x_train, labels, config.pretrain_epochs
+            model,
+            config,
+            "pretrain",
+            data.x_train,
+            labels,
+            config.pretrain_epochs,
+            callbacks=_knn_monitors(model.encoder, data, config),
         )
         model.encoder.save(encoder_path)
         return {"history": history, "resumed_from_epoch": initial_epoch}
@@ -400,13 +559,22 @@ def run_experiment(config):
             hidden_units=config.classifier_hidden_units,
             dropout=config.classifier_dropout,
         )
+        synchronize_batch_norm(model, config.sync_batchnorm)
         epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
         return classify("baseline", model, epochs, "baseline.keras")
 
-    results = {"pretrain": _run_phase(config, "pretrain", pretrain)[0]}
-    results["classifier"] = _run_phase(config, "classifier", train_classifier)[0]
-    if config.baseline:
-        results["baseline"] = _run_phase(config, "baseline", train_baseline)[0]
+    # Models and optimizers are built under the strategy's scope; the global policy is
+    # restored afterwards so that the call leaves no global state behind.
+    previous_policy = keras.mixed_precision.global_policy()
+    set_mixed_precision(config.mixed_precision)
+    try:
+        with strategy.scope():
+            results = {"pretrain": _run_phase(config, "pretrain", pretrain)[0]}
+            results["classifier"] = _run_phase(config, "classifier", train_classifier)[0]
+            if config.baseline:
+                results["baseline"] = _run_phase(config, "baseline", train_baseline)[0]
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
     def summary(result):
         keys = ("test_accuracy", "validation_accuracy", "test_loss")
@@ -429,6 +597,13 @@ def run_experiment(config):
             "total_seconds_this_invocation": time.perf_counter() - start,
         },
         "history": {phase: result["history"] for phase, result in results.items()},
+        "distribution": {
+            "strategy": config.strategy,
+            "num_replicas": strategy.num_replicas_in_sync,
+            "global_batch_size": config.batch_size,
+            "learning_rate": config.scaled_learning_rate(),
+            "mixed_precision": config.mixed_precision,
+        },
         "versions": {
             "keras": keras.__version__,
             "tensorflow": tf.__version__,
@@ -438,4 +613,7 @@ def run_experiment(config):
     if config.baseline:
         report["cross_entropy"] = summary(results["baseline"])
     _write_json(model_dir / "report.json", report)
+    if config.evaluate:
+        # Adds "evaluation" to report.json and writes report.md and plots/.
+        report["evaluation"] = evaluate_run(model_dir, data, seed=config.seed)
     return report

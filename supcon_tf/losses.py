@@ -233,6 +233,7 @@ def supervised_contrastive_loss(
     summation="out",
     normalize=True,
     positive_mask=None,
+    gather_across_replicas=True,
 ):
     """Per-sample supervised contrastive loss (functional form).
 
@@ -265,10 +266,22 @@ def supervised_contrastive_loss(
             are already unit vectors.
         positive_mask: optional `[B, B]` boolean matrix of custom positives between
             samples, used instead of `y_true` (which must then be `None`). The diagonal
-            is always positive.
+            is always positive. When gathering across `R > 1` replicas, pass this
+            replica's rows of the global mask, `[B, R * B]`, with columns in global
+            order (replica 0's samples first); see `gather_across_replicas`.
+        gather_across_replicas: inside a `tf.distribute` replica context with more
+            than one replica (`strategy.run`, or `model.fit` under `strategy.scope()`),
+            all-gather the embeddings and labels of every replica, so that the anchors
+            are this replica's samples and the contrasts (positives and negatives) are
+            the whole global batch; gradients flow back to the replica that owns each
+            embedding. Together with Keras' per-replica loss scaling this gives exactly
+            the single-device loss and gradients of the global batch. `False` keeps
+            each replica's own shard as its only negatives. No effect outside a
+            multi-replica context.
 
     Returns:
-        A `[B]` float tensor (float32, or float64 for float64 embeddings).
+        A `[B]` float tensor (float32, or float64 for float64 embeddings): the loss of
+        this replica's B samples.
 
     Example:
 
@@ -290,8 +303,125 @@ def supervised_contrastive_loss(
         )
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
-    loss = _per_sample_loss(features, y_true, positive_mask, temperature, contrast_mode, summation)
+    if not isinstance(gather_across_replicas, bool):
+        raise ValueError(
+            f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
+        )
+    context = _multi_replica_context() if gather_across_replicas else None
+    if context is None:
+        loss = _per_sample_loss(
+            features, y_true, positive_mask, temperature, contrast_mode, summation
+        )
+    else:
+        features, y_true, positive_mask, anchor_start, local_batch = _gather_across_replicas(
+            context, features, y_true, positive_mask
+        )
+        loss = _per_sample_loss(
+            features,
+            y_true,
+            positive_mask,
+            temperature,
+            contrast_mode,
+            summation,
+            anchor_start=anchor_start,
+            local_batch=local_batch,
+        )
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
+
+
+def _multi_replica_context():
+    """Returns the current `tf.distribute` replica context when it has several replicas."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        # Cross-replica context (no per-replica shard to gather) or a single replica.
+        return None
+    return context
+
+
+def _gather_across_replicas(context, features, y_true, positive_mask):
+    """All-gathers this replica's shard into the global batch, in replica order.
+
+    The embeddings go through `ReplicaContext.all_gather`, whose gradient sums the
+    upstream gradients of every replica and hands each replica the rows it owns, so
+    every replica's loss back-propagates into the embeddings of all replicas. Labels
+    and masks carry no gradient. Shards may differ in size (a partial last batch): the
+    anchor offset is the total size of the preceding replicas' shards.
+
+    Returns:
+        `(features, y_true, positive_mask, anchor_start, local_batch)` where the first
+        three describe the global batch and the anchors are rows
+        `anchor_start .. anchor_start + local_batch - 1` of it.
+    """
+    local_batch = tf.shape(features)[0]
+    shard_sizes = context.all_gather(tf.reshape(local_batch, [1]), axis=0)
+    anchor_start = tf.reduce_sum(shard_sizes[: context.replica_id_in_sync_group])
+    gathered = [context.all_gather(features, axis=0)]
+    local = [features]
+
+    if y_true is not None:
+        y_true = tf.convert_to_tensor(y_true)
+        _check_batch("y_true", y_true, features.shape[0])
+        if y_true.shape.rank == 2 and y_true.shape[1] == 0:
+            # No labels at all ([B, 0], SimCLR through the Loss class): sample identity
+            # is positional, which the kernel derives from the gathered order itself.
+            y_true = None
+        else:
+            gathered.append(context.all_gather(tf.stop_gradient(y_true), axis=0))
+            local.append(y_true)
+    if positive_mask is not None:
+        positive_mask = tf.convert_to_tensor(positive_mask)
+        if positive_mask.shape.rank != 2:
+            raise ValueError(
+                f"With `gather_across_replicas=True` over {context.num_replicas_in_sync} "
+                "replicas, `positive_mask` must hold this replica's rows of the global mask, "
+                f"shape [local batch, global batch], got shape {positive_mask.shape}."
+            )
+        _check_batch("positive_mask", positive_mask, features.shape[0])
+        if positive_mask.dtype != tf.bool:
+            positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
+        # Collectives do not carry booleans: gather as int32 rows of the [G, G] mask.
+        gathered.append(context.all_gather(tf.cast(positive_mask, tf.int32), axis=0) > 0)
+        local.append(positive_mask)
+
+    global_size = _static_global_size(context, gathered, positive_mask)
+    gathered = [
+        _with_static_shape(tensor, [global_size, *original.shape[1:]])
+        for tensor, original in zip(gathered, local, strict=True)
+    ]
+    global_features = gathered.pop(0)
+    if y_true is not None:
+        y_true = gathered.pop(0)
+    if positive_mask is not None:
+        positive_mask = gathered.pop(0)
+    return global_features, y_true, positive_mask, anchor_start, local_batch
+
+
+def _static_global_size(context, gathered, positive_mask):
+    """The global batch size if any gathered tensor (or the mask's width) knows it statically."""
+    sizes = {tensor.shape[0] for tensor in gathered} - {None}
+    if positive_mask is not None and positive_mask.shape[1] is not None:
+        sizes.add(positive_mask.shape[1])
+    if len(sizes) > 1:
+        raise ValueError(
+            f"With `gather_across_replicas=True` over {context.num_replicas_in_sync} "
+            "replicas, `positive_mask` must hold this replica's rows of the global mask, "
+            "shape [local batch, global batch]; its width and the gathered global batch "
+            f"disagree (sizes {sorted(sizes)}). Build it from global sample indices, or pass "
+            "`gather_across_replicas=False` for per-replica masks."
+        )
+    return sizes.pop() if sizes else None
+
+
+def _with_static_shape(tensor, shape):
+    """Gives a gathered tensor the static shape a graph-mode all-gather may drop.
+
+    The batch dimension is checked at run time (`tf.ensure_shape`), the others are the
+    local tensor's own.
+    """
+    if shape[0] is not None and tensor.shape[0] is None:
+        tensor = tf.ensure_shape(tensor, shape)
+    tensor.set_shape(shape)
+    return tensor
 
 
 def _per_sample_loss(
@@ -394,6 +524,10 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         contrast_mode: `"all"` (every view is an anchor) or `"one"` (only view 0).
         summation: `"out"` (Eq. 2) or `"in"` (Eq. 3).
         normalize: L2-normalise embeddings inside the loss (default `True`).
+        gather_across_replicas: under a `tf.distribute` strategy with several
+            replicas, use the whole global batch (all replicas' embeddings and labels)
+            as contrasts for this replica's anchors (default `True`, the paper's
+            large-batch setting); `False` uses only the replica's own shard.
         reduction: Keras reduction, default `"sum_over_batch_size"`.
         name: loss name.
         dtype: Keras dtype of the loss computation (default float32; float16 and
@@ -424,17 +558,23 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         contrast_mode="all",
         summation="out",
         normalize=True,
+        gather_across_replicas=True,
         reduction="sum_over_batch_size",
         name="supervised_contrastive_loss",
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _check_options(temperature, base_temperature, contrast_mode, summation)
+        if not isinstance(gather_across_replicas, bool):
+            raise ValueError(
+                f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
+            )
         self.temperature = temperature
         self.base_temperature = base_temperature
         self.contrast_mode = contrast_mode
         self.summation = summation
         self.normalize = normalize
+        self.gather_across_replicas = gather_across_replicas
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if y_true is None:
@@ -459,6 +599,7 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
             contrast_mode=self.contrast_mode,
             summation=self.summation,
             normalize=self.normalize,
+            gather_across_replicas=self.gather_across_replicas,
         )
 
     def get_config(self):
@@ -470,6 +611,7 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
                 "contrast_mode": self.contrast_mode,
                 "summation": self.summation,
                 "normalize": self.normalize,
+                "gather_across_replicas": self.gather_across_replicas,
             }
         )
         return config

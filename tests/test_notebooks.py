@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CIFAR10_ARCHIVE, extract_cifar10_subset
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -35,6 +37,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("SUPCON_NOTEBOOK_SMALL", "1")
+    if CIFAR10_ARCHIVE.is_file():  # real CIFAR-10 images when ../shared is there, else digits
+        subset = extract_cifar10_subset(CIFAR10_ARCHIVE, tmp_path / "cifar10", 20, 10)
+        monkeypatch.setenv("SUPCON_NOTEBOOK_DATASET", str(subset))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # keep the inline backend: plots become outputs
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))

@@ -11,6 +11,7 @@ import dataclasses
 from absl import flags
 
 from supcon_tf.augment import AUGMENTATIONS
+from supcon_tf.distribute import LEARNING_RATE_SCALINGS, MIXED_PRECISION_POLICIES, STRATEGIES
 from supcon_tf.encoders import ENCODERS, STEMS
 from supcon_tf.experiment import METHODS, ExperimentConfig
 from supcon_tf.optimizers import OPTIMIZERS
@@ -79,7 +80,11 @@ def define_flags(flag_values=flags.FLAGS):
     # Pretraining.
     choice("method", METHODS, "Pretraining: supcon (with labels) or simclr (without).")
     integer("views", "Augmented views per image in pretraining.")
-    integer("batch_size", "Images per batch.")
+    integer(
+        "batch_size",
+        "Images per step over all replicas (global batch); each of R replicas gets "
+        "batch_size/R, and the contrastive loss contrasts the whole global batch.",
+    )
     integer("pretrain_epochs", "Epochs of contrastive pretraining.")
     integer("classifier_epochs", "Epochs of the classifier on the frozen encoder.")
     flags.DEFINE_integer(
@@ -91,7 +96,11 @@ def define_flags(flag_values=flags.FLAGS):
     )
     number("temperature", "Temperature of the contrastive loss.", lower_bound=1e-6)
     choice("optimizer", OPTIMIZERS, "Optimizer of every phase.")
-    number("learning_rate", "Learning rate of every phase.", lower_bound=0.0)
+    number(
+        "learning_rate",
+        "Learning rate of every phase (for a global batch of 256, see --learning_rate_scaling).",
+        lower_bound=0.0,
+    )
     number("weight_decay", "Decoupled weight decay (0 disables it).", lower_bound=0.0)
     choice("augment", AUGMENTATIONS, "Augmentation policy (views and classifier training).")
     number("augment_magnitude", "RandAugment magnitude (randaugment policies).", 0.0, 10.0)
@@ -111,10 +120,62 @@ def define_flags(flag_values=flags.FLAGS):
         "Also train the cross-entropy baseline (--nobaseline to skip it).",
         flag_values=flag_values,
     )
+    # Distribution (see the README section "Multi-GPU, multi-machine and TPU training").
+    choice(
+        "strategy",
+        STRATEGIES,
+        "tf.distribute strategy: default (one device), mirrored (the local GPUs), "
+        "multi_worker (the machines in TF_CONFIG; a custom training loop, since Keras 3's "
+        "fit does not run there), tpu (with --tpu/--tpu_zone/--gcp_project).",
+    )
+    string("tpu", "TPU name or grpc:// address for --strategy=tpu (default: $TPU_NAME).")
+    string("tpu_zone", "GCE zone of the TPU (--strategy=tpu).")
+    string("gcp_project", "Google Cloud project of the TPU (--strategy=tpu).")
+    choice(
+        "mixed_precision",
+        MIXED_PRECISION_POLICIES,
+        "Mixed precision: none, mixed_float16 (with loss scaling) or mixed_bfloat16 (TPU); "
+        "the loss is computed in float32.",
+    )
+    flags.DEFINE_bool(
+        "sync_batchnorm",
+        defaults.sync_batchnorm,
+        "BatchNorm with the statistics of the global batch (synchronised across replicas).",
+        flag_values=flag_values,
+    )
+    choice(
+        "learning_rate_scaling",
+        ("auto", *LEARNING_RATE_SCALINGS),
+        "How --learning_rate (given for a batch of 256) follows the global --batch_size: "
+        "auto (linear lr*batch/256 for sgd/lars, sqrt for lamb, none for adam/adamw/rmsprop), "
+        "linear, sqrt or none.",
+    )
+    integer(
+        "backup_steps",
+        "Back up the training state every N steps, so that a killed run resumes mid-epoch "
+        "(0: at the end of every epoch).",
+        lower_bound=0,
+    )
     # Run.
     string("model_dir", "Output folder; an interrupted run in it is resumed.")
     integer("seed", "Seed of the data split, weights, shuffling and augmentation.", 0)
     integer("verbose", "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch.", 0)
+    # Evaluation (supcon_tf.evaluation).
+    flags.DEFINE_bool(
+        "evaluate",
+        defaults.evaluate,
+        "Evaluate at the end: ECE, per-class accuracy, kNN, t-SNE, corruptions, report.md "
+        "(--noevaluate to skip; supcon-eval runs it later).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        "knn_monitor",
+        defaults.knn_monitor,
+        "Log the encoder's kNN accuracy on the validation split during pretraining "
+        "(--noknn_monitor to skip).",
+        flag_values=flag_values,
+    )
+    integer("knn_monitor_every", "Epochs between two kNN measurements in pretraining.")
 
     flags.register_validator(
         "views",
@@ -126,6 +187,15 @@ def define_flags(flag_values=flags.FLAGS):
         ["method", "views"],
         lambda values: values["method"] != "simclr" or values["views"] >= 2,
         message="--method=simclr needs --views >= 2 (the other views are its only positives).",
+        flag_values=flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["strategy", "tpu", "tpu_zone", "gcp_project"],
+        lambda values: (
+            values["strategy"] == "tpu"
+            or not (values["tpu"] or values["tpu_zone"] or values["gcp_project"])
+        ),
+        message="--tpu, --tpu_zone and --gcp_project need --strategy=tpu.",
         flag_values=flag_values,
     )
     flags.register_validator(

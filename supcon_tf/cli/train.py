@@ -37,6 +37,8 @@ def main(argv):
     if "cross_entropy" in report:
         print(f"Cross-entropy test accuracy: {report['cross_entropy']['test_accuracy']:.4f}")
     print(f"Report: {model_dir / 'report.json'}")
+    if "evaluation" in report:
+        print(f"Evaluation (ECE, kNN, corruptions, plots): {model_dir / 'report.md'}")
 
 
 def run():
