@@ -681,3 +681,15 @@ class TestAugmentPreviewCli:
         assert digits.min() >= 0.0 and digits.max() <= 1.0
         again = augment_preview.load_preview_images("digits", 4)
         np.testing.assert_array_equal(digits, again)
+
+    def test_flags_are_defined_on_demand_and_once(self):
+        from absl import flags
+
+        import supcon_tf.cli.train  # noqa: F401  (defines supcon-train's flags at import)
+        from supcon_tf.cli import augment_preview
+
+        flag_values = flags.FlagValues()
+        augment_preview.define_flags(flag_values)
+        augment_preview.define_flags(flag_values)
+        flag_values(["augment_preview", "--augment=autoaugment", "--num_views=3"])
+        assert flag_values.augment == "autoaugment" and flag_values.num_views == 3
