@@ -34,6 +34,7 @@ setup(
         "console_scripts": [
             "supcon-train=supcon_tf.cli.train:run",
             "supcon-eval=supcon_tf.cli.evaluate:run",
+            "supcon-augment-preview=supcon_tf.cli.augment_preview:run",
         ]
     },
     classifiers=[

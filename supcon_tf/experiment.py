@@ -135,6 +135,8 @@ class ExperimentConfig:
             learning rate by `learning_rate_scaling`).
         preset: name of the `supcon_tf.presets` preset the values came from (a record).
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
+        augment_magnitude: RandAugment magnitude in [0, 10] (randaugment policies).
+        augment_strength: colour-jitter strength `s` (simaugment, stacked_randaugment).
         classifier_hidden_units: optional hidden layer of the classifier heads.
         classifier_dropout: dropout of the classifier heads.
         baseline: also train the cross-entropy baseline.
@@ -183,6 +185,8 @@ class ExperimentConfig:
     final_learning_rate: float = 0.0
     preset: str | None = None
     augment: str = "none"
+    augment_magnitude: float = 9.0
+    augment_strength: float = 1.0
     classifier_hidden_units: int | None = None
     classifier_dropout: float = 0.0
     baseline: bool = True
@@ -278,6 +282,15 @@ class ExperimentConfig:
         if rule == "auto":
             rule = default_learning_rate_scaling(self.optimizer)
         return scale_learning_rate(self.learning_rate, self.batch_size, rule)
+
+
+def _build_augmenter(config):
+    return build_augmenter(
+        config.augment,
+        seed=config.seed,
+        magnitude=config.augment_magnitude,
+        strength=config.augment_strength,
+    )
 
 
 def _phase_paths(model_dir, phase):
@@ -517,7 +530,7 @@ def run_experiment(config):
         config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
     )
     # Fail on a bad policy name before any training.
-    build_augmenter(config.augment, seed=config.seed)
+    _build_augmenter(config)
     encoder_path = model_dir / "encoder.keras"
     validation = (data.x_val, data.y_val)
 
@@ -530,7 +543,7 @@ def run_experiment(config):
             projection_head=ProjectionHead(
                 output_units=config.projection_units, batch_norm=config.projection_batch_norm
             ),
-            augmenter=build_augmenter(config.augment, seed=config.seed),
+            augmenter=_build_augmenter(config),
             num_views=config.views,
         )
         model.compile(
@@ -562,7 +575,7 @@ def run_experiment(config):
             data.x_train,
             data.y_train,
             epochs,
-            augmenter=build_augmenter(config.augment, seed=config.seed),
+            augmenter=_build_augmenter(config),
             validation=validation,
         )
         model.save(model_dir / path)

@@ -121,6 +121,8 @@ def define_flags(flag_values=flags.FLAGS):
         flag_values=flag_values,
     )
     choice("augment", AUGMENTATIONS, "Augmentation policy (views and classifier training).")
+    number("augment_magnitude", "RandAugment magnitude (randaugment policies).", 0.0, 10.0)
+    number("augment_strength", "Colour-jitter strength s (simaugment policies).", 1e-6)
     # Classifier heads.
     flags.DEFINE_integer(
         "classifier_hidden_units",
