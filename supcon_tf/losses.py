@@ -245,33 +245,26 @@ def supervised_contrastive_loss(
         raise ValueError(
             f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
         )
-    kernel_options = {"implementation": implementation, "block_size": block_size}
+    # Without several replicas the anchors are the whole batch; with them, this replica's
+    # samples against every replica's (the global batch).
+    anchor_start, local_batch = 0, None
     context = _multi_replica_context() if gather_across_replicas else None
-    if context is None:
-        loss = _per_sample_loss(
-            features,
-            y_true,
-            positive_mask,
-            temperature,
-            contrast_mode,
-            summation,
-            **kernel_options,
-        )
-    else:
+    if context is not None:
         features, y_true, positive_mask, anchor_start, local_batch = _gather_across_replicas(
             context, features, y_true, positive_mask
         )
-        loss = _per_sample_loss(
-            features,
-            y_true,
-            positive_mask,
-            temperature,
-            contrast_mode,
-            summation,
-            anchor_start=anchor_start,
-            local_batch=local_batch,
-            **kernel_options,
-        )
+    loss = _per_sample_loss(
+        features,
+        y_true,
+        positive_mask,
+        temperature,
+        contrast_mode,
+        summation,
+        anchor_start=anchor_start,
+        local_batch=local_batch,
+        implementation=implementation,
+        block_size=block_size,
+    )
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
 
 
