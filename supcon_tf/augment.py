@@ -1194,6 +1194,15 @@ def save_augmentation_grid(images, augmenter, num_views, path, min_side=64):
 
     Returns:
         The path written, as a `pathlib.Path`.
+
+    Example:
+
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "views.png")
+    >>> images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    >>> written = save_augmentation_grid(images, build_augmenter("simple", seed=0), 2, path)
+    >>> os.path.getsize(path) > 0
+    True
     """
     path = Path(path)
     if path.suffix.lower() != ".png":

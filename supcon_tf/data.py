@@ -47,6 +47,12 @@ class DatasetSplits:
         x_test, y_test: test split, for final numbers only.
         class_names: one name per class index.
         name: the dataset's name or path.
+
+    Example:
+
+    >>> splits = load_dataset("digits")
+    >>> splits.num_classes, splits.input_shape, splits.x_train.dtype
+    (10, (8, 8, 1), dtype('float32'))
     """
 
     x_train: np.ndarray

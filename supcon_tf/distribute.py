@@ -412,6 +412,18 @@ def fit_with_custom_loop(
 
     Returns:
         The `keras.callbacks.History`.
+
+    Example:
+
+    >>> import keras, numpy as np, tensorflow as tf
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> _ = model(np.zeros((1, 3), "float32"))
+    >>> data = tf.data.Dataset.from_tensor_slices(
+    ...     (np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"))).batch(4).repeat()
+    >>> history = fit_with_custom_loop(model, data, epochs=2, steps_per_epoch=2)
+    >>> len(history.history["loss"])
+    2
     """
     strategy = tf.distribute.get_strategy()
     if getattr(model, "optimizer", None) is None:

@@ -159,6 +159,12 @@ class ExperimentConfig:
         knn_monitor: log the weighted kNN accuracy of the encoder on the validation split
             (`val_knn_accuracy`) during pretraining (`supcon_tf.evaluation.KNNMonitor`).
         knn_monitor_every: epochs between two kNN measurements.
+
+    Example:
+
+    >>> config = ExperimentConfig(dataset="digits", pretrain_epochs=2, batch_size=32)
+    >>> config.method, config.model_dir
+    ('supcon', 'runs/supcon')
     """
 
     dataset: str = "digits"

@@ -67,6 +67,12 @@ class Positives(NamedTuple):
     * `"hot"`: `values` holds `[G, C]` one-/multi-hot labels; positives share a label.
     * `"mask"`: `values` holds a boolean `[G, G]` matrix of positives between samples
       (diagonal included).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> Positives("labels", tf.constant([0, 1, 0])).kind
+    'labels'
     """
 
     kind: str
@@ -79,6 +85,14 @@ def check_implementation(implementation, block_size):
     Args:
         implementation: one of `IMPLEMENTATIONS`.
         block_size: `None` (automatic) or a positive number of anchor rows per block.
+
+    Example:
+
+    >>> check_implementation("blocked", 256)
+    >>> check_implementation("tiled", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown `implementation`='tiled'. Expected one of ('auto', 'dense', 'blocked'): 'dense' materialises the whole similarity matrix (fast for small batches), 'blocked' streams over row blocks (memory O(N x block_size)), 'auto' picks by size.
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
