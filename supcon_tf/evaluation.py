@@ -70,6 +70,18 @@ def _check_labels(labels, name="labels"):
     return array
 
 
+def _normalized_with_labels(embeddings, labels):
+    """L2-normalised embeddings and checked labels, one label per embedding row."""
+    embeddings = l2_normalize(embeddings)
+    labels = _check_labels(labels)
+    if labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"`labels` has {labels.shape[0]} entries but `embeddings` has "
+            f"{embeddings.shape[0]} rows."
+        )
+    return embeddings, labels
+
+
 def _check_scores(labels, scores, name="probabilities"):
     """Validates `[N]` labels against `[N, C]` scores; returns both as arrays."""
     labels = _check_labels(labels)
@@ -614,13 +626,7 @@ def alignment_uniformity(embeddings, labels, alignment_power=2.0, uniformity_sca
     >>> result["alignment"], round(result["uniformity"], 4)
     (0.0, -1.0626)
     """
-    embeddings = l2_normalize(embeddings)
-    labels = _check_labels(labels)
-    if labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"`labels` has {labels.shape[0]} entries but `embeddings` has "
-            f"{embeddings.shape[0]} rows."
-        )
+    embeddings, labels = _normalized_with_labels(embeddings, labels)
     if embeddings.shape[0] < 2:
         raise ValueError("At least two embeddings are needed to measure pairwise distances.")
     for name, value in (
@@ -829,13 +835,7 @@ def plot_tsne(
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    embeddings = l2_normalize(embeddings)
-    labels = _check_labels(labels)
-    if labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"`labels` has {labels.shape[0]} entries but `embeddings` has "
-            f"{embeddings.shape[0]} rows."
-        )
+    embeddings, labels = _normalized_with_labels(embeddings, labels)
     if embeddings.shape[0] < 4:
         raise ValueError(f"t-SNE needs at least 4 embeddings, got {embeddings.shape[0]}.")
     max_samples = _check_positive_int(max_samples, "max_samples")
