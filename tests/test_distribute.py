@@ -244,39 +244,53 @@ def free_ports(count):
     return ports
 
 
+def run_two_workers(command, timeout, alongside=()):
+    """Runs `command` as two MultiWorkerMirroredStrategy workers on 127.0.0.1.
+
+    Each worker gets its `TF_CONFIG`; the `alongside` commands (e.g. a single-process
+    reference) run at the same time without one. Every process must exit 0.
+    """
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    launches = [(other, environment) for other in alongside]
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        launches.append((command, dict(environment, TF_CONFIG=json.dumps(config))))
+    processes = [
+        subprocess.Popen(
+            arguments,
+            cwd=ROOT,
+            env=process_environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for arguments, process_environment in launches
+    ]
+    try:
+        outputs = [process.communicate(timeout=timeout)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-6000:]
+
+
 class TestMultiWorkerMirroredStrategy:
     def test_two_workers_equal_one_process_on_the_global_batch(self, tmp_path):
         arrays = make_inputs(tmp_path / "inputs.npz")
-        workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-        processes = []
-        for index in range(2):
-            config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "tests._distribute_worker",
-                        "multi_worker",
-                        f"--input={tmp_path / 'inputs.npz'}",
-                        f"--output={tmp_path / 'results.npz'}",
-                    ],
-                    cwd=ROOT,
-                    env=dict(environment, TF_CONFIG=json.dumps(config)),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-        try:
-            outputs = [process.communicate(timeout=300)[0] for process in processes]
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-        for process, output in zip(processes, outputs, strict=True):
-            assert process.returncode == 0, output[-6000:]
+        run_two_workers(
+            [
+                sys.executable,
+                "-m",
+                "tests._distribute_worker",
+                "multi_worker",
+                f"--input={tmp_path / 'inputs.npz'}",
+                f"--output={tmp_path / 'results.npz'}",
+            ],
+            timeout=300,
+        )
         results = dict(np.load(tmp_path / "results.npz"))
         assert int(results["num_replicas"]) == 2
         references = reference_cases(arrays)
@@ -891,38 +905,11 @@ class TestMultiWorkerSupconTrain:
         ]
 
     def test_two_workers_train_like_one_process(self, tmp_path):
-        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-        workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-        processes = [
-            subprocess.Popen(
-                self.command(tmp_path / "single", "default"),
-                cwd=ROOT,
-                env=environment,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        ]
-        for index in range(2):
-            config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            processes.append(
-                subprocess.Popen(
-                    self.command(tmp_path / "cluster", "multi_worker"),
-                    cwd=ROOT,
-                    env=dict(environment, TF_CONFIG=json.dumps(config)),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-        try:
-            outputs = [process.communicate(timeout=1200)[0] for process in processes]
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-        for process, output in zip(processes, outputs, strict=True):
-            assert process.returncode == 0, output[-6000:]
+        run_two_workers(
+            self.command(tmp_path / "cluster", "multi_worker"),
+            timeout=1200,
+            alongside=[self.command(tmp_path / "single", "default")],
+        )
         report = json.loads((tmp_path / "cluster" / "report.json").read_text())
         assert report["distribution"]["num_replicas"] == 2
         assert report["distribution"]["learning_rate"] == pytest.approx(0.1)
