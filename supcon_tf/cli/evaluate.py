@@ -19,9 +19,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from supcon_tf.corruptions import CORRUPTIONS
 from supcon_tf.data import load_dataset
-from supcon_tf.evaluation import evaluate_run
+from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
 
 # The settings of the training run that define the data split.
 _SPLIT_SETTINGS = ("dataset", "data_dir", "validation_fraction", "seed")
