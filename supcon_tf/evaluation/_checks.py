@@ -64,6 +64,14 @@ def _check_embeddings(embeddings, name="embeddings"):
 
 
 def _check_positive_int(value, name):
+    """Returns `value` as an `int` >= 1, or raises ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def _check_positive_number(value, name):
+    """Returns `value` (unchanged) when it is an int or float > 0, or raises ValueError."""
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
+    return value

@@ -14,7 +14,12 @@ Example:
 import keras
 import numpy as np
 
-from supcon_tf.evaluation._checks import _check_embeddings, _check_labels, _check_positive_int
+from supcon_tf.evaluation._checks import (
+    _check_embeddings,
+    _check_labels,
+    _check_positive_int,
+    _check_positive_number,
+)
 from supcon_tf.evaluation.metrics import predict
 from supcon_tf.evaluation.representation import l2_normalize
 
@@ -86,8 +91,7 @@ def knn_scores(
         )
     if weighting not in WEIGHTINGS:
         raise ValueError(f"Unknown `weighting`={weighting!r}. Expected one of {WEIGHTINGS}.")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"`temperature` must be a positive number, got {temperature!r}.")
+    _check_positive_number(temperature, "temperature")
     k = min(_check_positive_int(k, "k"), bank.shape[0])
     batch_size = _check_positive_int(batch_size, "batch_size")
     if num_classes is None:
@@ -229,9 +233,7 @@ class KNNMonitor(keras.callbacks.Callback):
         self.train_data = train_data
         self.validation_data = validation_data
         self.k = _check_positive_int(k, "k")
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"`temperature` must be a positive number, got {temperature!r}.")
-        self.temperature = temperature
+        self.temperature = _check_positive_number(temperature, "temperature")
         self.every_n_epochs = _check_positive_int(every_n_epochs, "every_n_epochs")
         self.batch_size = _check_positive_int(batch_size, "batch_size")
 

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from supcon_tf.evaluation._checks import _check_labels, _check_positive_int
+from supcon_tf.evaluation._checks import (
+    _check_labels,
+    _check_positive_int,
+    _check_positive_number,
+)
 from supcon_tf.evaluation.calibration import calibration_bins, expected_calibration_error
 from supcon_tf.evaluation.metrics import confusion_matrix
 from supcon_tf.evaluation.representation import _normalized_with_labels
@@ -191,8 +195,7 @@ def plot_tsne(
     if embeddings.shape[0] < 4:
         raise ValueError(f"t-SNE needs at least 4 embeddings, got {embeddings.shape[0]}.")
     max_samples = _check_positive_int(max_samples, "max_samples")
-    if not isinstance(perplexity, (int, float)) or not perplexity > 0:
-        raise ValueError(f"`perplexity` must be a positive number, got {perplexity!r}.")
+    _check_positive_number(perplexity, "perplexity")
     rng = np.random.default_rng(seed)
     if embeddings.shape[0] > max_samples:
         chosen = np.sort(rng.choice(embeddings.shape[0], max_samples, replace=False))

@@ -15,7 +15,11 @@ import math
 
 import numpy as np
 
-from supcon_tf.evaluation._checks import _check_embeddings, _check_labels
+from supcon_tf.evaluation._checks import (
+    _check_embeddings,
+    _check_labels,
+    _check_positive_number,
+)
 
 
 def l2_normalize(embeddings):
@@ -87,12 +91,8 @@ def alignment_uniformity(embeddings, labels, alignment_power=2.0, uniformity_sca
     embeddings, labels = _normalized_with_labels(embeddings, labels)
     if embeddings.shape[0] < 2:
         raise ValueError("At least two embeddings are needed to measure pairwise distances.")
-    for name, value in (
-        ("alignment_power", alignment_power),
-        ("uniformity_scale", uniformity_scale),
-    ):
-        if not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
+    _check_positive_number(alignment_power, "alignment_power")
+    _check_positive_number(uniformity_scale, "uniformity_scale")
 
     def pairwise_sum(rows, columns, function, block=1024):
         """sum over all (i, j) of function(||rows_i - columns_j||^2), in blocks."""
