@@ -1,7 +1,8 @@
 """Argument checks shared by the evaluation modules: labels, scores, embeddings, counts.
 
-Each check returns its argument as a NumPy array of the expected shape and dtype, or raises
-a `ValueError` that names the argument, what was given and what is allowed.
+Each check returns its argument converted (a NumPy array of the expected shape and dtype,
+or a number), or raises a `ValueError` that names the argument, what was given and what
+is allowed.
 """
 
 import numpy as np
