@@ -1261,7 +1261,7 @@ def write_report_md(report, run_dir):
 
 def _load_model(path):
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:
         raise ValueError(f"Could not load the Keras model {path}: {error}") from error
 
