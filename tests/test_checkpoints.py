@@ -2,10 +2,12 @@
 
 import logging
 import os
+import uuid
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from supcon_tf.checkpoints import (
     NonFiniteTrainingError,
@@ -185,6 +187,19 @@ class TestSaveAndRestore:
         iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         assert iterations < checkpoint.global_step == 10
         assert latest_position(tmp_path, STEPS) == (2, 0)
+
+    def test_works_on_a_non_local_gfile_file_system(self):
+        # ram:// is TensorFlow's in-memory file system: no os.rename, no local paths.
+        folder = f"ram://checkpoints-{uuid.uuid4().hex}/backup"
+        x, y = _data()
+        model = _model()
+        checkpoint = TrainingCheckpoint(folder, STEPS, epochs=2, save_every=3)
+        _fit_from(model, checkpoint, checkpoint.restore(model), 2, x, y)
+        assert sorted(tf.io.gfile.listdir(folder)) == ["ckpt-000000009.npz", "ckpt-000000010.npz"]
+        fresh = _model()
+        assert TrainingCheckpoint(folder, STEPS, epochs=2).restore(fresh) == (2, 0)
+        for got, want in zip(_state(fresh), _state(model), strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 class TestDamagedCheckpoints:
