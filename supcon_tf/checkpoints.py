@@ -111,7 +111,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         directory: folder of the checkpoints (`ckpt-<batches done>.npz`; nothing else
             should write there).
         steps_per_epoch: batches per epoch (turns the batch count into a position).
-        epochs: the run's epochs; training stops after `epochs * steps_per_epoch` batches.
+        epochs: the run's epochs (a stop request at the end of the last one only saves).
         save_every: save every this many batches too (0: at the ends of epochs only).
         keep: checkpoints kept (at least 2, so that a damaged newest one has a fallback).
         name: what the run is called in messages (e.g. the phase).
@@ -299,10 +299,13 @@ def _read(path, steps_per_epoch, variables=None):
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         position = json.loads(arrays.pop("position").tobytes().decode())
+        version = position["format"]
         global_step = int(position["global_step"])
         saved_steps_per_epoch = int(position["steps_per_epoch"])
     except Exception as error:  # BadZipFile, EOFError, KeyError, JSON, CRC, ...
         raise CheckpointError(f"unreadable ({type(error).__name__}: {error})") from error
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"format {version!r}, this version reads {FORMAT_VERSION}")
     if saved_steps_per_epoch != steps_per_epoch:
         raise CheckpointError(
             f"written with {saved_steps_per_epoch} steps per epoch, this run has "
