@@ -43,6 +43,7 @@ def main(argv):
         if str(path).endswith(".npz"):
             counts["writes"] += 1
             if counts["writes"] == arguments.kill_in_write:
+                os.makedirs(os.path.dirname(str(path)), exist_ok=True)
                 with open(f"{path}.tmp-{os.getpid()}", "wb") as partial:
                     partial.write(data[: len(data) // 2])
                     partial.flush()

@@ -81,7 +81,10 @@ def _weights(model_dir):
 
 
 def _faults(kills, rng):
-    """`kills` faults: SIGKILL at random batches, one of them during a checkpoint write."""
+    """`kills` faults: SIGKILL at random batches, one of them during a checkpoint write.
+
+    Checkpoint writes 1-3 of a process include the very first one (no backup folder yet).
+    """
     faults = [f"--kill_after={rng.randint(1, 9)}" for _ in range(kills - 1)]
     faults.insert(rng.randrange(kills), f"--kill_in_write={rng.randint(1, 3)}")
     return faults
