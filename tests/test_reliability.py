@@ -90,8 +90,10 @@ def _faults(kills, rng):
     return faults
 
 
-def _killed_run_matches_uninterrupted(tmp_path, kills, preempt=False):
-    seed = random.SystemRandom().randrange(2**32)
+def _killed_run_matches_uninterrupted(tmp_path, kills, preempt=False, seed=None):
+    """Kills, reruns and compares; `seed` (random by default, printed on failure) picks the faults."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     faults = _faults(kills, rng)
     context = f"faults {faults} (seed {seed})"
