@@ -44,6 +44,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+# Not in the public API; used only to tell whether a graph is being built for XLA.
+from tensorflow.python.ops import control_flow_util
+
 IMPLEMENTATIONS = ("auto", "dense", "blocked")
 
 # "auto" computes densely while the logit matrix has at most this many entries
@@ -108,27 +111,34 @@ def check_implementation(implementation, block_size):
         )
 
 
-def choose_implementation(implementation, num_anchors, num_contrasts):
-    """Resolves `"auto"` to `"dense"` or `"blocked"` from the static logit-matrix size.
+def choose_implementation(implementation, num_anchors, num_contrasts, in_xla=False):
+    """Resolves `"auto"` from the static logit-matrix size, when it is known.
 
     Args:
         implementation: `"auto"`, `"dense"` or `"blocked"`.
         num_anchors: static number K of anchor views (rows), or None when unknown.
         num_contrasts: static number M of contrast views (columns), or None.
+        in_xla: whether the kernel is being compiled by XLA.
 
     Returns:
         `"dense"` or `"blocked"`; `"auto"` gives dense when `K x M` is at most
-        `AUTO_DENSE_MAX_ELEMENTS` or unknown.
+        `AUTO_DENSE_MAX_ELEMENTS`, else blocked. With an unknown size (a `model.fit`
+        batch dimension, a partial last batch, a gathered global batch) it returns
+        `"run time"`: both kernels go into the graph and a `tf.cond` picks one from the
+        actual size, except under XLA (whose conditionals would make the blocked branch
+        carry the dense branch's `[K, M]` intermediates), where it is `"blocked"`.
 
     Example:
 
     >>> choose_implementation("auto", 8192, 8192)
     'blocked'
+    >>> choose_implementation("auto", None, 8192)
+    'run time'
     """
     if implementation != "auto":
         return implementation
     if num_anchors is None or num_contrasts is None:
-        return "dense"
+        return "blocked" if in_xla else "run time"
     return "dense" if num_anchors * num_contrasts <= AUTO_DENSE_MAX_ELEMENTS else "blocked"
 
 
@@ -139,10 +149,11 @@ def default_block_size(num_contrasts):
     (one pass over M x D values per block) small next to the block's products.
 
     Args:
-        num_contrasts: number M of contrast views (columns of the logit matrix).
+        num_contrasts: number M of contrast views (columns of the logit matrix): a
+            Python integer, or a scalar integer tensor when it is known only at run time.
 
     Returns:
-        A positive multiple of 8.
+        A positive multiple of 8 (a Python int, or an int32 tensor for a tensor input).
 
     Example:
 
@@ -151,8 +162,11 @@ def default_block_size(num_contrasts):
     >>> default_block_size(131072)
     256
     """
-    rows = DEFAULT_BLOCK_ELEMENTS // max(int(num_contrasts), 1)
-    return max(MIN_BLOCK_ROWS, rows // 8 * 8)
+    if isinstance(num_contrasts, int):
+        rows = DEFAULT_BLOCK_ELEMENTS // max(num_contrasts, 1)
+        return max(MIN_BLOCK_ROWS, rows // 8 * 8)
+    rows = DEFAULT_BLOCK_ELEMENTS // tf.maximum(tf.cast(num_contrasts, tf.int32), 1)
+    return tf.maximum(MIN_BLOCK_ROWS, rows // 8 * 8)
 
 
 def _segment_ids(labels):
@@ -493,6 +507,52 @@ def anchor_losses(
     True
     """
     check_implementation(implementation, block_size)
+    arguments = (features, positives, temperature, contrast_mode, summation)
+    options = dict(
+        include_self=include_self,
+        anchor_start=anchor_start,
+        local_batch=local_batch,
+        implementation=implementation,
+        block_size=block_size,
+    )
+    if tf.executing_eagerly() and _blocked_when_static(features, contrast_mode, implementation):
+        # Eagerly, the blocked loop is a Python loop whose every intermediate is a live
+        # value: run it as one graph (traced once per shape and options), as lean as a
+        # compiled call. Small dense calls stay eager (tracing would cost more).
+        return _graph_anchor_losses(*arguments, **options)
+    return _anchor_losses(*arguments, **options)
+
+
+def _blocked_when_static(features, contrast_mode, implementation):
+    """Whether the kernel resolves to `"blocked"` from `features`' static shape."""
+    num_samples, num_views = features.shape[0], features.shape[1]
+    if num_samples is None or num_views is None:
+        return implementation == "blocked"
+    anchor_views = num_views if contrast_mode == "all" else 1
+    num_contrasts = num_samples * num_views
+    return choose_implementation(implementation, num_samples * anchor_views, num_contrasts) == (
+        "blocked"
+    )
+
+
+def _in_xla():
+    """Whether the current graph is being built for XLA (`jit_compile=True`, TPU)."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _anchor_losses(
+    features,
+    positives,
+    temperature,
+    contrast_mode,
+    summation,
+    include_self,
+    anchor_start,
+    local_batch,
+    implementation,
+    block_size,
+):
+    """`anchor_losses` in a graph (see there)."""
     num_views = features.shape[1]
     anchor_views = num_views if contrast_mode == "all" else 1
     dtype = features.dtype
@@ -523,23 +583,38 @@ def anchor_losses(
         build_mask = _mask_builder(positives, global_batch, num_views, dtype)
         reference_columns = None
 
-    static_columns = contrast.shape[0]
-    implementation = choose_implementation(implementation, anchors.shape[0], static_columns)
-    if implementation == "blocked" and block_size is None:
-        block_size = default_block_size(static_columns or DEFAULT_BLOCK_ELEMENTS // 256)
-
     scaled_anchors = anchors * tf.constant(1.0 / temperature, dtype)
-    terms = _row_terms(
-        scaled_anchors,
-        contrast,
-        anchor_samples,
-        self_columns,
-        reference_columns,
-        build_mask,
-        positive_term,
-        include_self,
-        block_size if implementation == "blocked" else None,
+
+    def terms_of(kernel):
+        blocks = None
+        if kernel == "blocked":
+            blocks = block_size or default_block_size(
+                contrast.shape[0] if contrast.shape[0] is not None else tf.shape(contrast)[0]
+            )
+        return _row_terms(
+            scaled_anchors,
+            contrast,
+            anchor_samples,
+            self_columns,
+            reference_columns,
+            build_mask,
+            positive_term,
+            include_self,
+            block_size=blocks,
+        )
+
+    implementation = choose_implementation(
+        implementation, anchors.shape[0], contrast.shape[0], _in_xla()
     )
+    if implementation == "run time":
+        size = tf.cast(tf.shape(anchors)[0], tf.int64) * tf.cast(tf.shape(contrast)[0], tf.int64)
+        terms = tf.cond(
+            size <= AUTO_DENSE_MAX_ELEMENTS,
+            lambda: terms_of("dense"),
+            lambda: terms_of("blocked"),
+        )
+    else:
+        terms = terms_of(implementation)
     if linear_positives:
         log_denominator, reference_gap = terms
         positive_sums, counts = _positive_sums(
@@ -572,3 +647,6 @@ def anchor_losses(
         loss = tf.stop_gradient(gap) + (loss - tf.stop_gradient(loss))
     loss = tf.where(counts > 0, loss, tf.zeros_like(loss))
     return tf.reduce_mean(tf.reshape(loss, [anchor_views, local_batch]), axis=0)
+
+
+_graph_anchor_losses = tf.function(_anchor_losses, autograph=False)

@@ -246,7 +246,9 @@ def supervised_contrastive_loss(
             each replica's own shard as its only negatives. No effect outside a
             multi-replica context.
         implementation: `"auto"` (default: dense for small batches, blocked above
-            `kernels.AUTO_DENSE_MAX_ELEMENTS` similarities), `"dense"` (the whole
+            `kernels.AUTO_DENSE_MAX_ELEMENTS` similarities, decided at run time when the
+            batch size is unknown while tracing, as in `model.fit`, for a partial last
+            batch or a gathered global batch), `"dense"` (the whole
             similarity matrix at once) or `"blocked"` (row blocks with a streaming
             log-sum-exp; memory O(N x block_size) for huge batches). Same values and
             gradients either way.
