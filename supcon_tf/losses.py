@@ -483,6 +483,7 @@ def npairs_loss(y_true, y_pred):
 class _PassThrough(keras.losses.Loss):
     """Keras' own masking, `sample_weight` and reduction of given per-sample losses."""
 
+    @tf.autograph.experimental.do_not_convert
     def call(self, y_true, y_pred):
         return y_pred
 
@@ -495,6 +496,9 @@ class _LabelLoss(keras.losses.Loss):
     validated) and `call` runs on it; weighting and reduction stay Keras' own.
     """
 
+    # Straight-line code: nothing for autograph to convert (a `tf.function` around the
+    # loss would otherwise convert this method and, through it, Keras' reduction).
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self.name):
             if y_true is not None:

@@ -321,7 +321,8 @@ class TestInputDefects:
         expected = supcon_reference(features, self.LARGE_LABELS, 0.1)
         per_sample = SupervisedContrastiveLoss(reduction=None)(self.LARGE_LABELS, features)
         np.testing.assert_allclose(per_sample.numpy(), expected, rtol=RTOL)
-        compiled = tf.function(SupervisedContrastiveLoss(), jit_compile=True)
+        loss = SupervisedContrastiveLoss()
+        compiled = tf.function(lambda y, z: loss(y, z), jit_compile=True)
         np.testing.assert_allclose(
             float(compiled(self.LARGE_LABELS, features)), expected.mean(), rtol=RTOL
         )
