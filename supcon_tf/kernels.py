@@ -10,7 +10,8 @@ share one formulation and one custom gradient:
   each row's log-sum-exp, the backward pass recomputes one block at a time and
   accumulates the anchor and contrast gradients, so the peak extra memory is
   O(block_size x M) instead of O(K x M).
-* `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked.
+* `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked;
+  from the static shapes when they are known, else at run time (`tf.cond`).
 
 The loss of an anchor row i with logits `l_ij = z_i . z_j / tau` splits into
 
