@@ -409,12 +409,16 @@ def _parse_record(splits, shard, record):
 
 
 def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
-    """The split's elements for one pass (endless with `repeat`), shuffled by `shuffle_seed`."""
+    """The split's elements, shuffled by `shuffle_seed`: one pass, or passes without end.
+
+    A pass reads each of this pipeline's files once; repeating passes (each shuffled
+    anew, deterministically) lets every pipeline fill its epoch when the files do not
+    divide evenly between pipelines.
+    """
     files = _file_dataset(splits, split, shuffle_seed, pipelines, pipeline_id)
-    if repeat:
-        files = files.repeat()
     if splits.kind == "folder":
-        return files.map(lambda path, label: {"name": path, "payload": "", "label": label})
+        records = files.map(lambda path, label: {"name": path, "payload": "", "label": label})
+        return records.repeat() if repeat else records
 
     def read_shard(shard, _):
         records = tf.data.TFRecordDataset(shard)
@@ -430,7 +434,7 @@ def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
     if shuffle_seed is not None:
         buffer = min(SHUFFLE_BUFFER_RECORDS, max(1, split.num_examples // pipelines))
         records = records.shuffle(buffer, seed=shuffle_seed[0] * 7919 + shuffle_seed[1])
-    return records
+    return records.repeat() if repeat else records
 
 
 def _decode_image(element):
@@ -466,8 +470,9 @@ def _decode(splits, elements):
 
         def record_skip(name):
             path = name.numpy().decode()
-            splits.skipped_images.append(path)
-            logging.warning("Skipping unreadable image %s (skip_corrupt_images).", path)
+            if path not in splits.skipped_images:  # an epoch may read a file twice
+                splits.skipped_images.append(path)
+                logging.warning("Skipping unreadable image %s (skip_corrupt_images).", path)
             return False
 
         def keep(element):
@@ -725,4 +730,5 @@ def input_error_message(error):
     'Cannot read image a.jpg: bad'
     """
     match = _ERROR_PATTERN.search(getattr(error, "message", str(error)))
-    return match.group(1) if match else None
+    # TensorFlow prints string tensors with escaped quotes.
+    return match.group(1).replace("\\'", "'") if match else None

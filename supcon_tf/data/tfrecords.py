@@ -117,7 +117,7 @@ def write_shards(root, output_dir, num_shards=16, seed=0, progress=True, skip_co
             for index in range(shards)
         ]
         written = 0
-        for position, index in enumerate(order):
+        for position, index in enumerate(order, start=1):
             path, label = paths[index], labels[index]
             encoded = tf.io.gfile.GFile(path, "rb").read()
             try:
@@ -126,12 +126,12 @@ def write_shards(root, output_dir, num_shards=16, seed=0, progress=True, skip_co
                 if not skip_corrupt_images:
                     raise
                 skipped.append(path)
-                continue
-            example = image_example(encoded, label, class_names[label], path)
-            writers[written % shards].write(example.SerializeToString())
-            written += 1
+            else:
+                example = image_example(encoded, label, class_names[label], path)
+                writers[written % shards].write(example.SerializeToString())
+                written += 1
             if bar is not None:
-                bar.update(position + 1)
+                bar.update(position)
         for writer in writers:
             writer.close()
         counts[split] = written
