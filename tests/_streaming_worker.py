@@ -93,7 +93,7 @@ def run_mirrored(arguments):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     distributed = strategy.distribute_datasets_from_function(_stream_function(splits, 8))
     batches = []
-    for step, (images, labels) in enumerate(distributed):
+    for step, (images, _) in enumerate(distributed):
         if step == len(splits.train.files) // 8:
             break
         local = strategy.experimental_local_results(images)
@@ -119,9 +119,7 @@ def run_multi_worker(arguments):
     contexts, read = [], []
 
     def recording(input_context):
-        contexts.append(
-            (input_context.num_input_pipelines, input_context.input_pipeline_id)
-        )
+        contexts.append((input_context.num_input_pipelines, input_context.input_pipeline_id))
         return make_training_stream(splits, 8, 16, epochs=1, input_context=input_context)
 
     # Reading this pipeline's dataset directly (no collective op) shows what it reads.

@@ -170,7 +170,9 @@ class TestCrops:
         weight = np.clip(centres - low, 0, 1)
         weight[centres < 0] = 0
         rows = square[low] * (1 - weight)[:, None, None] + square[high] * weight[:, None, None]
-        expected = rows[:, low] * (1 - weight)[None, :, None] + rows[:, high] * weight[None, :, None]
+        expected = (
+            rows[:, low] * (1 - weight)[None, :, None] + rows[:, high] * weight[None, :, None]
+        )
         actual = central_crop(tf.constant(image), size).numpy()
         np.testing.assert_allclose(actual, expected, atol=2e-6)
 
@@ -309,7 +311,10 @@ class TestTFRecords:
         info = json.loads((id_shards / "dataset_info.json").read_text())
         assert info["num_examples"] == {"train": NUM_ID_IMAGES, "test": 8}
         shards = {f"train-0000{index}-of-00004" for index in range(4)}
-        assert set(os.listdir(id_shards)) == shards | {"validation-00000-of-00001", "dataset_info.json"}
+        assert set(os.listdir(id_shards)) == shards | {
+            "validation-00000-of-00001",
+            "dataset_info.json",
+        }
         splits = open_streaming_dataset(id_shards)
         assert splits.kind == "tfrecord" and splits.class_names == ("a", "b")
         assert splits.validation.num_examples == 0
@@ -327,14 +332,18 @@ class TestTFRecords:
         read = []
         for pipeline in range(2):
             context = tf.distribute.InputContext(2, pipeline, 2)
-            read.append(set(epoch_identities(make_training_stream(splits, 8, 16, input_context=context))))
+            read.append(
+                set(epoch_identities(make_training_stream(splits, 8, 16, input_context=context)))
+            )
         assert not read[0] & read[1]
         context = tf.distribute.InputContext(8, 0, 8)
         with pytest.raises(ValueError, match="4 files for 8 input pipelines"):
             make_training_stream(splits, 8, 16, input_context=context)
 
     def test_without_info_file_counts_records_and_classes(self, tmp_path):
-        write_records(tmp_path / "train-0-of-1", [image_example(encoded_png(), k % 3) for k in range(7)])
+        write_records(
+            tmp_path / "train-0-of-1", [image_example(encoded_png(), k % 3) for k in range(7)]
+        )
         write_records(tmp_path / "validation-0-of-1", [image_example(encoded_png(), 1)])
         splits = open_streaming_dataset(tmp_path)
         assert (splits.train.num_examples, splits.test.num_examples) == (7, 1)
