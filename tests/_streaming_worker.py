@@ -135,11 +135,11 @@ def run_multi_worker(arguments):
     )
     for images, _ in stream:
         read.extend(identities(images).tolist())
+    views = strategy.distribute_datasets_from_function(_stream_function(splits, 8, views=2))
     with strategy.scope():
         model = _model()
         model(np.zeros((2, 2, 16, 16, 3), "float32"))
-    views = strategy.distribute_datasets_from_function(_stream_function(splits, 8, views=2))
-    history = fit_with_custom_loop(model, views, epochs=1, steps_per_epoch=2)
+        history = fit_with_custom_loop(model, views, epochs=1, steps_per_epoch=2)
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     with open(f"{arguments.output}.{task}", "w") as file:
         json.dump(

@@ -467,3 +467,44 @@ def test_streaming_splits_input_shape_and_split_lookup():
     splits = StreamingSplits(split, split, split, ("a", "b"), "x", "folder")
     assert splits.input_shape(24) == (24, 24, 3)
     assert splits.split("test") is split
+
+
+def run_streaming_worker(arguments, timeout=300):
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "tests._streaming_worker", *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+
+
+@pytest.mark.slow
+class TestDistributedStreams:
+    """Fresh processes: logical devices and TF_CONFIG must precede TensorFlow's start."""
+
+    def test_mirrored_replicas_get_disjoint_halves_and_fit_runs(self, tmp_path, id_folder):
+        output = tmp_path / "mirrored.json"
+        run_streaming_worker(["mirrored", f"--root={id_folder}", f"--output={output}"])
+        results = json.loads(output.read_text())
+        read = [identity for batch in results["batches"] for replica in batch for identity in replica]
+        assert all(len(replica) == 4 for batch in results["batches"] for replica in batch)
+        assert sorted(read) == list(range(NUM_ID_IMAGES))
+        assert np.isfinite(results["loss"]).all()
+
+    def test_two_workers_read_disjoint_files_and_train(self, tmp_path, id_folder):
+        from tests.test_distribute import run_two_workers
+
+        output = tmp_path / "worker.json"
+        command = [sys.executable, "-m", "tests._streaming_worker", "multi_worker"]
+        run_two_workers([*command, f"--root={id_folder}", f"--output={output}"], timeout=300)
+        workers = [json.loads(Path(f"{output}.{task}").read_text()) for task in (0, 1)]
+        assert [worker["pipelines"] for worker in workers] == [2, 2]
+        assert sorted(worker["pipeline_id"] for worker in workers) == [0, 1]
+        read = [set(worker["read"]) for worker in workers]
+        assert not read[0] & read[1]
+        assert read[0] | read[1] == set(range(NUM_ID_IMAGES))
+        assert all(np.isfinite(worker["loss"]).all() for worker in workers)
