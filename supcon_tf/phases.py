@@ -1,7 +1,7 @@
 """Training and evaluating one phase of an experiment, resumable from its run folder.
 
-`fit_phase` trains a compiled model for a phase's epochs on shuffled, seeded batches
-that are the same whether or not the run was interrupted; it logs to
+`fit_phase` trains a compiled model for a phase's epochs on the batches of a stream
+(from `supcon_tf.inputs`) that are the same whether or not the run was interrupted; it logs to
 `logs/<phase>/history.csv` (and TensorBoard when the package is installed), backs the
 state up in `backup/<phase>` and resumes from there. It uses Keras' `fit`, or the
 custom loop of `supcon_tf.distribute` under strategies where `fit` does not run.
@@ -14,14 +14,20 @@ custom loop of `supcon_tf.distribute` under strategies where `fit` does not run.
 Example:
 
 >>> import tempfile, keras, numpy as np
+>>> from supcon_tf.data import make_dataset
 >>> from supcon_tf.experiment import ExperimentConfig
 >>> from supcon_tf.runs import RunDirectory
 >>> config = ExperimentConfig(batch_size=8, verbose=0)
 >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
 >>> compile_classifier(model, config, epochs=2, num_examples=32)
 >>> x, y = np.zeros((32, 4), "float32"), np.zeros(32, "int32")
+>>> def batches(initial_epoch, steps_done):
+...     stream = make_dataset(x, y, 8, shuffle=True, drop_remainder=True, epochs=2,
+...                           initial_epoch=initial_epoch)
+...     return stream.skip(steps_done)
 >>> run = RunDirectory(tempfile.mkdtemp())
->>> history, resumed_from_epoch = fit_phase(model, config, run, "classifier", x, y, epochs=2)
+>>> history, resumed_from_epoch = fit_phase(
+...     model, config, run, "classifier", batches, num_examples=32, epochs=2)
 >>> len(history["loss"]), resumed_from_epoch
 (2, 0)
 >>> run.resume_position("classifier", config.backup_steps)  # finished: backup removed
@@ -34,14 +40,21 @@ import logging
 import keras
 import tensorflow as tf
 
-from supcon_tf.data import make_dataset
 from supcon_tf.distribute import evaluate_classifier, fit_with_custom_loop, needs_custom_loop
 from supcon_tf.optimizers import build_optimizer
 from supcon_tf.schedules import build_schedule
 
 
 def fit_phase(
-    model, config, run, phase, x, y, epochs, augmenter=None, validation=None, callbacks=()
+    model,
+    config,
+    run,
+    phase,
+    training_batches,
+    num_examples,
+    epochs,
+    validation_data=None,
+    callbacks=(),
 ):
     """Fits `model` for `phase`, resuming from the run folder's backup.
 
@@ -50,43 +63,32 @@ def fit_phase(
         config: the `ExperimentConfig`.
         run: the `supcon_tf.runs.RunDirectory`.
         phase: the phase name (its folders in the run).
-        x, y: training images and labels (`y=None` for label-free pretraining).
+        training_batches: `training_batches(initial_epoch, steps_done)` returns the
+            stream of training batches from that epoch and step to the end of the
+            phase (a `tf.data.Dataset`, or one the strategy already distributed); see
+            `supcon_tf.inputs`.
+        num_examples: training examples per epoch (`num_examples // batch_size` steps).
         epochs: the phase's epochs.
-        augmenter: optional augmentation of the training batches.
-        validation: optional `(x, y)` monitored each epoch.
+        validation_data: optional dataset of `(images, labels)` monitored each epoch.
         callbacks: extra callbacks; they run before the loggers, which see their logs.
 
     Returns:
         `(history, initial_epoch)`: the metrics of the epochs run now by name, and the
         epoch this call started at (0 for a fresh phase).
     """
-    steps_per_epoch = len(x) // config.batch_size
+    steps_per_epoch = num_examples // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
-            f"The batch size {config.batch_size} exceeds the {len(x)} training images; "
+            f"The batch size {config.batch_size} exceeds the {num_examples} training images; "
             "lower --batch_size."
         )
     initial_epoch, steps_done = run.resume_position(phase, config.backup_steps)
     initial_epoch = min(initial_epoch, epochs)
     if initial_epoch >= epochs:
         return {}, initial_epoch
-    stream = make_dataset(
-        x,
-        y,
-        batch_size=config.batch_size,
-        shuffle=True,
-        seed=config.seed,
-        augment=augmenter,
-        drop_remainder=True,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-    )
-    # Resuming mid-epoch: skip the batches done before the backup; the backup
-    # callback ends training at the uninterrupted run's last step.
-    stream = stream.skip(steps_done)
-    validation_data = None
-    if validation is not None and len(validation[0]):
-        validation_data = make_dataset(*validation, batch_size=config.batch_size)
+    # Resuming mid-epoch: the stream starts after the batches done before the backup;
+    # the backup callback ends training at the uninterrupted run's last step.
+    stream = training_batches(initial_epoch, steps_done)
     custom_loop = needs_custom_loop(tf.distribute.get_strategy())
     callbacks = [*callbacks, *_phase_callbacks(config, run, phase, tensorboard=not custom_loop)]
     # Keras 3's fit does not run under MultiWorkerMirroredStrategy (#20585).
@@ -138,11 +140,13 @@ def _tensorboard_available():
     return True
 
 
-def evaluate_split(model, config, x, y):
-    """`(loss, accuracy)` of a compiled classifier on `(x, y)`; `(None, None)` if empty."""
-    if len(x) == 0:
+def evaluate_split(model, dataset):
+    """`(loss, accuracy)` of a compiled classifier on a dataset of `(images, labels)`.
+
+    `(None, None)` when `dataset` is `None` (an empty split).
+    """
+    if dataset is None:
         return None, None
-    dataset = make_dataset(x, y, batch_size=config.batch_size)
     if needs_custom_loop(tf.distribute.get_strategy()):
         return evaluate_classifier(model, dataset)
     loss, accuracy = model.evaluate(dataset, verbose=0, return_dict=False)

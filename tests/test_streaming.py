@@ -490,7 +490,9 @@ class TestDistributedStreams:
         output = tmp_path / "mirrored.json"
         run_streaming_worker(["mirrored", f"--root={id_folder}", f"--output={output}"])
         results = json.loads(output.read_text())
-        read = [identity for batch in results["batches"] for replica in batch for identity in replica]
+        read = [
+            identity for batch in results["batches"] for replica in batch for identity in replica
+        ]
         assert all(len(replica) == 4 for batch in results["batches"] for replica in batch)
         assert sorted(read) == list(range(NUM_ID_IMAGES))
         assert np.isfinite(results["loss"]).all()

@@ -507,6 +507,7 @@ def _decode(splits, elements):
 
 def _resized(image, image_size):
     resized = tf.image.resize(image, [image_size, image_size], method="bilinear")
+    resized = tf.ensure_shape(resized, [image_size, image_size, 3])
     return tf.clip_by_value(resized / 255.0, 0.0, 1.0)
 
 
