@@ -415,44 +415,46 @@ class TestTFRecords:
 TFDS_MISSING = importlib.util.find_spec("tensorflow_datasets") is None
 
 
+def build_tfds_dataset(data_dir):
+    """Prepares the TFDS dataset `stream_test_images` under `data_dir` (no download).
+
+    Four classes of flat grey images of varied sizes; 24 training and 8 test images.
+    """
+    import tensorflow_datasets as tfds
+
+    class StreamTestImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version("1.0.0")
+        # No source folder (checksums, metadata) for a builder defined in a test.
+        code_path = None
+
+        def _info(self):
+            features = {
+                "image": tfds.features.Image(encoding_format="jpeg"),
+                "label": tfds.features.ClassLabel(names=["w", "x", "y", "z"]),
+            }
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict(features)
+            )
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(24), "test": self._generate_examples(8)}
+
+        def _generate_examples(self, count):
+            for index in range(count):
+                label = index % 4
+                image = np.full((30 + index, 50, 3), CLASS_LEVELS[label], np.uint8)
+                yield index, {"image": image, "label": label}
+
+    StreamTestImages(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir
+
+
 @pytest.mark.skipif(
     TFDS_MISSING, reason="tensorflow-datasets is not installed (pip install 'supcon_tf[tfds]')"
 )
 class TestTFDS:
-    @pytest.fixture(scope="class")
-    def tfds_dir(self, tmp_path_factory):
-        import tensorflow_datasets as tfds
-
-        class StreamTestImages(tfds.core.GeneratorBasedBuilder):
-            """Four classes of flat grey images of varied sizes, built locally."""
-
-            VERSION = tfds.core.Version("1.0.0")
-            # No source folder (checksums, metadata) for a builder defined in a test.
-            code_path = None
-
-            def _info(self):
-                features = {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "label": tfds.features.ClassLabel(names=["w", "x", "y", "z"]),
-                }
-                return tfds.core.DatasetInfo(
-                    builder=self, features=tfds.features.FeaturesDict(features)
-                )
-
-            def _split_generators(self, dl_manager):
-                return {"train": self._generate_examples(24), "test": self._generate_examples(8)}
-
-            def _generate_examples(self, count):
-                for index in range(count):
-                    label = index % 4
-                    image = np.full((30 + index, 50, 3), CLASS_LEVELS[label], np.uint8)
-                    yield index, {"image": image, "label": label}
-
-        data_dir = tmp_path_factory.mktemp("tfds")
-        StreamTestImages(data_dir=str(data_dir)).download_and_prepare()
-        return data_dir
-
-    def test_streams_a_tfds_dataset_by_name(self, tfds_dir):
+    def test_streams_a_tfds_dataset_by_name(self, tmp_path):
+        tfds_dir = build_tfds_dataset(tmp_path)
         splits = open_streaming_dataset("tfds:stream_test_images", data_dir=str(tfds_dir))
         assert splits.kind == "tfds" and splits.class_names == ("w", "x", "y", "z")
         assert (splits.train.num_examples, splits.test.num_examples) == (24, 8)

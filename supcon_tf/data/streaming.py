@@ -60,6 +60,7 @@ EVALUATION_CROP_FRACTION = 0.875
 # Records kept in the shuffle buffer of TFRecord / TFDS streams (folders need none:
 # their file list is permuted as a whole every epoch).
 SHUFFLE_BUFFER_RECORDS = 4096
+_BUFFER_SEED = 7919
 # A label value that no record has: marks a record without the label feature.
 _MISSING_LABEL = -(2**62)
 _ERROR_PATTERN = re.compile(r"assertion failed: \[(.*?)\]", re.DOTALL)
@@ -432,8 +433,9 @@ def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
         deterministic=True,
     )
     if shuffle_seed is not None:
+        # The buffer's own seed is fixed: the file order already changes every epoch.
         buffer = min(SHUFFLE_BUFFER_RECORDS, max(1, split.num_examples // pipelines))
-        records = records.shuffle(buffer, seed=shuffle_seed[0] * 7919 + shuffle_seed[1])
+        records = records.shuffle(buffer, seed=_BUFFER_SEED)
     return records.repeat() if repeat else records
 
 
