@@ -185,7 +185,7 @@ def _define_optimisation_flags(define):
 
 
 def _define_distribution_flags(define):
-    """See the README section "Multi-GPU, multi-machine and TPU training"."""
+    """See docs/distributed.md, "Multi-GPU, multi-machine and TPU training"."""
     define.choice(
         "strategy",
         STRATEGIES,
