@@ -11,10 +11,14 @@
 
 Every phase logs its metrics to `logs/<phase>/history.csv` and, when the
 `tensorboard` package is installed, to TensorBoard (`logs/<phase>`), checkpoints every epoch
-(`keras.callbacks.BackupAndRestore` under `backup/<phase>`) and writes a completion
+(`supcon_tf.checkpoints.TrainingCheckpoint` under `backup/<phase>`) and writes a completion
 marker (`phases/<phase>.json`): running the same configuration again resumes an
-interrupted phase at its last finished epoch and skips finished phases. Each epoch
-sees the same shuffled batches whether or not the run was interrupted. The validation
+interrupted phase exactly where its last checkpoint left it (mid-epoch with
+`backup_steps`) and skips finished phases. Each epoch sees the same shuffled batches
+whether or not the run was interrupted. One process at a time trains in a folder
+(`run.lock`); SIGTERM saves at the next step and raises
+`supcon_tf.checkpoints.StopRequested`; a NaN or Inf loss raises
+`supcon_tf.checkpoints.NonFiniteTrainingError` (see docs/reliability.md). The validation
 split is monitored for model selection; the test split is evaluated once per model,
 at the end. `report.json` holds the test accuracies, the configuration and timings.
 
@@ -67,7 +71,7 @@ from supcon_tf.models import (
     build_linear_classifier,
 )
 from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate_split, fit_phase
-from supcon_tf.runs import RunDirectory
+from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
 
 PHASES = ("pretrain", "classifier", "baseline")
@@ -85,6 +89,7 @@ _RESUMABLE_FIELDS = (
     "tpu",
     "tpu_zone",
     "gcp_project",
+    "deterministic",
 )
 
 
@@ -161,6 +166,10 @@ class ExperimentConfig:
             epoch).
         model_dir: output folder (checkpoints, logs, models, report.json).
         seed: seed of the validation split, weights, shuffling and augmentation.
+        deterministic: run TensorFlow ops deterministically
+            (`tf.config.experimental.enable_op_determinism`, for the rest of the
+            process; slower on GPUs): with the seeds, two runs, interrupted or not,
+            give the same weights.
         verbose: Keras progress-bar mode (0 silent, 1 bars, 2 one line per epoch).
         evaluate: at the end, run `supcon_tf.evaluation.evaluate_run` (ECE, per-class
             accuracy, kNN, alignment/uniformity, t-SNE, corruptions; report.md and plots).
@@ -216,6 +225,7 @@ class ExperimentConfig:
     backup_steps: int = 0
     model_dir: str = "runs/supcon"
     seed: int = 0
+    deterministic: bool = False
     verbose: int = 1
     evaluate: bool = True
     knn_monitor: bool = True
@@ -330,28 +340,31 @@ def run_experiment(config):
     """
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy, config = _distribute(config)
     run = RunDirectory(config.model_dir)
-    run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
-    start = time.perf_counter()
-    inputs = open_inputs(config)
-    _build_augmenter(config)  # Fails on a bad policy name before any training.
-    phases = _Phases(config, inputs, run)
-    with training_scope(strategy, config.mixed_precision), _input_errors_as_value_errors():
-        results = {"pretrain": phases.run("pretrain", phases.pretrain)}
-        results["classifier"] = phases.run("classifier", phases.train_classifier)
-        if config.baseline:
-            results["baseline"] = phases.run("baseline", phases.train_baseline)
-    report = _report(config, inputs, strategy, results, time.perf_counter() - start)
-    run.write_report(report)
-    if config.evaluate and inputs.streamed:
-        logging.warning(
-            "evaluate: the full evaluation (ECE, kNN, t-SNE, corruptions) needs the dataset "
-            "in RAM; a streamed dataset's report has the classifiers' accuracies only."
-        )
-    elif config.evaluate:
-        # Adds "evaluation" to report.json and writes report.md and plots/.
-        report["evaluation"] = evaluate_run(run.root, inputs.splits, seed=config.seed)
+    with run.lock(), stop_on_sigterm() as stop_requested:
+        run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
+        start = time.perf_counter()
+        inputs = open_inputs(config)
+        _build_augmenter(config)  # Fails on a bad policy name before any training.
+        phases = _Phases(config, inputs, run, stop_requested)
+        with training_scope(strategy, config.mixed_precision), _input_errors_as_value_errors():
+            results = {"pretrain": phases.run("pretrain", phases.pretrain)}
+            results["classifier"] = phases.run("classifier", phases.train_classifier)
+            if config.baseline:
+                results["baseline"] = phases.run("baseline", phases.train_baseline)
+        report = _report(config, inputs, strategy, results, time.perf_counter() - start)
+        run.write_report(report)
+        if config.evaluate and inputs.streamed:
+            logging.warning(
+                "evaluate: the full evaluation (ECE, kNN, t-SNE, corruptions) needs the "
+                "dataset in RAM; a streamed dataset's report has the classifiers' accuracies."
+            )
+        elif config.evaluate:
+            # Adds "evaluation" to report.json and writes report.md and plots/.
+            report["evaluation"] = evaluate_run(run.root, inputs.splits, seed=config.seed)
     return report
 
 
@@ -380,10 +393,11 @@ def _distribute(config):
 class _Phases:
     """The three training phases of one run; each trains, saves its model, returns results."""
 
-    def __init__(self, config, inputs, run):
+    def __init__(self, config, inputs, run, stop_requested=None):
         self.config = config
         self.inputs = inputs
         self.run_directory = run
+        self.stop_requested = stop_requested
 
     def run(self, phase, train):
         """`train()`'s result, or the stored one when the phase finished in an earlier call."""
@@ -410,12 +424,12 @@ class _Phases:
         views = config.views if inputs.streamed else None
         model(inputs.example_images(views))
 
-        def training_batches(initial_epoch, steps_done):
+        def training_batches(end_epoch, first_epoch, step):
             return inputs.training_batches(
                 config,
-                config.pretrain_epochs,
-                initial_epoch,
-                steps_done,
+                end_epoch,
+                first_epoch,
+                step,
                 labels=config.method == "supcon",
                 views=views,
             )
@@ -429,13 +443,14 @@ class _Phases:
             inputs.num_train,
             config.pretrain_epochs,
             callbacks=_knn_monitors(model.encoder, inputs, config),
+            should_stop=self.stop_requested,
         )
         model.encoder.save(self.run_directory.root / "encoder.keras")
         return {"history": history, "resumed_from_epoch": initial_epoch}
 
     def train_classifier(self):
         """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
-        encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras")
+        encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras", safe_mode=True)
         model = build_linear_classifier(
             encoder,
             self.inputs.num_classes,
@@ -470,9 +485,9 @@ class _Phases:
         model(inputs.example_images())
         augmenter = _build_augmenter(config, crop=not inputs.streamed)
 
-        def training_batches(initial_epoch, steps_done):
+        def training_batches(end_epoch, first_epoch, step):
             return inputs.training_batches(
-                config, epochs, initial_epoch, steps_done, augmenter=augmenter
+                config, end_epoch, first_epoch, step, augmenter=augmenter
             )
 
         history, initial_epoch = fit_phase(
@@ -484,6 +499,7 @@ class _Phases:
             inputs.num_train,
             epochs,
             validation_data=inputs.evaluation_batches("validation", config.batch_size),
+            should_stop=self.stop_requested,
         )
         model.save(self.run_directory.root / f"{phase}.keras")
         _, validation_accuracy = evaluate_split(
