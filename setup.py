@@ -21,6 +21,8 @@ setup(
         "tensorboard",
     ],
     extras_require={
+        # Streaming TFDS datasets by name (--dataset=tfds:imagenet2012).
+        "tfds": ["tensorflow-datasets"],
         "test": [
             "pytest>=7",
             "pytest-xdist",
@@ -35,6 +37,7 @@ setup(
             "supcon-train=supcon_tf.cli.train:run",
             "supcon-eval=supcon_tf.cli.evaluate:run",
             "supcon-augment-preview=supcon_tf.cli.augment_preview:run",
+            "supcon-prepare=supcon_tf.cli.prepare:run",
         ]
     },
     classifiers=[

@@ -1031,6 +1031,7 @@ def build_augmenter(
     min_crop_area=0.08,
     blur=False,
     autoaugment_policy="imagenet",
+    crop=True,
 ):
     """Returns the named augmentation policy as a Keras layer.
 
@@ -1058,6 +1059,8 @@ def build_augmenter(
         min_crop_area: smallest crop area fraction (0.08 ImageNet, 0.2 CIFAR-10).
         blur: add SimCLR's Gaussian blur to SimAugment (ImageNet-sized images).
         autoaugment_policy: `"imagenet"` or `"cifar10"`.
+        crop: start the cropping policies with `RandomResizedCrop`; `False` when the
+            input pipeline already drew the crops (`supcon_tf.data.make_training_stream`).
 
     Returns:
         A `keras.layers.Layer` that acts only when called with `training=True`.
@@ -1102,10 +1105,13 @@ def build_augmenter(
         raise ValueError(
             f"`image_size` must be None, a positive int or (height, width), got {image_size!r}."
         )
-    layers = [
-        RandomResizedCrop(height, width, area_range=(min_crop_area, 1.0), seed=next(seeds)),
-        keras.layers.RandomFlip("horizontal", seed=next(seeds)),
-    ]
+    crop_seed = next(seeds)  # drawn either way: the other layers keep their seeds
+    layers = [keras.layers.RandomFlip("horizontal", seed=next(seeds))]
+    if crop:
+        crop_layer = RandomResizedCrop(
+            height, width, area_range=(min_crop_area, 1.0), seed=crop_seed
+        )
+        layers.insert(0, crop_layer)
     if name == "autoaugment":
         layers.append(AutoAugment(autoaugment_policy, seed=next(seeds)))
     if name in ("randaugment", "stacked_randaugment"):

@@ -373,7 +373,10 @@ def fit_with_custom_loop(
         model: a compiled Keras model, built (called once) under the strategy's scope.
         dataset: a `tf.data.Dataset` of global batches yielding at least
             `(epochs - initial_epoch) * steps_per_epoch` batches (it is distributed
-            here; the strategy splits each global batch over the replicas).
+            here; the strategy splits each global batch over the replicas), or a
+            dataset the strategy already distributed, e.g. with
+            `strategy.distribute_datasets_from_function` (each input pipeline reading
+            its own files, as `supcon_tf.data.make_training_stream` does).
         epochs: index of the last epoch plus one, as in `fit`.
         steps_per_epoch: batches per epoch.
         callbacks: Keras callbacks.
@@ -402,12 +405,14 @@ def fit_with_custom_loop(
         raise ValueError("`model` must be compiled (with an optimizer) before training.")
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+    if isinstance(dataset, tf.data.Dataset):
+        dataset = strategy.experimental_distribute_dataset(dataset)
     _build_compiled_losses_and_metrics(model, dataset)
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
         [*(callbacks or []), history], model=model, epochs=epochs, steps=steps_per_epoch, verbose=0
     )
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    iterator = iter(dataset)
 
     @tf.function
     def train_step(iterator):
@@ -445,7 +450,11 @@ def _build_compiled_losses_and_metrics(model, dataset):
     Variables cannot be created inside `strategy.run`; one eager pass over a batch
     (whose results are then reset) creates them under the strategy's scope.
     """
-    batch = next(iter(dataset.take(1)))
+    strategy = tf.distribute.get_strategy()
+    # The first replica's part of the first batch.
+    batch = tf.nest.map_structure(
+        lambda value: strategy.experimental_local_results(value)[0], next(iter(dataset))
+    )
     inputs, labels = batch if isinstance(batch, tuple) else (batch, None)
     predictions = model(inputs, training=False)
     model.compute_loss(x=inputs, y=labels, y_pred=predictions, training=False)

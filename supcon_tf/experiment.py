@@ -37,7 +37,9 @@ Example:
 ['test_accuracy', 'test_loss', 'validation_accuracy']
 """
 
+import contextlib
 import dataclasses
+import logging
 import time
 
 import keras
@@ -45,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from supcon_tf.augment import build_augmenter
-from supcon_tf.data import load_dataset
+from supcon_tf.data.streaming import input_error_message
 from supcon_tf.distribute import (
     LEARNING_RATE_SCALINGS,
     MIXED_PRECISION_POLICIES,
@@ -60,6 +62,7 @@ from supcon_tf.distribute import (
 )
 from supcon_tf.encoders import build_encoder
 from supcon_tf.evaluation import KNNMonitor, evaluate_run
+from supcon_tf.inputs import open_inputs
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import (
@@ -100,9 +103,18 @@ class ExperimentConfig:
     `"translate"` augmentations (see benchmarks/RESULTS.md).
 
     Attributes:
-        dataset: dataset name or path (see `supcon_tf.data.load_dataset`).
-        data_dir: folder with local copies of named datasets.
+        dataset: dataset name or path: a named dataset, `.npz` file or image folder
+            held in RAM (see `supcon_tf.data.load_dataset`), or a streamed one: an
+            image folder with `image_size`, a TFRecord shard folder or `"tfds:<name>"`
+            (see `supcon_tf.data.open_streaming_dataset` and `supcon_tf.inputs`).
+        data_dir: folder with local copies of named datasets (and TFDS's data folder).
         validation_fraction: share of the training data held out for validation.
+        image_size: side of the square crops of a streamed dataset (random-resized
+            crops per view for training, a central crop of 0.875 for evaluation);
+            `None` for datasets held in RAM, which keep their own size.
+        skip_corrupt_images: leave unreadable images of a streamed dataset out (listed
+            in `report.json` under `dataset.skipped_images`) instead of stopping with
+            an error naming the file.
         encoder: encoder name (see `supcon_tf.encoders.ENCODERS`).
         width_multiplier: encoder width multiplier.
         stem: ResNet stem, `"cifar"` or `"imagenet"`.
@@ -175,6 +187,8 @@ class ExperimentConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     validation_fraction: float = 0.1
+    image_size: int | None = None
+    skip_corrupt_images: bool = False
     encoder: str = "small_cnn"
     width_multiplier: float = 1.0
     stem: str = "cifar"
@@ -226,6 +240,14 @@ class ExperimentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.image_size is not None and (
+            isinstance(self.image_size, bool)
+            or not isinstance(self.image_size, int)
+            or self.image_size < 1
+        ):
+            raise ValueError(
+                f"`image_size` must be a positive integer or None, got {self.image_size!r}."
+            )
         if self.baseline_epochs is not None and (
             not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 1
         ):
@@ -325,22 +347,37 @@ def run_experiment(config):
     with run.lock(), stop_on_sigterm() as stop_requested:
         run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
         start = time.perf_counter()
-        data = load_dataset(
-            config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
-        )
+        inputs = open_inputs(config)
         _build_augmenter(config)  # Fails on a bad policy name before any training.
-        phases = _Phases(config, data, run, stop_requested)
-        with training_scope(strategy, config.mixed_precision):
+        phases = _Phases(config, inputs, run, stop_requested)
+        with training_scope(strategy, config.mixed_precision), _input_errors_as_value_errors():
             results = {"pretrain": phases.run("pretrain", phases.pretrain)}
             results["classifier"] = phases.run("classifier", phases.train_classifier)
             if config.baseline:
                 results["baseline"] = phases.run("baseline", phases.train_baseline)
-        report = _report(config, data, strategy, results, time.perf_counter() - start)
+        report = _report(config, inputs, strategy, results, time.perf_counter() - start)
         run.write_report(report)
-        if config.evaluate:
+        if config.evaluate and inputs.streamed:
+            logging.warning(
+                "evaluate: the full evaluation (ECE, kNN, t-SNE, corruptions) needs the "
+                "dataset in RAM; a streamed dataset's report has the classifiers' accuracies."
+            )
+        elif config.evaluate:
             # Adds "evaluation" to report.json and writes report.md and plots/.
-            report["evaluation"] = evaluate_run(run.root, data, seed=config.seed)
+            report["evaluation"] = evaluate_run(run.root, inputs.splits, seed=config.seed)
     return report
+
+
+@contextlib.contextmanager
+def _input_errors_as_value_errors():
+    """Re-raises a streamed dataset's bad input (an error naming the file) as `ValueError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        message = input_error_message(error)
+        if message is None:
+            raise
+        raise ValueError(message) from error
 
 
 def _distribute(config):
@@ -356,9 +393,9 @@ def _distribute(config):
 class _Phases:
     """The three training phases of one run; each trains, saves its model, returns results."""
 
-    def __init__(self, config, data, run, stop_requested=None):
+    def __init__(self, config, inputs, run, stop_requested=None):
         self.config = config
-        self.data = data
+        self.inputs = inputs
         self.run_directory = run
         self.stop_requested = stop_requested
 
@@ -369,31 +406,43 @@ class _Phases:
 
     def pretrain(self):
         """Contrastive pretraining of a new encoder; saves `encoder.keras`."""
-        config, data = self.config, self.data
+        config, inputs = self.config, self.inputs
         model = SupConModel(
             self._new_encoder(),
             projection_head=ProjectionHead(
                 output_units=config.projection_units, batch_norm=config.projection_batch_norm
             ),
-            augmenter=_build_augmenter(config),
+            augmenter=_build_augmenter(config, crop=not inputs.streamed),
             num_views=config.views,
         )
         model.compile(
-            optimizer=build_phase_optimizer(config, config.pretrain_epochs, len(data.x_train)),
+            optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
             loss=SupervisedContrastiveLoss(temperature=config.temperature),
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
-        model(data.x_train[:2])
-        labels = data.y_train if config.method == "supcon" else None
+        # A streamed dataset's pipeline draws the views (crops); in RAM the model does.
+        views = config.views if inputs.streamed else None
+        model(inputs.example_images(views))
+
+        def training_batches(end_epoch, first_epoch, step):
+            return inputs.training_batches(
+                config,
+                end_epoch,
+                first_epoch,
+                step,
+                labels=config.method == "supcon",
+                views=views,
+            )
+
         history, initial_epoch = fit_phase(
             model,
             config,
             self.run_directory,
             "pretrain",
-            data.x_train,
-            labels,
+            training_batches,
+            inputs.num_train,
             config.pretrain_epochs,
-            callbacks=_knn_monitors(model.encoder, data, config),
+            callbacks=_knn_monitors(model.encoder, inputs, config),
             should_stop=self.stop_requested,
         )
         model.encoder.save(self.run_directory.root / "encoder.keras")
@@ -404,7 +453,7 @@ class _Phases:
         encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras", safe_mode=True)
         model = build_linear_classifier(
             encoder,
-            self.data.num_classes,
+            self.inputs.num_classes,
             hidden_units=self.config.classifier_hidden_units,
             dropout=self.config.classifier_dropout,
         )
@@ -415,7 +464,7 @@ class _Phases:
         config = self.config
         model = build_cross_entropy_classifier(
             self._new_encoder(),
-            self.data.num_classes,
+            self.inputs.num_classes,
             hidden_units=config.classifier_hidden_units,
             dropout=config.classifier_dropout,
         )
@@ -426,29 +475,39 @@ class _Phases:
     def _new_encoder(self):
         config = self.config
         return build_encoder(
-            config.encoder, self.data.input_shape, config.width_multiplier, config.stem
+            config.encoder, self.inputs.input_shape, config.width_multiplier, config.stem
         )
 
     def _classify(self, phase, model, epochs):
         """Trains a classifier phase, saves `<phase>.keras`, evaluates validation and test."""
-        config, data = self.config, self.data
-        compile_classifier(model, config, epochs, len(data.x_train))
-        model(data.x_train[:2])
+        config, inputs = self.config, self.inputs
+        compile_classifier(model, config, epochs, inputs.num_train)
+        model(inputs.example_images())
+        augmenter = _build_augmenter(config, crop=not inputs.streamed)
+
+        def training_batches(end_epoch, first_epoch, step):
+            return inputs.training_batches(
+                config, end_epoch, first_epoch, step, augmenter=augmenter
+            )
+
         history, initial_epoch = fit_phase(
             model,
             config,
             self.run_directory,
             phase,
-            data.x_train,
-            data.y_train,
+            training_batches,
+            inputs.num_train,
             epochs,
-            augmenter=_build_augmenter(config),
-            validation=(data.x_val, data.y_val),
+            validation_data=inputs.evaluation_batches("validation", config.batch_size),
             should_stop=self.stop_requested,
         )
         model.save(self.run_directory.root / f"{phase}.keras")
-        _, validation_accuracy = evaluate_split(model, config, data.x_val, data.y_val)
-        test_loss, test_accuracy = evaluate_split(model, config, data.x_test, data.y_test)
+        _, validation_accuracy = evaluate_split(
+            model, inputs.evaluation_batches("validation", config.batch_size)
+        )
+        test_loss, test_accuracy = evaluate_split(
+            model, inputs.evaluation_batches("test", config.batch_size)
+        )
         return {
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
@@ -458,19 +517,24 @@ class _Phases:
         }
 
 
-def _build_augmenter(config):
+def _build_augmenter(config, crop=True):
     return build_augmenter(
         config.augment,
         seed=config.seed,
         magnitude=config.augment_magnitude,
         strength=config.augment_strength,
+        crop=crop,
     )
 
 
-def _knn_monitors(encoder, data, config, max_samples=5000):
-    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`."""
-    if not config.knn_monitor or len(data.x_val) == 0:
+def _knn_monitors(encoder, inputs, config, max_samples=5000):
+    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`.
+
+    Only for datasets held in RAM (a streamed dataset's images are not at hand).
+    """
+    if not config.knn_monitor or inputs.streamed or inputs.num_validation == 0:
         return []
+    data = inputs.splits
     rng = np.random.default_rng(config.seed)
     bank = rng.permutation(len(data.x_train))[:max_samples]
     queries = rng.permutation(len(data.x_val))[:max_samples]
@@ -485,7 +549,7 @@ def _knn_monitors(encoder, data, config, max_samples=5000):
     ]
 
 
-def _report(config, data, strategy, results, seconds):
+def _report(config, inputs, strategy, results, seconds):
     """The `report.json` contents: test results, configuration, data, timings, history."""
 
     def summary(result):
@@ -497,12 +561,13 @@ def _report(config, data, strategy, results, seconds):
         "method": config.method,
         "config": dataclasses.asdict(config),
         "dataset": {
-            "name": data.name,
-            "num_classes": data.num_classes,
-            "input_shape": list(data.input_shape),
-            "train": len(data.x_train),
-            "validation": len(data.x_val),
-            "test": len(data.x_test),
+            "name": inputs.name,
+            "streamed": inputs.streamed,
+            "num_classes": inputs.num_classes,
+            "input_shape": list(inputs.input_shape),
+            "train": inputs.num_train,
+            "validation": inputs.num_validation,
+            "test": inputs.num_test,
         },
         "timings": {
             **{f"{phase}_seconds": result["seconds"] for phase, result in results.items()},
@@ -524,4 +589,8 @@ def _report(config, data, strategy, results, seconds):
     }
     if config.baseline:
         report["cross_entropy"] = summary(results["baseline"])
+    if inputs.streamed:
+        # Unreadable images this process left out (with skip_corrupt_images).
+        skipped = inputs.splits.skipped_images
+        report["dataset"].update(skipped_images=list(skipped), num_skipped_images=len(skipped))
     return report

@@ -60,7 +60,9 @@ class SupConModel(keras.Model):
         **kwargs: `name`, `dtype`, ... of `keras.Model`.
 
     Call arguments:
-        inputs: images `[B, H, W, C]`.
+        inputs: images `[B, H, W, C]`, or views already drawn by the input pipeline
+            `[B, num_views, H, W, C]` (e.g. `supcon_tf.data.make_training_stream`'s
+            random-resized crops), to which the augmenter is applied view by view.
         training: whether to augment and use batch statistics.
 
     Example:
@@ -88,7 +90,14 @@ class SupConModel(keras.Model):
         self.augmenter = augmenter
         self.num_views = num_views
 
+    @staticmethod
+    def _image_shape(input_shape):
+        """`[B, H, W, C]` of one view, for inputs with or without a view axis."""
+        input_shape = tuple(input_shape)
+        return (input_shape[0], *input_shape[2:]) if len(input_shape) == 5 else input_shape
+
     def build(self, input_shape):
+        input_shape = self._image_shape(input_shape)
         if not self.encoder.built:
             self.encoder.build(input_shape)
         feature_shape = self.encoder.compute_output_shape(input_shape)
@@ -100,10 +109,17 @@ class SupConModel(keras.Model):
         # An explicit `False` outside training: some augmenters (`keras.layers.Pipeline`)
         # default to augmenting when `training` is left unset.
         training = bool(training)
-        if self.augmenter is None:
-            views = [inputs] * self.num_views
+        if len(inputs.shape) == 5:
+            if inputs.shape[1] != self.num_views:
+                raise ValueError(
+                    f"Inputs with a view axis must have num_views={self.num_views} views, "
+                    f"got shape {tuple(inputs.shape)}."
+                )
+            views = [inputs[:, view] for view in range(self.num_views)]
         else:
-            views = [self.augmenter(inputs, training=training) for _ in range(self.num_views)]
+            views = [inputs] * self.num_views
+        if self.augmenter is not None:
+            views = [self.augmenter(view, training=training) for view in views]
         features = self.encoder(ops.concatenate(views, axis=0), training=training)
         projections = self.projection_head(features, training=training)
         # View-major [V * B, D] -> [B, V, D].
@@ -111,6 +127,7 @@ class SupConModel(keras.Model):
         return ops.transpose(projections, (1, 0, 2))
 
     def compute_output_shape(self, input_shape):
+        input_shape = self._image_shape(input_shape)
         feature_shape = self.encoder.compute_output_shape(input_shape)
         output_shape = self.projection_head.compute_output_shape(feature_shape)
         return (input_shape[0], self.num_views, output_shape[-1])

@@ -1,7 +1,8 @@
 """Training and evaluating one phase of an experiment, resumable from its run folder.
 
 `fit_phase` trains a compiled model for a phase's epochs on shuffled, seeded batches
-(`training_batches`) that are the same whether or not the run was interrupted; it logs
+(`training_batches` for data in RAM, `supcon_tf.inputs` for streamed data) that are the
+same whether or not the run was interrupted; it logs
 to `logs/<phase>/history.csv` (and TensorBoard when the package is installed), saves
 the training state in `backup/<phase>` (`supcon_tf.checkpoints.TrainingCheckpoint`) and
 resumes from there exactly, however often the run was killed. It uses Keras' `fit`, or the
@@ -22,7 +23,10 @@ Example:
 >>> compile_classifier(model, config, epochs=2, num_examples=32)
 >>> x, y = np.zeros((32, 4), "float32"), np.zeros(32, "int32")
 >>> run = RunDirectory(tempfile.mkdtemp())
->>> history, resumed_from_epoch = fit_phase(model, config, run, "classifier", x, y, epochs=2)
+>>> def batches(end_epoch, first_epoch, step):
+...     return training_batches(x, y, config, end_epoch, (first_epoch, step))
+>>> history, resumed_from_epoch = fit_phase(
+...     model, config, run, "classifier", batches, num_examples=32, epochs=2)
 >>> len(history["loss"]), resumed_from_epoch
 (2, 0)
 >>> run.resume_position("classifier", steps_per_epoch=4)  # finished: the last checkpoint
@@ -46,11 +50,10 @@ def fit_phase(
     config,
     run,
     phase,
-    x,
-    y,
+    batches,
+    num_examples,
     epochs,
-    augmenter=None,
-    validation=None,
+    validation_data=None,
     callbacks=(),
     should_stop=None,
 ):
@@ -66,10 +69,13 @@ def fit_phase(
         config: the `ExperimentConfig`.
         run: the `supcon_tf.runs.RunDirectory`.
         phase: the phase name (its folders in the run).
-        x, y: training images and labels (`y=None` for label-free pretraining).
+        batches: `batches(end_epoch, first_epoch, step)` returns the training batches
+            from `(first_epoch, step)` to the end of epoch `end_epoch - 1` (a
+            `tf.data.Dataset`, or one the strategy already distributed); see
+            `training_batches` for data in RAM and `supcon_tf.inputs` for streams.
+        num_examples: training examples per epoch (`num_examples // batch_size` steps).
         epochs: the phase's epochs.
-        augmenter: optional augmentation of the training batches.
-        validation: optional `(x, y)` monitored each epoch.
+        validation_data: optional dataset of `(images, labels)` monitored each epoch.
         callbacks: extra callbacks; they run before the loggers, which see their logs.
         should_stop: optional callable; True saves at the next step and raises
             `supcon_tf.checkpoints.StopRequested` (see `supcon_tf.runs.stop_on_sigterm`).
@@ -78,19 +84,16 @@ def fit_phase(
         `(history, initial_epoch)`: the metrics of the epochs run now by name, and the
         epoch this call started at (0 for a fresh phase).
     """
-    steps_per_epoch = len(x) // config.batch_size
+    steps_per_epoch = num_examples // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
-            f"The batch size {config.batch_size} exceeds the {len(x)} training images; "
+            f"The batch size {config.batch_size} exceeds the {num_examples} training images; "
             "lower --batch_size."
         )
     checkpoint = run.checkpoint(phase, steps_per_epoch, epochs, config.backup_steps, should_stop)
     initial_epoch, steps_done = checkpoint.restore(model)
     if initial_epoch >= epochs:
         return {}, initial_epoch
-    validation_data = None
-    if validation is not None and len(validation[0]):
-        validation_data = make_dataset(*validation, batch_size=config.batch_size)
     custom_loop = needs_custom_loop(tf.distribute.get_strategy())
     callbacks = [
         *callbacks,
@@ -107,7 +110,7 @@ def fit_phase(
     history = {}
     for first_epoch, end_epoch, steps in segments:
         step = steps_done if first_epoch == initial_epoch else 0
-        stream = training_batches(x, y, config, end_epoch, (first_epoch, step), augmenter)
+        stream = batches(end_epoch, first_epoch, step)
         result = _fit(
             model, config, stream, first_epoch, end_epoch, steps, validation_data, callbacks
         )
@@ -196,11 +199,13 @@ def _tensorboard_available():
     return True
 
 
-def evaluate_split(model, config, x, y):
-    """`(loss, accuracy)` of a compiled classifier on `(x, y)`; `(None, None)` if empty."""
-    if len(x) == 0:
+def evaluate_split(model, dataset):
+    """`(loss, accuracy)` of a compiled classifier on a dataset of `(images, labels)`.
+
+    `(None, None)` when `dataset` is `None` (an empty split).
+    """
+    if dataset is None:
         return None, None
-    dataset = make_dataset(x, y, batch_size=config.batch_size)
     if needs_custom_loop(tf.distribute.get_strategy()):
         return evaluate_classifier(model, dataset)
     loss, accuracy = model.evaluate(dataset, verbose=0, return_dict=False)

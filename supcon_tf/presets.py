@@ -188,6 +188,7 @@ PRESETS = {
             "learning_rate_scaling": "none",
             "encoder": "resnet50",
             "stem": "imagenet",
+            "image_size": 224,
             "method": "supcon",
             "views": 2,
             "batch_size": 6144,
@@ -217,8 +218,9 @@ PRESETS = {
         # The paper's ImageNet ResNet-50 number was not re-read from the paper here, so
         # none is recorded rather than one from memory.
         "notes": [
-            "No ImageNet loader ships here: give --dataset a local image folder "
-            "(train/<class>/, test/<class>/).",
+            "Give --dataset the ImageNet data, streamed: an image folder (train/<class>/, "
+            "test/<class>/), a folder of TFRecord shards (supcon-prepare) or "
+            "tfds:imagenet2012 with --data_dir.",
             "LARS momentum 0.9 is the default of the official LARSOptimizer (the script does "
             "not set it).",
         ],

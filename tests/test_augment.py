@@ -447,6 +447,21 @@ class TestBuildAugmenter:
             assert outputs.dtype == "float32"
             assert float(np.min(outputs)) >= 0.0 and float(np.max(outputs)) <= 1.0
 
+    @pytest.mark.parametrize(
+        "name", ["simaugment", "randaugment", "autoaugment", "stacked_randaugment"]
+    )
+    def test_without_crop_drops_only_the_crop(self, name):
+        with_crop = augment.build_augmenter(name, seed=3, image_size=8)
+        without = augment.build_augmenter(name, seed=3, image_size=8, crop=False)
+        kinds = [type(layer).__name__ for layer in with_crop.layers]
+        assert kinds[0] == "RandomResizedCrop"
+        assert [type(layer).__name__ for layer in without.layers] == kinds[1:]
+        # The other layers keep their seeds; a 16-px input stays 16 px (no crop to 8).
+        assert [layer.get_config().get("seed") for layer in without.layers] == [
+            layer.get_config().get("seed") for layer in with_crop.layers[1:]
+        ]
+        assert without(random_images(batch=2, size=16), training=True).shape == (2, 16, 16, 3)
+
     @pytest.mark.parametrize("name", POLICIES)
     def test_deterministic_under_a_seed(self, name):
         images = random_images(batch=4, size=16)

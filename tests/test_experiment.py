@@ -88,6 +88,7 @@ def test_run_writes_models_report_and_logs(finished_run):
     assert report["config"] == dataclasses.asdict(config)
     assert report["dataset"] == {
         "name": config.dataset,
+        "streamed": False,
         "num_classes": 2,
         "input_shape": [6, 6, 1],
         "train": 48,

@@ -39,6 +39,19 @@ def _weights(model):
 
 
 class TestSupConModel:
+    def test_views_drawn_by_the_input_pipeline(self):
+        # [B, V, H, W, C] inputs: view v is encoded and projected as the image it holds.
+        model = _model(num_views=3)
+        images = np.stack([_data(4, seed=seed)[0] for seed in range(3)], axis=1)
+        outputs = model(images).numpy()
+        single = SupConModel(model.encoder, model.projection_head, num_views=1)
+        for view in range(3):
+            expected = single(images[:, view]).numpy()[:, 0]
+            np.testing.assert_allclose(outputs[:, view], expected, rtol=1e-5, atol=1e-6)
+        assert model.compute_output_shape((None, 3, 8, 8, 1)) == (None, 3, 8)
+        with pytest.raises(ValueError, match="must have num_views=3 views, got shape"):
+            model(images[:, :2])
+
     def test_output_is_views_of_projected_features(self):
         model = _model(num_views=3)
         images, _ = _data(4)

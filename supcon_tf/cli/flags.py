@@ -65,10 +65,28 @@ def _define_data_flags(define):
         "dataset",
         "Dataset: digits (offline), cifar10, cifar100, mnist, fashion_mnist (downloaded by "
         "Keras), a path to an .npz file (x_train, y_train, x_test, y_test) or to a folder "
-        "with train/<class>/ and test/<class>/ images.",
+        "with train/<class>/ and test/<class>/ images (all held in RAM); streamed: such a "
+        "folder with --image_size, a folder of TFRecord shards (train-*, validation-*; see "
+        "supcon-prepare) or tfds:<name> (pip install 'supcon_tf[tfds]').",
     )
     define.string(
-        "data_dir", "Folder with local copies (<data_dir>/<name>.npz or <data_dir>/<name>/)."
+        "data_dir",
+        "Folder with local copies (<data_dir>/<name>.npz or <data_dir>/<name>/); TFDS's "
+        "data folder for tfds:<name>.",
+    )
+    flags.DEFINE_integer(
+        "image_size",
+        _DEFAULTS.image_size,
+        "Streams the dataset as square crops of this side: random-resized crops per view "
+        "for training, a central crop (0.875) for evaluation. Images may have any size. "
+        "Unset: the dataset is held in RAM at its own size.",
+        lower_bound=1,
+        flag_values=define.flag_values,
+    )
+    define.boolean(
+        "skip_corrupt_images",
+        "Leave unreadable images of a streamed dataset out (counted in report.json) "
+        "instead of stopping with an error that names the file.",
     )
     define.number(
         "validation_fraction",

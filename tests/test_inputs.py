@@ -1,0 +1,200 @@
+"""Tests of supcon_tf.inputs and of whole experiments on streamed datasets.
+
+The streamed datasets are generated image folders (tests/test_streaming.py), their
+TFRecord shards and a TFDS dataset built locally; the runs are tiny (small CNN, one
+epoch per phase) so that they fit the default suite, the command-line runs are `slow`.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supcon_tf.data import write_shards
+from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.inputs import ArrayInputs, StreamInputs, check_image_size, open_inputs
+from tests._streaming_worker import write_id_folder
+from tests.test_streaming import TFDS_MISSING, build_tfds_dataset, truncate, write_mixed_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    return write_mixed_folder(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture(scope="module")
+def id_folder(tmp_path_factory):
+    return Path(write_id_folder(str(tmp_path_factory.mktemp("ids"))))
+
+
+def tiny_config(dataset, model_dir, **overrides):
+    settings = dict(
+        dataset=str(dataset),
+        image_size=16,
+        encoder="small_cnn",
+        width_multiplier=0.25,
+        batch_size=16,
+        pretrain_epochs=1,
+        classifier_epochs=1,
+        baseline=False,
+        evaluate=False,
+        augment="simaugment",
+        model_dir=str(model_dir),
+        verbose=0,
+    )
+    settings.update(overrides)
+    return ExperimentConfig(**settings)
+
+
+class TestOpenInputs:
+    def test_paths(self, id_folder, tmp_path):
+        streamed = open_inputs(tiny_config(id_folder, tmp_path))
+        assert isinstance(streamed, StreamInputs) and streamed.input_shape == (16, 16, 3)
+        assert (streamed.num_train, streamed.num_validation, streamed.num_test) == (43, 5, 8)
+        in_ram = open_inputs(tiny_config(id_folder, tmp_path, image_size=None))
+        assert isinstance(in_ram, ArrayInputs) and in_ram.input_shape == (48, 64, 3)
+
+    def test_image_size_errors(self, id_folder, tmp_path):
+        with pytest.raises(ValueError, match=r"`image_size`=16 applies to streamed datasets"):
+            open_inputs(tiny_config("digits", tmp_path))
+        with pytest.raises(ValueError, match=r"`image_size`=8 is too small for encoder resnet18"):
+            config = tiny_config(id_folder, tmp_path, image_size=8, encoder="resnet18")
+            open_inputs(dataclasses.replace(config, stem="imagenet"))
+        with pytest.raises(ValueError, match="must be a positive integer or None, got 0"):
+            tiny_config(id_folder, tmp_path, image_size=0)
+
+    def test_downsampling_factors(self):
+        check_image_size(32, "resnet50", "imagenet")
+        check_image_size(8, "resnet18", "cifar")
+        with pytest.raises(ValueError, match="downsamples by 8"):
+            check_image_size(7, "resnet18", "cifar")
+
+    def test_shards_need_an_image_size(self, id_folder, tmp_path):
+        write_shards(id_folder, tmp_path / "shards", num_shards=2, progress=False)
+        with pytest.raises(ValueError, match="is streamed: set `image_size`"):
+            open_inputs(tiny_config(tmp_path / "shards", tmp_path, image_size=None))
+
+    def test_resumed_training_batches_continue_the_stream(self, id_folder, tmp_path):
+        inputs = open_inputs(tiny_config(id_folder, tmp_path, batch_size=8))
+        config = tiny_config(id_folder, tmp_path, batch_size=8)
+        steps = inputs.num_train // 8
+        full = [images.numpy() for images, _ in inputs.training_batches(config, 2, 0, 0)]
+        resumed = [images.numpy() for images, _ in inputs.training_batches(config, 2, 1, 3)]
+        assert len(full) == 2 * steps and len(resumed) == steps - 3
+        for expected, actual in zip(full[steps + 3 :], resumed, strict=True):
+            np.testing.assert_array_equal(actual, expected)
+        views = inputs.training_batches(config, 1, 0, 0, labels=False, views=2)
+        first = next(iter(views))
+        assert first.shape == (8, 2, 16, 16, 3)  # images only (SimCLR), two views
+
+
+class TestStreamedExperiment:
+    def test_python_api_trains_a_folder_of_varied_images(self, mixed_folder, tmp_path):
+        report = run_experiment(tiny_config(mixed_folder, tmp_path, image_size=24, baseline=True))
+        dataset = report["dataset"]
+        assert dataset["streamed"] and dataset["input_shape"] == [24, 24, 3]
+        assert (dataset["train"], dataset["validation"], dataset["test"]) == (144, 16, 40)
+        assert dataset["num_skipped_images"] == 0
+        for method in ("supcon", "cross_entropy"):
+            assert 0.0 <= report[method]["test_accuracy"] <= 1.0
+            assert np.isfinite(report[method]["test_loss"])
+        assert np.isfinite(report["history"]["pretrain"]["loss"]).all()
+        encoder = tf.keras.models.load_model(tmp_path / "encoder.keras")
+        assert encoder.input_shape == (None, 24, 24, 3)
+        assert json.loads((tmp_path / "report.json").read_text())["dataset"]["streamed"]
+
+    def test_tfrecord_shards_train(self, id_folder, tmp_path):
+        write_shards(id_folder, tmp_path / "shards", num_shards=2, progress=False)
+        report = run_experiment(tiny_config(tmp_path / "shards", tmp_path / "run", method="simclr"))
+        assert report["dataset"]["train"] == 48 and report["dataset"]["validation"] == 0
+        assert report["supcon"]["validation_accuracy"] is None
+        assert 0.0 <= report["supcon"]["test_accuracy"] <= 1.0
+
+    @pytest.mark.skipif(TFDS_MISSING, reason="tensorflow-datasets is not installed")
+    def test_tfds_dataset_trains(self, tmp_path):
+        data_dir = build_tfds_dataset(tmp_path / "tfds")
+        config = tiny_config("tfds:stream_test_images", tmp_path / "run", data_dir=str(data_dir))
+        report = run_experiment(config)
+        assert report["dataset"]["num_classes"] == 4 and report["dataset"]["train"] == 24
+
+    def test_corrupt_image_is_named_or_skipped_and_counted(self, tmp_path):
+        root = tmp_path / "images"
+        write_id_folder(str(root), train_per_class=16, test_per_class=2)
+        truncate(root / "train" / "a" / "05.jpg")
+        config = tiny_config(root, tmp_path / "strict", validation_fraction=0.0)
+        with pytest.raises(ValueError, match=r"Cannot read image .*train/a/05\.jpg"):
+            run_experiment(config)
+        skipping = dataclasses.replace(
+            config, model_dir=str(tmp_path / "skip"), skip_corrupt_images=True
+        )
+        report = run_experiment(skipping)
+        assert report["dataset"]["skipped_images"] == [str(root / "train" / "a" / "05.jpg")]
+        saved = json.loads((tmp_path / "skip" / "report.json").read_text())
+        assert saved["dataset"]["num_skipped_images"] == 1
+
+
+def run_command(arguments, timeout=900):
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "supcon_tf.cli.train", *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+@pytest.mark.slow
+class TestCommandLine:
+    def test_supcon_train_streams_a_folder(self, mixed_folder, tmp_path):
+        run_command(
+            [
+                f"--dataset={mixed_folder}",
+                "--image_size=32",
+                "--width_multiplier=0.25",
+                "--batch_size=32",
+                "--pretrain_epochs=1",
+                "--classifier_epochs=1",
+                "--nobaseline",
+                "--noevaluate",
+                "--augment=simaugment",
+                f"--model_dir={tmp_path}",
+                "--verbose=0",
+            ]
+        )
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["dataset"]["streamed"] and report["dataset"]["input_shape"] == [32, 32, 3]
+
+    def test_imagenet_preset_runs_on_a_folder(self, mixed_folder, tmp_path):
+        # The preset's recipe (ResNet-50, ImageNet stem, LARS, AutoAugment, 224-px crops)
+        # at a size this machine runs: batch, epochs, width and crop size overridden.
+        run_command(
+            [
+                "--preset=imagenet_resnet50_supcon",
+                f"--dataset={mixed_folder}",
+                "--batch_size=16",
+                "--pretrain_epochs=1",
+                "--classifier_epochs=1",
+                "--warmup_epochs=0",
+                "--width_multiplier=0.0625",
+                "--image_size=64",
+                "--nobaseline",
+                "--noevaluate",
+                f"--model_dir={tmp_path}",
+                "--verbose=0",
+            ]
+        )
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["config"]["encoder"] == "resnet50" and report["config"]["stem"] == "imagenet"
+        assert report["dataset"]["input_shape"] == [64, 64, 3]
