@@ -125,7 +125,9 @@ def test_report_names_the_best_validation_epoch(finished_run, method):
     # The selected epoch has the best validation accuracy (ties: the lowest loss) ...
     candidates = [
         (accuracy, -loss, -index)
-        for index, (accuracy, loss) in enumerate(zip(history["val_accuracy"], history["val_loss"]))
+        for index, (accuracy, loss) in enumerate(
+            zip(history["val_accuracy"], history["val_loss"], strict=True)
+        )
     ]
     assert epoch == -max(candidates)[2] + 1
     # ... and the saved model is that epoch's: its validation accuracy is the logged one.

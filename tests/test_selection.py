@@ -64,7 +64,9 @@ class TestBestEpoch:
         _fit(model, x, y, [scripted, best], epochs=5)
         last = model.get_weights()
         assert best.restore(model) == 2
-        for restored, expected in zip(model.get_weights(), scripted.weights_by_epoch[1]):
+        for restored, expected in zip(
+            model.get_weights(), scripted.weights_by_epoch[1], strict=True
+        ):
             np.testing.assert_array_equal(restored, expected)
         assert not np.array_equal(last[0], scripted.weights_by_epoch[1][0])
         state = json.loads((tmp_path / "best.json").read_text())
@@ -108,7 +110,7 @@ class TestBestEpoch:
         )
         assert len(history.history["loss"]) == 2
         assert resumed.restore(model) == 2
-        for restored, expected in zip(model.get_weights(), first.weights_by_epoch[1]):
+        for restored, expected in zip(model.get_weights(), first.weights_by_epoch[1], strict=True):
             np.testing.assert_array_equal(restored, expected)
 
     def test_a_record_of_an_epoch_run_again_is_discarded(self, tmp_path):
