@@ -20,9 +20,8 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from supcon_tf.cli.usage import grouped_help_parser
-from supcon_tf.corruptions import CORRUPTIONS
 from supcon_tf.data import load_dataset
-from supcon_tf.evaluation import evaluate_run
+from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
 
 # The settings of the training run that define the data split.
 _SPLIT_SETTINGS = ("dataset", "data_dir", "validation_fraction", "seed")
