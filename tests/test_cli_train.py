@@ -207,3 +207,39 @@ def test_keras_example_script_runs_offline(tmp_path):
     assert 0 <= results["supcon_test_accuracy"] <= 1
     assert 0 <= results["cross_entropy_test_accuracy"] <= 1
     assert "SupCon (npairs) test accuracy" in result.stdout
+
+
+@pytest.mark.slow
+def test_first_keras_example_script_runs_offline(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "tiny.npz",
+        x_train=rng.integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 4,
+        x_test=rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(12) % 4,
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "examples/keras_supcon_example_2020.py",
+            f"--data_dir={tmp_path / 'tiny.npz'}",
+            "--batch_size=8",
+            "--epochs=1",
+            f"--output={output}",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["train_images"] == 40 and results["test_images"] == 12
+    assert 0 <= results["supcon_test_accuracy"] <= 1
+    assert 0 <= results["cross_entropy_test_accuracy"] <= 1
+    assert len(results["pretrain_loss"]) == 1 and np.isfinite(results["pretrain_loss"][0])
+    assert "SupCon (n-pairs) test accuracy" in result.stdout
