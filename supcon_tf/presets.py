@@ -33,8 +33,10 @@ Example:
 >>> preset = get_preset("cifar10_resnet50_supcon")
 >>> preset["flags"]["batch_size"], preset["flags"]["learning_rate"], preset["flags"]["temperature"]
 (1024, 0.5, 0.1)
+>>> preset["flags"]["classifier_optimizer"], preset["flags"]["classifier_learning_rate"]
+('sgd', 5.0)
 >>> sorted(PRESETS)[:2]
-['cifar10_resnet50_cross_entropy', 'cifar10_resnet50_simclr']
+['cifar10_cpu_budget', 'cifar10_resnet50_cross_entropy']
 """
 
 import copy
