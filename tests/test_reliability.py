@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from supcon_tf.data import load_dataset
-from supcon_tf.evaluation import _load_model
+from supcon_tf.evaluation.run import _load_model
 from supcon_tf.experiment import ExperimentConfig, run_experiment
 from supcon_tf.runs import RunDirectory, RunLockedError
 
