@@ -82,7 +82,7 @@ def fit_phase(
     if steps_per_epoch < 1:
         raise ValueError(
             f"The batch size {config.batch_size} exceeds the {len(x)} training images; "
-            "lower --batch_size."
+            "lower --batch_size (--classifier_batch_size for the classifier stage)."
         )
     checkpoint = run.checkpoint(phase, steps_per_epoch, epochs, config.backup_steps, should_stop)
     initial_epoch, steps_done = checkpoint.restore(model)
