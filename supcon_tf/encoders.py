@@ -2,8 +2,9 @@
 
 Encoders are loss-agnostic `keras.Model`s: the same encoder serves the SupCon
 pretraining, the frozen-encoder classifier and the cross-entropy baseline. Each one
-starts with its own input scaling (images in `[0, 1]` are mapped to `[-1, 1]`), so
-data pipelines pass raw `[0, 1]` images.
+takes raw `[0, 1]` images; all but `"keras_example_cnn"` (which, like the Keras
+example it reproduces, feeds them to its first convolution as they are) start with their
+own input scaling to `[-1, 1]`.
 
 Example:
 
@@ -21,6 +22,7 @@ ENCODERS = (
     "resnet50",
     "resnet101",
     "resnet50v2_keras_example",
+    "keras_example_cnn",
 )
 STEMS = ("cifar", "imagenet")
 
@@ -149,6 +151,26 @@ def _build_keras_example_encoder(input_shape):
     return keras.Model(inputs, resnet(features), name="resnet50v2_keras_example")
 
 
+def _build_keras_example_cnn(input_shape):
+    """The first Keras example's encoder (2020/11/01): two valid 3x3 ReLU convolutions
+    (32, 64 filters) with 2x2 max-pooling, flattened into a linear `Dense(128)`.
+
+    On 32x32x3 images it has 314,432 parameters, as the example's summary prints.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(input_shape, name="images"),
+            keras.layers.Conv2D(32, 3, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(2, name="pool1"),
+            keras.layers.Conv2D(64, 3, activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(2, name="pool2"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(128, name="features"),
+        ],
+        name="keras_example_cnn",
+    )
+
+
 def _pooled(model):
     """Returns `model` itself when it outputs `[B, F]`, else it followed by average pooling."""
     if not isinstance(model.output_shape, tuple):
@@ -177,7 +199,10 @@ def build_encoder(name, input_shape=None, width_multiplier=1.0, stem="cifar"):
             `"small_cnn"` is a three-block CNN (fast on a CPU);
             `"resnet18"` ... `"resnet101"` are the ResNets of He et al. (2016), as in
             the paper; `"resnet50v2_keras_example"` is the original Keras example's
-            encoder (`keras.applications.ResNet50V2` from scratch, average-pooled).
+            encoder (`keras.applications.ResNet50V2` from scratch, average-pooled);
+            `"keras_example_cnn"` is the first Keras example's (2020/11/01) small CNN
+            (conv 32, pool, conv 64, pool, flatten, linear `Dense(128)`; no width
+            multiplier, no input scaling).
         input_shape: `(height, width, channels)` of the images (not needed for a model).
         width_multiplier: scales every layer's number of filters (ResNets, small CNN).
         stem: `"cifar"` (3x3 convolution, stride 1, no max-pool: for 32x32 images) or
@@ -209,4 +234,6 @@ def build_encoder(name, input_shape=None, width_multiplier=1.0, stem="cifar"):
         return _build_small_cnn(input_shape, width_multiplier)
     if name == "resnet50v2_keras_example":
         return _build_keras_example_encoder(input_shape)
+    if name == "keras_example_cnn":
+        return _build_keras_example_cnn(input_shape)
     return _build_resnet(name, input_shape, width_multiplier, stem)

@@ -22,6 +22,13 @@ whether or not the run was interrupted. One process at a time trains in a folder
 split is monitored for model selection; the test split is evaluated once per model,
 at the end. `report.json` holds the test accuracies, the configuration and timings.
 
+The classifier stage trains with a recipe of its own (`classifier_optimizer`,
+`classifier_learning_rate`, ...: `ExperimentConfig.classifier_stage`), as the
+reference implementations do. Both classifier phases (the SupCon classifier and the
+baseline) keep the epoch with the best validation accuracy, by the same rule
+(`supcon_tf.selection.BestEpoch`), and may stop early (`early_stopping_patience`);
+the chosen epoch is in `report.json` (`selected_epoch`).
+
 Where to look: the run folder and its resumption rules (configuration check,
 markers, backups) are `supcon_tf.runs`; training and evaluating one phase is
 `supcon_tf.phases`; strategies and precision are `supcon_tf.distribute`.
@@ -34,7 +41,7 @@ Example:
 ...     model_dir=tempfile.mkdtemp(), verbose=0, evaluate=False)
 >>> report = run_experiment(config)
 >>> sorted(report["supcon"])
-['test_accuracy', 'test_loss', 'validation_accuracy']
+['epochs_trained', 'selected_epoch', 'test_accuracy', 'test_loss', 'validation_accuracy']
 """
 
 import contextlib
@@ -66,16 +73,20 @@ from supcon_tf.inputs import open_inputs
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import (
+    HIDDEN_ACTIVATIONS,
     SupConModel,
     build_cross_entropy_classifier,
     build_linear_classifier,
 )
+from supcon_tf.optimizers import OPTIMIZERS
 from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate_split, fit_phase
 from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
+from supcon_tf.selection import BestEpoch
 
 PHASES = ("pretrain", "classifier", "baseline")
 METHODS = ("supcon", "simclr")
+PROJECTION_HEADS = ("mlp", "none")
 
 # Configuration fields that may change between an interrupted run and its resumption
 # (the batch size is global, so a run may resume on other devices or another strategy).
@@ -100,7 +111,10 @@ class ExperimentConfig:
     The defaults train on digits in a few minutes on 2 CPU cores. They were chosen by
     validation accuracy of the SupCon classifier among batch sizes 64 / 128,
     30 / 50 pretraining epochs, 10 / 20 / 30 classifier epochs and the `"none"` /
-    `"translate"` augmentations (see benchmarks/RESULTS.md).
+    `"translate"` augmentations; the classifier stage's (Adam 1e-2, constant,
+    standardised features, best validation epoch) by validation accuracy and ECE among
+    nine linear-stage recipes, on digits (three seeds) and a CIFAR-10 subset (see
+    benchmarks/RESULTS.md).
 
     Attributes:
         dataset: dataset name or path: a named dataset, `.npz` file or image folder
@@ -128,11 +142,15 @@ class ExperimentConfig:
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
             `pretrain_epochs + classifier_epochs`, the SupCon budget).
         temperature: loss temperature.
+        projection_head: `"mlp"` (`supcon_tf.layers.ProjectionHead`, the paper's) or
+            `"none"` (the loss sees the encoder's features, as in the first Keras
+            example).
         projection_units: embedding width of the projection head.
         projection_batch_norm: BatchNorm in the projection head's hidden layer.
-        optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`).
-        learning_rate: (peak) learning rate of every phase, for a global batch of 256
-            when `learning_rate_scaling` scales it (see below).
+        optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`) of
+            pretraining and the baseline.
+        learning_rate: (peak) learning rate of pretraining and the baseline, for a
+            global batch of 256 when `learning_rate_scaling` scales it (see below).
         learning_rate_scaling: how the learning rate follows the global batch size:
             `"auto"` (the optimizer's rule: linear `lr x batch / 256` for SGD/LARS,
             square root for LAMB, none for Adam/AdamW/RMSprop), `"linear"`, `"sqrt"`
@@ -141,8 +159,8 @@ class ExperimentConfig:
         weight_decay: weight decay (0 disables it; decoupled for Keras' optimizers,
             L2 inside the trust ratio for LARS).
         momentum: momentum of LARS, SGD and RMSprop.
-        lr_schedule: `"constant"` or `"cosine"` (see `supcon_tf.schedules.build_schedule`),
-            applied per phase over that phase's epochs.
+        lr_schedule: `"constant"` or `"cosine"` (see `supcon_tf.schedules.build_schedule`)
+            of pretraining and the baseline, over each phase's epochs.
         warmup_epochs: linear warmup epochs at the start of each phase.
         final_learning_rate: the floor the cosine schedule ends at (scaled with the
             learning rate by `learning_rate_scaling`).
@@ -150,8 +168,27 @@ class ExperimentConfig:
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
         augment_magnitude: RandAugment magnitude in [0, 10] (randaugment policies).
         augment_strength: colour-jitter strength `s` (simaugment, stacked_randaugment).
+        classifier_optimizer: optimizer of the classifier stage (the linear head on the
+            frozen encoder; `momentum` applies to it too).
+        classifier_learning_rate: its (peak) learning rate, scaled to
+            `classifier_batch_size` by `learning_rate_scaling` like `learning_rate`.
+        classifier_lr_schedule: its schedule over `classifier_epochs` (no warmup;
+            cosine decays to 0).
+        classifier_batch_size: its batch size (global, like `batch_size`; `None`: the
+            same as `batch_size`).
+        classifier_weight_decay: its weight decay.
+        classifier_standardize: standardise the frozen features (BatchNorm without
+            scale or offset) before the classifier head, as in MoCo v3 / MAE linear
+            probing.
         classifier_hidden_units: optional hidden layer of the classifier heads.
+        classifier_hidden_activation: `"relu"` or `"linear"` (the first Keras example's
+            `Dense(64)` hidden layer is linear).
         classifier_dropout: dropout of the classifier heads.
+        select_best_epoch: the classifier and the baseline keep the weights of their
+            epoch with the best validation accuracy (ties: lower validation loss),
+            instead of the last epoch's.
+        early_stopping_patience: stop the classifier and the baseline after this many
+            epochs without a better validation accuracy (0: train every epoch).
         baseline: also train the cross-entropy baseline.
         strategy: `tf.distribute` strategy: `"default"` (one device), `"mirrored"`
             (local GPUs), `"multi_worker"` (machines listed in `TF_CONFIG`) or `"tpu"`.
@@ -199,6 +236,7 @@ class ExperimentConfig:
     classifier_epochs: int = 20
     baseline_epochs: int | None = None
     temperature: float = 0.1
+    projection_head: str = "mlp"
     projection_units: int = 128
     projection_batch_norm: bool = False
     optimizer: str = "adam"
@@ -212,8 +250,17 @@ class ExperimentConfig:
     augment: str = "none"
     augment_magnitude: float = 9.0
     augment_strength: float = 1.0
+    classifier_optimizer: str = "adam"
+    classifier_learning_rate: float = 1e-2
+    classifier_lr_schedule: str = "constant"
+    classifier_batch_size: int | None = None
+    classifier_weight_decay: float = 0.0
+    classifier_standardize: bool = True
     classifier_hidden_units: int | None = None
+    classifier_hidden_activation: str = "relu"
     classifier_dropout: float = 0.0
+    select_best_epoch: bool = True
+    early_stopping_patience: int = 0
     baseline: bool = True
     learning_rate_scaling: str = "auto"
     strategy: str = "default"
@@ -279,7 +326,49 @@ class ExperimentConfig:
             )
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
+        if self.projection_head not in PROJECTION_HEADS:
+            raise ValueError(
+                f"Unknown `projection_head` {self.projection_head!r}. Expected one of "
+                f"{PROJECTION_HEADS}."
+            )
+        self._check_classifier_stage()
         self._check_distribution()
+
+    def _check_classifier_stage(self):
+        choices = {
+            "classifier_optimizer": OPTIMIZERS,
+            "classifier_lr_schedule": SCHEDULES,
+            "classifier_hidden_activation": HIDDEN_ACTIVATIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"Unknown `{name}` {getattr(self, name)!r}. Expected one of {allowed}."
+                )
+        batch_size = self.classifier_batch_size
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(
+                f"`classifier_batch_size` must be a positive integer or None (the same as "
+                f"`batch_size`), got {batch_size!r}."
+            )
+        if not self.classifier_learning_rate > 0:
+            raise ValueError(
+                "`classifier_learning_rate` must be positive, got "
+                f"{self.classifier_learning_rate!r}."
+            )
+        if not self.classifier_weight_decay >= 0:
+            raise ValueError(
+                "`classifier_weight_decay` must be >= 0 (0 disables it), got "
+                f"{self.classifier_weight_decay!r}."
+            )
+        patience = self.early_stopping_patience
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(
+                "`early_stopping_patience` must be an integer >= 0 (0: no early stopping), "
+                f"got {patience!r}."
+            )
 
     def _check_distribution(self):
         if self.strategy not in STRATEGIES:
@@ -309,6 +398,31 @@ class ExperimentConfig:
                 f"`backup_steps` must be a non-negative integer (0: every epoch), got "
                 f"{self.backup_steps!r}."
             )
+
+    def classifier_stage(self):
+        """This configuration with the classifier stage's recipe as the optimisation settings.
+
+        The classifier phase trains with the returned configuration: its `optimizer`,
+        `learning_rate`, `lr_schedule`, `batch_size` and `weight_decay` are the
+        `classifier_*` values, with no warmup and a cosine floor of 0.
+
+        Example:
+
+        >>> stage = ExperimentConfig(classifier_optimizer="sgd",
+        ...                          classifier_learning_rate=0.1).classifier_stage()
+        >>> stage.optimizer, stage.learning_rate, stage.batch_size
+        ('sgd', 0.1, 64)
+        """
+        return dataclasses.replace(
+            self,
+            optimizer=self.classifier_optimizer,
+            learning_rate=self.classifier_learning_rate,
+            lr_schedule=self.classifier_lr_schedule,
+            batch_size=self.classifier_batch_size or self.batch_size,
+            weight_decay=self.classifier_weight_decay,
+            warmup_epochs=0,
+            final_learning_rate=0.0,
+        )
 
     def scaled_learning_rate(self):
         """The learning rate of every phase after scaling to the global batch size."""
@@ -385,6 +499,7 @@ def _distribute(config):
     # The strategy comes first: a multi-worker strategy must exist before other TF work.
     strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
     per_replica_batch_size(config.batch_size, strategy)
+    per_replica_batch_size(config.classifier_stage().batch_size, strategy)
     # Workers other than the chief write their files into a folder of their own.
     model_dir = worker_model_dir(config.model_dir, strategy)
     return strategy, dataclasses.replace(config, model_dir=str(model_dir))
@@ -409,9 +524,7 @@ class _Phases:
         config, inputs = self.config, self.inputs
         model = SupConModel(
             self._new_encoder(),
-            projection_head=ProjectionHead(
-                output_units=config.projection_units, batch_norm=config.projection_batch_norm
-            ),
+            projection_head=_projection_head(config),
             augmenter=_build_augmenter(config, crop=not inputs.streamed),
             num_views=config.views,
         )
@@ -450,14 +563,20 @@ class _Phases:
 
     def train_classifier(self):
         """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
+        config = self.config
         encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras", safe_mode=True)
         model = build_linear_classifier(
             encoder,
             self.inputs.num_classes,
-            hidden_units=self.config.classifier_hidden_units,
-            dropout=self.config.classifier_dropout,
+            hidden_units=config.classifier_hidden_units,
+            dropout=config.classifier_dropout,
+            hidden_activation=config.classifier_hidden_activation,
+            standardize=config.classifier_standardize,
         )
-        return self._classify("classifier", model, self.config.classifier_epochs)
+        # The classifier stage trains with its own recipe (classifier_* settings).
+        return self._classify(
+            "classifier", model, config.classifier_epochs, config.classifier_stage()
+        )
 
     def train_baseline(self):
         """A new encoder and head trained end to end with cross-entropy; saves `baseline.keras`."""
@@ -467,10 +586,11 @@ class _Phases:
             self.inputs.num_classes,
             hidden_units=config.classifier_hidden_units,
             dropout=config.classifier_dropout,
+            hidden_activation=config.classifier_hidden_activation,
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
         epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
-        return self._classify("baseline", model, epochs)
+        return self._classify("baseline", model, epochs, config)
 
     def _new_encoder(self):
         config = self.config
@@ -478,9 +598,10 @@ class _Phases:
             config.encoder, self.inputs.input_shape, config.width_multiplier, config.stem
         )
 
-    def _classify(self, phase, model, epochs):
-        """Trains a classifier phase, saves `<phase>.keras`, evaluates validation and test."""
-        config, inputs = self.config, self.inputs
+    def _classify(self, phase, model, epochs, config):
+        """Trains a classifier phase with `config`'s optimisation settings, keeps its best
+        validation epoch, saves `<phase>.keras`, evaluates validation and test."""
+        inputs = self.inputs
         compile_classifier(model, config, epochs, inputs.num_train)
         model(inputs.example_images())
         augmenter = _build_augmenter(config, crop=not inputs.streamed)
@@ -490,6 +611,11 @@ class _Phases:
                 config, end_epoch, first_epoch, step, augmenter=augmenter
             )
 
+        best_epoch = None
+        if inputs.num_validation and (config.select_best_epoch or config.early_stopping_patience):
+            best_epoch = BestEpoch(
+                self.run_directory.root / "best" / phase, config.early_stopping_patience
+            )
         history, initial_epoch = fit_phase(
             model,
             config,
@@ -499,8 +625,13 @@ class _Phases:
             inputs.num_train,
             epochs,
             validation_data=inputs.evaluation_batches("validation", config.batch_size),
+            callbacks=[best_epoch] if best_epoch else [],
             should_stop=self.stop_requested,
         )
+        epochs_trained = initial_epoch + len(history.get("loss", []))
+        selected_epoch = epochs_trained
+        if best_epoch and config.select_best_epoch:
+            selected_epoch = best_epoch.restore(model) or epochs_trained
         model.save(self.run_directory.root / f"{phase}.keras")
         _, validation_accuracy = evaluate_split(
             model, inputs.evaluation_batches("validation", config.batch_size)
@@ -512,9 +643,19 @@ class _Phases:
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
             "validation_accuracy": validation_accuracy,
+            "selected_epoch": selected_epoch,
+            "epochs_trained": epochs_trained,
             "history": history,
             "resumed_from_epoch": initial_epoch,
         }
+
+
+def _projection_head(config):
+    if config.projection_head == "none":
+        return keras.layers.Identity(name="no_projection")
+    return ProjectionHead(
+        output_units=config.projection_units, batch_norm=config.projection_batch_norm
+    )
 
 
 def _build_augmenter(config, crop=True):
@@ -554,7 +695,8 @@ def _report(config, inputs, strategy, results, seconds):
 
     def summary(result):
         keys = ("test_accuracy", "validation_accuracy", "test_loss")
-        return {key: result[key] for key in keys}
+        selection = {key: result.get(key) for key in ("selected_epoch", "epochs_trained")}
+        return {**{key: result[key] for key in keys}, **selection}
 
     report = {
         "supcon": summary(results["classifier"]),

@@ -88,7 +88,7 @@ def fit_phase(
     if steps_per_epoch < 1:
         raise ValueError(
             f"The batch size {config.batch_size} exceeds the {num_examples} training images; "
-            "lower --batch_size."
+            "lower --batch_size (--classifier_batch_size for the classifier stage)."
         )
     checkpoint = run.checkpoint(phase, steps_per_epoch, epochs, config.backup_steps, should_stop)
     initial_epoch, steps_done = checkpoint.restore(model)
@@ -116,6 +116,8 @@ def fit_phase(
         )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(value) for value in values)
+        if model.stop_training:  # a callback ended the phase early (early stopping)
+            break
     return history, initial_epoch
 
 

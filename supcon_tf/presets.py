@@ -15,8 +15,13 @@ arXiv:2004.11362), the official TensorFlow code (google-research/google-research
 folder `supcon/`, scripts `supcon/scripts/*.sh` and `supcon/hparams_flags.py`), the
 PyTorch reference of the paper's CIFAR experiments by co-author Yonglong Tian
 (github.com/HobbitLong/SupContrast, README "Running" commands and argument defaults of
-`main_supcon.py` / `main_ce.py`), and the Keras example
-(keras-io `examples/vision/supervised-contrastive-learning.py`, 2020/11/30).
+`main_supcon.py` / `main_ce.py` / `main_linear.py`), and the two versions of the Keras
+example (keras-io `examples/vision/supervised-contrastive-learning.py`: the first,
+2020/11/01, and the later revision of 2020/11/30).
+
+Each preset sets the classifier stage's own recipe (`classifier_optimizer`,
+`classifier_learning_rate`, `classifier_batch_size`, ...) from its source's linear
+stage (SupContrast `main_linear.py`, the official TF scripts, the Keras examples).
 
 Learning rates in `"flags"` are the rates actually trained with (the batch/256
 scaling of the TensorFlow scripts is already applied; see `"recipe"` for the base), so
@@ -28,8 +33,10 @@ Example:
 >>> preset = get_preset("cifar10_resnet50_supcon")
 >>> preset["flags"]["batch_size"], preset["flags"]["learning_rate"], preset["flags"]["temperature"]
 (1024, 0.5, 0.1)
+>>> preset["flags"]["classifier_optimizer"], preset["flags"]["classifier_learning_rate"]
+('sgd', 5.0)
 >>> sorted(PRESETS)[:2]
-['cifar10_resnet50_cross_entropy', 'cifar10_resnet50_simclr']
+['cifar10_cpu_budget', 'cifar10_resnet50_cross_entropy']
 """
 
 import copy
@@ -46,6 +53,18 @@ SOURCE_GOOGLE = (
     "github.com/google-research/google-research/tree/master/supcon (official TF code): "
     "scripts/{script} and hparams_flags.py (base learning rates are for batch 256 and "
     "multiplied by batch_size / 256; stage-1 warmup default 12 epochs; cosine decay)"
+)
+SOURCE_SUPCONTRAST_LINEAR = (
+    "github.com/HobbitLong/SupContrast main_linear.py (linear stage on the frozen encoder): "
+    "defaults SGD lr 0.1 at batch 256, momentum 0.9, weight decay 0, 100 epochs, step decay "
+    "x0.2 at epochs 60/75/90 (cosine with --cosine); README linear commands: SupCon "
+    "--batch_size 512 --learning_rate 5, SimCLR --batch_size 512 --learning_rate 1"
+)
+SOURCE_KERAS_EXAMPLE_2020 = (
+    "keras.io/examples/vision/supervised-contrastive-learning, first version (Khalid Salama, "
+    "created and last modified 2020/11/01): small CNN encoder, no augmentation, no "
+    "projection head, npairs loss at temperature 0.05, Adam, batch 256, 50 + 50 epochs; "
+    "copy in ../shared/seeds/keras-example-2020-11-01.md"
 )
 SOURCE_KERAS_EXAMPLE = (
     "keras.io/examples/vision/supervised-contrastive-learning (Khalid Salama, 2020/11/30; "
@@ -75,6 +94,13 @@ PRESETS = {
             "lr_schedule": "cosine",
             "warmup_epochs": 10,
             "final_learning_rate": 0.5 * 0.1**3,
+            "classifier_optimizer": "sgd",
+            "classifier_learning_rate": 5.0,
+            "classifier_batch_size": 512,
+            # main_linear.py decays in steps (x0.2 at 60/75/90); cosine is the nearest here.
+            "classifier_lr_schedule": "cosine",
+            "classifier_weight_decay": 0.0,
+            "classifier_standardize": False,
             "augment": "simaugment",
         },
         "recipe": {
@@ -84,12 +110,14 @@ PRESETS = {
             "projection_head": "MLP 2048-128, L2-normalised embedding",
             "augmentation": "RandomResizedCrop(32, scale 0.2-1), horizontal flip, "
             "ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2",
-            "classifier": "linear, batch 512, lr 5, 100 epochs (official TF script: "
-            "stage_2_epochs=100)",
+            "classifier": "linear, SGD momentum 0.9, batch 512, lr 5, 100 epochs, step decay "
+            "x0.2 at 60/75/90 (python main_linear.py --batch_size 512 --learning_rate 5; "
+            "official TF script: stage_2_epochs=100)",
         },
         "sources": [
             SOURCE_PAPER,
             SOURCE_SUPCONTRAST,
+            SOURCE_SUPCONTRAST_LINEAR,
             SOURCE_GOOGLE.format(script="supcon_cifar10_resnet50.sh"),
         ],
         "published": {"dataset": "CIFAR-10 test", "top1_accuracy": 0.960},
@@ -97,6 +125,8 @@ PRESETS = {
             "The official TF script trains CIFAR-10 SupCon with batch 4096, base lr 0.5 "
             "(x 4096/256), 1000 + 100 epochs; the preset follows the batch-1024 recipe "
             "named in the issue and the PyTorch README.",
+            "The linear stage's step decay (x0.2 at epochs 60, 75, 90) is approximated by "
+            "--classifier_lr_schedule=cosine (no step schedule here).",
         ],
     },
     "cifar10_resnet50_cross_entropy": {
@@ -161,23 +191,33 @@ PRESETS = {
             "lr_schedule": "cosine",
             "warmup_epochs": 10,
             "final_learning_rate": 0.5 * 0.1**3,
+            "classifier_optimizer": "sgd",
+            "classifier_learning_rate": 1.0,
+            "classifier_batch_size": 512,
+            # main_linear.py decays in steps (x0.2 at 60/75/90); cosine is the nearest here.
+            "classifier_lr_schedule": "cosine",
+            "classifier_weight_decay": 0.0,
+            "classifier_standardize": False,
             "augment": "simaugment",
         },
         "recipe": {
             "command": "python main_supcon.py --batch_size 1024 --learning_rate 0.5 "
             "--temp 0.5 --cosine --syncBN --method SimCLR",
-            "classifier": "linear, batch 512, lr 1",
+            "classifier": "linear, SGD momentum 0.9, batch 512, lr 1, 100 epochs, step decay "
+            "x0.2 at 60/75/90 (python main_linear.py --batch_size 512 --learning_rate 1)",
             "warmup_start_learning_rate": 0.01,
         },
         "sources": [
             SOURCE_PAPER,
             SOURCE_SUPCONTRAST,
+            SOURCE_SUPCONTRAST_LINEAR,
             SOURCE_GOOGLE.format(script="simclr_cifar10_resnet50.sh"),
         ],
         "published": {"dataset": "CIFAR-10 test", "top1_accuracy": 0.936},
         "notes": [
             "The official TF SimCLR script: batch 1024, temperature 0.5, base lr 0.5 "
             "(x 1024/256), 400 + 90 epochs, projection head 2048-2048-128 with BatchNorm.",
+            "The linear stage's step decay is approximated by a cosine schedule.",
         ],
     },
     "imagenet_resnet50_supcon": {
@@ -203,6 +243,13 @@ PRESETS = {
             "warmup_epochs": 12,
             "final_learning_rate": 0.0,
             "augment": "autoaugment",
+            "classifier_optimizer": "rmsprop",
+            "classifier_learning_rate": 0.05 * 6144 / 256,
+            "classifier_batch_size": 6144,
+            # Exponential decay 0.97 every half epoch ends near 0 after 90 epochs.
+            "classifier_lr_schedule": "cosine",
+            "classifier_weight_decay": 1e-6,
+            "classifier_standardize": False,
         },
         "recipe": {
             "base_learning_rate": 0.4,
@@ -223,6 +270,8 @@ PRESETS = {
             "tfds:imagenet2012 with --data_dir.",
             "LARS momentum 0.9 is the default of the official LARSOptimizer (the script does "
             "not set it).",
+            "The classifier's exponential decay (0.97 every 0.5 epochs) is approximated by a "
+            "cosine schedule; its weight decay is L2 in the TF code, decoupled here.",
         ],
     },
     "keras_example": {
@@ -251,6 +300,15 @@ PRESETS = {
             "warmup_epochs": 0,
             "final_learning_rate": 0.0,
             "augment": "simple",
+            "classifier_optimizer": "adam",
+            "classifier_learning_rate": 0.001,
+            "classifier_batch_size": 265,
+            "classifier_lr_schedule": "constant",
+            "classifier_weight_decay": 0.0,
+            "classifier_standardize": False,
+            "classifier_hidden_activation": "relu",
+            # The example evaluates its last epoch.
+            "select_best_epoch": False,
         },
         "recipe": {
             "projection_head": "Dense(128, relu) on the 2048-d encoder output",
@@ -275,6 +333,121 @@ PRESETS = {
             "RandomHeight(0.2).",
             "The example's projection head is one Dense(128, relu); supcon-train's "
             "ProjectionHead is an MLP with a hidden layer before the 128 outputs.",
+        ],
+    },
+    "keras_example_2020": {
+        "description": "The first Keras example (2020/11/01): small CNN (314,432 parameters), "
+        "no augmentation, no projection head, npairs loss at temperature 0.05, Adam 1e-3, "
+        "batch 256, 50 + 50 epochs; classifier Dropout 0.5, Dense(64), Dropout 0.5, Dense(10).",
+        "flags": {
+            "learning_rate_scaling": "none",
+            "dataset": "cifar10",
+            # The example trains on all 50,000 training images.
+            "validation_fraction": 0.0,
+            "encoder": "keras_example_cnn",
+            "projection_head": "none",
+            "method": "supcon",
+            "views": 1,
+            "batch_size": 256,
+            "pretrain_epochs": 50,
+            "classifier_epochs": 50,
+            "baseline_epochs": 50,
+            "temperature": 0.05,
+            "optimizer": "adam",
+            "learning_rate": 0.001,
+            "momentum": 0.9,
+            "weight_decay": 0.0,
+            "lr_schedule": "constant",
+            "warmup_epochs": 0,
+            "final_learning_rate": 0.0,
+            "augment": "none",
+            "classifier_optimizer": "adam",
+            "classifier_learning_rate": 0.001,
+            "classifier_batch_size": 256,
+            "classifier_lr_schedule": "constant",
+            "classifier_weight_decay": 0.0,
+            "classifier_standardize": False,
+            "classifier_hidden_units": 64,
+            "classifier_hidden_activation": "linear",
+            "classifier_dropout": 0.5,
+            # The example evaluates its last epoch.
+            "select_best_epoch": False,
+        },
+        "recipe": {
+            "encoder": "Conv2D(32, 3, relu), MaxPool(2), Conv2D(64, 3, relu), MaxPool(2), "
+            "Flatten, Dense(128); images in [0, 1], no normalisation",
+            "projection_head": "none: the loss sees the encoder's 128-d output",
+            "loss": "tfa.losses.npairs_loss(labels, z @ z.T / 0.05) on L2-normalised "
+            "single-view features = supcon_tf.NPairsLoss(temperature=0.05)",
+            "classifier": "Dropout 0.5, Dense(64) linear, Dropout 0.5, Dense(10, softmax); "
+            "323,338 parameters with the encoder; Adam 1e-3, batch 256, 50 epochs, frozen "
+            "encoder; the baseline trains the same model end to end",
+            "script": "examples/keras_supcon_example_2020.py (the example exactly, n-pairs loss)",
+        },
+        "sources": [SOURCE_KERAS_EXAMPLE_2020],
+        "published": {
+            "dataset": "CIFAR-10 test",
+            "top1_accuracy": 0.729,
+            "cross_entropy_top1_accuracy": 0.7114,
+        },
+        "notes": [
+            "supcon-train pretrains with SupervisedContrastiveLoss, which with one view "
+            "differs from the example's n-pairs loss only in leaving each sample out of its "
+            "own positives and denominator; examples/keras_supcon_example_2020.py uses "
+            "NPairsLoss itself.",
+            "The example monitors the test split during training (validation_data=(x_test, "
+            "y_test)) and reports the last epoch; the preset trains on the whole training "
+            "split too (validation_fraction=0) and keeps the last epoch.",
+        ],
+    },
+    "cifar10_cpu_budget": {
+        "description": "A CPU-budget CIFAR-10 recipe: small CNN, 2 views with crop/flip/colour "
+        "augmentation, temperature 0.1, Adam with cosine decay; linear stage on standardised "
+        "features; the baseline with the same encoder and augmentation. Epochs are set per "
+        "wall-clock budget by benchmarks/cifar10_studies.py.",
+        "flags": {
+            "learning_rate_scaling": "none",
+            "dataset": "cifar10",
+            "encoder": "small_cnn",
+            "method": "supcon",
+            "views": 2,
+            "batch_size": 256,
+            "pretrain_epochs": 30,
+            "classifier_epochs": 10,
+            "baseline_epochs": 30,
+            "temperature": 0.1,
+            "projection_head": "mlp",
+            "projection_units": 128,
+            "optimizer": "adam",
+            "learning_rate": 0.002,
+            "momentum": 0.9,
+            "weight_decay": 0.0,
+            "lr_schedule": "cosine",
+            "warmup_epochs": 1,
+            "final_learning_rate": 0.0,
+            "augment": "simaugment",
+            "augment_strength": 0.5,
+            "classifier_optimizer": "adam",
+            "classifier_learning_rate": 0.01,
+            "classifier_batch_size": 256,
+            "classifier_lr_schedule": "cosine",
+            "classifier_weight_decay": 0.0,
+            "classifier_standardize": True,
+            "select_best_epoch": True,
+        },
+        "recipe": {
+            "budget": "the same wall-clock training time per arm (SupCon: pretraining + "
+            "classifier; cross-entropy: the baseline), set by benchmarks/cifar10_studies.py "
+            "from a one-epoch timing run",
+            "selection": "best validation epoch for the classifier and the baseline alike",
+        },
+        "sources": [SOURCE_PAPER, SOURCE_SUPCONTRAST_LINEAR],
+        "published": {"dataset": "CIFAR-10 test", "top1_accuracy": None},
+        "notes": [
+            "Not a published recipe and not yet tuned: the paper's ingredients (two views, "
+            "SimCLR-style augmentation, MLP projection, temperature 0.1, cosine decay) at a "
+            "size a 2-core CPU trains in minutes. Choose its settings on the validation split "
+            "before quoting a comparison.",
         ],
     },
 }

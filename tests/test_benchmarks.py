@@ -117,3 +117,43 @@ def test_gathered_loss_memory_close_to_single_device():
         for mode in ("fit", "mirrored")
     )
     assert mirrored["peak_rss_mb"] <= 1.5 * single["peak_rss_mb"], (single, mirrored)
+
+
+class TestStudyScripts:
+    """The pure parts of the classifier-stage and CIFAR-10 study scripts (default suite)."""
+
+    def test_classifier_stage_overrides_are_typed_like_the_config(self):
+        from benchmarks.classifier_stage import parse_overrides
+
+        overrides = parse_overrides(
+            ["dataset=/tmp/x", "baseline=false", "pretrain_epochs=15", "temperature=0.2"]
+        )
+        assert overrides == {
+            "dataset": "/tmp/x",
+            "baseline": False,
+            "pretrain_epochs": 15,
+            "temperature": 0.2,
+        }
+        with pytest.raises(ValueError, match="no ExperimentConfig field 'epochs'"):
+            parse_overrides(["epochs=3"])
+
+    def test_classifier_stage_table_gives_mean_and_range(self):
+        from benchmarks.classifier_stage import table
+
+        rows = [
+            {"candidate": "a", "validation_accuracy": value, "validation_ece": 0.1, "seconds": 2.0}
+            | {"selected_epoch": epoch, "seed": seed}
+            for seed, (value, epoch) in enumerate([(0.9, 3), (0.8, 5)])
+        ]
+        assert "| a | 0.8500 (0.8000-0.9000) | 0.1000 (0.1000-0.1000) | 3, 5 |" in table(rows)
+
+    def test_budget_epochs_fit_the_budget(self):
+        from benchmarks.cifar10_studies import budget_epochs
+
+        per_epoch = {"pretrain": 30.0, "classifier": 6.0, "baseline": 25.0}
+        epochs = budget_epochs(per_epoch, 1200, classifier_epochs=10)
+        assert epochs == {"pretrain_epochs": 38, "classifier_epochs": 10, "baseline_epochs": 48}
+        assert 38 * 30 + 10 * 6 <= 1200 < 39 * 30 + 10 * 6
+        even = budget_epochs(per_epoch, 1200)  # the 2020 protocol: as many of each
+        assert even["pretrain_epochs"] == even["classifier_epochs"] == 33  # 33 * 36 <= 1200
+        assert budget_epochs(per_epoch, 1)["pretrain_epochs"] == 1  # never below one epoch

@@ -79,9 +79,51 @@ class TestFlags:
         assert (config.temperature, config.baseline, config.optimizer) == (0.07, False, "sgd")
         assert config.model_dir == "/tmp/somewhere"
 
+    def test_classifier_stage_flags_reach_the_config(self):
+        flag_values = _parse(
+            "--classifier_optimizer=sgd",
+            "--classifier_learning_rate=0.3",
+            "--classifier_lr_schedule=cosine",
+            "--classifier_batch_size=128",
+            "--classifier_weight_decay=1e-4",
+            "--noclassifier_standardize",
+            "--classifier_hidden_activation=linear",
+            "--noselect_best_epoch",
+            "--early_stopping_patience=3",
+            "--projection_head=none",
+            "--encoder=keras_example_cnn",
+        )
+        config = config_from_flags(flag_values)
+        stage = config.classifier_stage()
+        assert (stage.optimizer, stage.learning_rate, stage.lr_schedule) == ("sgd", 0.3, "cosine")
+        assert (stage.batch_size, stage.weight_decay) == (128, 1e-4)
+        assert not config.classifier_standardize and not config.select_best_epoch
+        assert config.classifier_hidden_activation == "linear"
+        assert (config.early_stopping_patience, config.projection_head) == (3, "none")
+        assert config.encoder == "keras_example_cnn"
+
+    def test_classifier_stage_flags_are_in_the_optimisation_group(self):
+        from supcon_tf.cli.flags import flag_groups
+
+        names = {
+            "classifier_optimizer",
+            "classifier_learning_rate",
+            "classifier_lr_schedule",
+            "classifier_batch_size",
+            "classifier_weight_decay",
+            "select_best_epoch",
+            "early_stopping_patience",
+        }
+        assert names <= set(flag_groups()["optimisation"])
+
     @pytest.mark.parametrize(
         ("arguments", "match"),
         [
+            (["--classifier_learning_rate=0"], "--classifier_learning_rate must be positive"),
+            (["--classifier_optimizer=adagrad"], "classifier_optimizer"),
+            (["--classifier_batch_size=0"], "classifier_batch_size"),
+            (["--early_stopping_patience=-1"], "early_stopping_patience"),
+            (["--classifier_weight_decay=-0.1"], "classifier_weight_decay"),
             (["--views=0"], "views"),
             (["--encoder=vgg"], "encoder"),
             (["--optimizer=nesterov"], "optimizer"),
@@ -165,3 +207,39 @@ def test_keras_example_script_runs_offline(tmp_path):
     assert 0 <= results["supcon_test_accuracy"] <= 1
     assert 0 <= results["cross_entropy_test_accuracy"] <= 1
     assert "SupCon (npairs) test accuracy" in result.stdout
+
+
+@pytest.mark.slow
+def test_first_keras_example_script_runs_offline(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "tiny.npz",
+        x_train=rng.integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 4,
+        x_test=rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(12) % 4,
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "examples/keras_supcon_example_2020.py",
+            f"--data_dir={tmp_path / 'tiny.npz'}",
+            "--batch_size=8",
+            "--epochs=1",
+            f"--output={output}",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["train_images"] == 40 and results["test_images"] == 12
+    assert 0 <= results["supcon_test_accuracy"] <= 1
+    assert 0 <= results["cross_entropy_test_accuracy"] <= 1
+    assert len(results["pretrain_loss"]) == 1 and np.isfinite(results["pretrain_loss"][0])
+    assert "SupCon (n-pairs) test accuracy" in result.stdout

@@ -93,6 +93,24 @@ class TestSmallCnnAndOthers:
         encoder = build_encoder("resnet50v2_keras_example", (32, 32, 3))
         assert encoder.output_shape == (None, 2048)
 
+    def test_first_keras_example_cnn_has_the_published_shapes_and_parameters(self):
+        # The 2020/11/01 Keras example's encoder summary: output shapes and parameters.
+        encoder = build_encoder("keras_example_cnn", (32, 32, 3))
+        published = [
+            ((None, 30, 30, 32), 896),
+            ((None, 15, 15, 32), 0),
+            ((None, 13, 13, 64), 18496),
+            ((None, 6, 6, 64), 0),
+            ((None, 2304), 0),
+            ((None, 128), 295040),
+        ]
+        layers = [(layer.output.shape, layer.count_params()) for layer in encoder.layers]
+        assert layers == published
+        assert encoder.count_params() == 314_432
+        # Linear 128-d features, and images go in as they are (no input scaling).
+        assert encoder.layers[-1].get_config()["activation"] == "linear"
+        assert not any(layer.name == "input_scaling" for layer in encoder.layers)
+
     def test_model_with_features_passes_through(self):
         model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
         assert build_encoder(model) is model

@@ -117,6 +117,62 @@ def test_run_writes_models_report_and_logs(finished_run):
     np.testing.assert_allclose(accuracy, report["supcon"]["test_accuracy"], atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["supcon", "cross_entropy"])
+def test_report_names_the_best_validation_epoch(finished_run, method):
+    _, report = finished_run
+    phase = {"supcon": "classifier", "cross_entropy": "baseline"}[method]
+    history = report["history"][phase]
+    epoch = report[method]["selected_epoch"]
+    assert report[method]["epochs_trained"] == len(history["val_accuracy"]) == 2
+    # The selected epoch has the best validation accuracy (ties: the lowest loss) ...
+    candidates = [
+        (accuracy, -loss, -index)
+        for index, (accuracy, loss) in enumerate(
+            zip(history["val_accuracy"], history["val_loss"], strict=True)
+        )
+    ]
+    assert epoch == -max(candidates)[2] + 1
+    # ... and the saved model is that epoch's: its validation accuracy is the logged one.
+    np.testing.assert_allclose(
+        report[method]["validation_accuracy"], history["val_accuracy"][epoch - 1], atol=1e-6
+    )
+
+
+def test_classifier_stage_settings_reach_its_optimizer(tmp_path):
+    config = _config(
+        tmp_path,
+        "stage",
+        classifier_optimizer="sgd",
+        classifier_learning_rate=0.05,
+        classifier_lr_schedule="cosine",
+        classifier_batch_size=8,
+        classifier_weight_decay=1e-3,
+        classifier_epochs=3,
+        learning_rate_scaling="none",
+        select_best_epoch=False,
+        projection_head="none",
+        evaluate=False,
+    )
+    report = run_experiment(config)
+    model_dir = Path(config.model_dir)
+    classifier = keras.saving.load_model(model_dir / "classifier.keras")
+    optimizer = classifier.optimizer
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert optimizer.weight_decay == pytest.approx(1e-3)
+    assert optimizer.momentum == pytest.approx(config.momentum)
+    # 48 training images in batches of 8: 6 steps per epoch, 3 epochs, cosine from 0.05.
+    schedule = optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["learning_rate"] == pytest.approx(0.05)
+    assert schedule["total_steps"] == 18 and schedule["warmup_steps"] == 0
+    assert int(optimizer.iterations) == 18
+    assert report["supcon"]["selected_epoch"] == report["supcon"]["epochs_trained"] == 3
+    # The baseline keeps the pretraining recipe: Adam at 3e-3, batches of 16.
+    baseline = keras.saving.load_model(model_dir / "baseline.keras").optimizer
+    assert isinstance(baseline, keras.optimizers.Adam)
+    assert float(baseline.learning_rate) == pytest.approx(3e-3)
+    assert int(baseline.iterations) == 2 * 3
+
+
 @pytest.mark.slow
 def test_pretraining_lowers_the_loss_and_classifier_learns(tmp_path):
     report = run_experiment(
@@ -199,6 +255,14 @@ def test_changed_configuration_is_refused(finished_run):
         ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
         ({"temperature": -0.1}, "`temperature` must be positive, got -0.1"),
         ({"model_dir": ""}, "`model_dir` must be a folder path"),
+        ({"projection_head": "byol"}, "Unknown `projection_head` 'byol'"),
+        ({"classifier_optimizer": "adagrad"}, "Unknown `classifier_optimizer` 'adagrad'"),
+        ({"classifier_lr_schedule": "step"}, "Unknown `classifier_lr_schedule` 'step'"),
+        ({"classifier_hidden_activation": "gelu"}, "Unknown `classifier_hidden_activation`"),
+        ({"classifier_learning_rate": 0.0}, "`classifier_learning_rate` must be positive"),
+        ({"classifier_weight_decay": -1.0}, "`classifier_weight_decay` must be >= 0"),
+        ({"classifier_batch_size": 0}, "`classifier_batch_size` must be a positive integer"),
+        ({"early_stopping_patience": -2}, "`early_stopping_patience` must be an integer >= 0"),
     ],
 )
 def test_config_errors(overrides, match):
@@ -217,6 +281,25 @@ def test_config_errors(overrides, match):
 def test_run_errors(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         run_experiment(_config(tmp_path, "errors", **overrides))
+
+
+def test_classifier_stage_replaces_the_optimisation_settings():
+    config = ExperimentConfig(
+        optimizer="lars",
+        learning_rate=0.5,
+        warmup_epochs=3,
+        final_learning_rate=0.01,
+        classifier_optimizer="sgd",
+        classifier_learning_rate=0.2,
+        classifier_lr_schedule="cosine",
+        classifier_weight_decay=1e-4,
+    )
+    stage = config.classifier_stage()
+    assert (stage.optimizer, stage.learning_rate, stage.lr_schedule) == ("sgd", 0.2, "cosine")
+    assert (stage.weight_decay, stage.warmup_epochs, stage.final_learning_rate) == (1e-4, 0, 0.0)
+    assert stage.batch_size == config.batch_size  # classifier_batch_size=None
+    assert dataclasses.replace(config, classifier_batch_size=32).classifier_stage().batch_size == 32
+    assert (config.optimizer, config.learning_rate) == ("lars", 0.5)  # unchanged
 
 
 def test_run_experiment_needs_a_config():

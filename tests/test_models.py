@@ -179,6 +179,52 @@ class TestClassifiers:
         assert {"features_dropout", "hidden_dense", "hidden_dropout", "logits"} <= set(names)
         assert classifier.get_layer("hidden_dense").units == 16
 
+    def test_first_keras_example_classifier_has_the_published_parameter_count(self):
+        # The 2020/11/01 Keras example: Dropout 0.5, Dense(64) linear, Dropout 0.5,
+        # Dense(10) on its 314,432-parameter encoder: 323,338 in all (8,256 + 650 in the head).
+        for build in (build_linear_classifier, build_cross_entropy_classifier):
+            classifier = build(
+                build_encoder("keras_example_cnn", (32, 32, 3)),
+                10,
+                hidden_units=64,
+                dropout=0.5,
+                hidden_activation="linear",
+            )
+            head = [(layer.name, layer.count_params()) for layer in classifier.layers[2:]]
+            assert head == [
+                ("features_dropout", 0),
+                ("hidden_dense", 8256),
+                ("hidden_dropout", 0),
+                ("logits", 650),
+            ]
+            assert classifier.count_params() == 323_338
+            assert classifier.get_layer("hidden_dense").get_config()["activation"] == "linear"
+
+    def test_linear_hidden_layer_makes_the_head_affine(self):
+        encoder = _encoder()
+        classifier = build_linear_classifier(encoder, 3, hidden_units=5, hidden_activation="linear")
+        images, _ = _data(4)
+        features = encoder(images, training=False).numpy().astype("float64")
+        hidden, logits = classifier.get_layer("hidden_dense"), classifier.get_layer("logits")
+        expected = (features @ np.array(hidden.kernel) + np.array(hidden.bias)) @ np.array(
+            logits.kernel
+        ) + np.array(logits.bias)
+        np.testing.assert_allclose(classifier(images), expected, rtol=1e-4, atol=1e-5)
+
+    def test_standardized_features_have_zero_mean_and_unit_variance(self):
+        encoder = _encoder()
+        classifier = build_linear_classifier(encoder, 2, standardize=True)
+        standardization = classifier.get_layer("feature_standardization")
+        assert standardization.trainable_weights == []  # no scale, no offset
+        assert len(classifier.trainable_weights) == 2  # only the logits layer
+        images, _ = _data(32)
+        features = encoder(images, training=False).numpy().astype("float64")
+        batch = keras.Model(classifier.input, standardization.output)(images, training=True)
+        expected = (features - features.mean(0)) / np.sqrt(
+            features.var(0) + standardization.epsilon
+        )
+        np.testing.assert_allclose(batch, expected, rtol=1e-3, atol=1e-4)
+
     def test_cross_entropy_baseline_trains_the_encoder(self):
         encoder = _encoder()
         before = [np.array(weight) for weight in encoder.trainable_weights]
@@ -208,6 +254,7 @@ class TestClassifiers:
             ({"hidden_units": 0}, "`hidden_units` must be a positive integer or None"),
             ({"dropout": 1.0}, r"`dropout` must be in \[0, 1\)"),
             ({"encoder": None}, "`encoder` must be a keras.Model, got NoneType"),
+            ({"hidden_activation": "tanh"}, "Unknown `hidden_activation` 'tanh'"),
         ],
     )
     def test_errors(self, build, kwargs, match):

@@ -71,6 +71,50 @@ class TestPublishedNumbers:
         assert flags["weight_decay"] == 1e-3
         assert (flags["pretrain_epochs"], flags["classifier_epochs"]) == (350, 90)
 
+    def test_linear_stages(self):
+        # SupContrast README: main_linear.py --batch_size 512 --learning_rate 5 (SupCon),
+        # --learning_rate 1 (SimCLR); main_linear.py: SGD, momentum 0.9, weight decay 0.
+        for name, learning_rate in [
+            ("cifar10_resnet50_supcon", 5.0),
+            ("cifar10_resnet50_simclr", 1.0),
+        ]:
+            flags = get_preset(name)["flags"]
+            assert flags["classifier_optimizer"] == "sgd" and flags["momentum"] == 0.9
+            assert flags["classifier_learning_rate"] == learning_rate
+            assert flags["classifier_batch_size"] == 512
+            assert flags["classifier_weight_decay"] == 0.0 and flags["classifier_epochs"] == 100
+        # google-research supcon ImageNet: RMSprop, base lr 0.05 x batch/256, wd 1e-6.
+        flags = get_preset("imagenet_resnet50_supcon")["flags"]
+        assert flags["classifier_optimizer"] == "rmsprop"
+        assert math.isclose(flags["classifier_learning_rate"], 0.05 * 6144 / 256)
+        assert flags["classifier_weight_decay"] == 1e-6
+
+    def test_keras_example_2020(self):
+        # The 2020/11/01 example: BATCH_SIZE 256, NUM_EPOCHS 50, DROPOUT 0.5,
+        # TEMPERATURE 0.05, Adam(), Dense(64) hidden layer; 71.14 % vs 72.9 % published.
+        preset = get_preset("keras_example_2020")
+        flags = preset["flags"]
+        assert (flags["encoder"], flags["projection_head"], flags["views"]) == (
+            "keras_example_cnn",
+            "none",
+            1,
+        )
+        assert (flags["batch_size"], flags["classifier_batch_size"]) == (256, 256)
+        assert (flags["pretrain_epochs"], flags["classifier_epochs"], flags["baseline_epochs"]) == (
+            50,
+            50,
+            50,
+        )
+        assert (flags["temperature"], flags["learning_rate"], flags["augment"]) == (
+            0.05,
+            0.001,
+            "none",
+        )
+        assert (flags["classifier_hidden_units"], flags["classifier_dropout"]) == (64, 0.5)
+        assert flags["classifier_hidden_activation"] == "linear"
+        assert preset["published"]["top1_accuracy"] == 0.729
+        assert preset["published"]["cross_entropy_top1_accuracy"] == 0.7114
+
     def test_keras_example(self):
         preset = get_preset("keras_example")
         flags = preset["flags"]
@@ -213,6 +257,48 @@ class TestPresetFlags:
             fresh_flags(["--preset=imagenet_resnet200"])
 
 
+def test_keras_example_2020_preset_builds_the_published_models(tmp_path):
+    """The preset through run_experiment: 314,432 encoder and 323,338 classifier parameters."""
+    import keras
+    import numpy as np
+
+    from supcon_tf.experiment import ExperimentConfig, run_experiment
+
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "tiny.npz",
+        x_train=rng.random((40, 32, 32, 3)).astype("float32"),
+        y_train=np.arange(40) % 10,
+        x_test=rng.random((10, 32, 32, 3)).astype("float32"),
+        y_test=np.arange(10) % 10,
+    )
+    flags = get_preset("keras_example_2020")["flags"]
+    flags.update(
+        dataset=str(tmp_path / "tiny.npz"),
+        pretrain_epochs=1,
+        classifier_epochs=1,
+        baseline_epochs=1,
+        batch_size=20,
+        classifier_batch_size=20,
+        model_dir=str(tmp_path / "run"),
+        verbose=0,
+        evaluate=False,
+    )
+    run_experiment(ExperimentConfig(**flags))
+    encoder = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
+    assert encoder.count_params() == 314_432
+    assert [layer.output.shape for layer in encoder.layers][-3:] == [
+        (None, 6, 6, 64),
+        (None, 2304),
+        (None, 128),
+    ]
+    for name in ("classifier", "baseline"):
+        model = keras.saving.load_model(tmp_path / "run" / f"{name}.keras")
+        assert model.count_params() == 323_338, name
+        assert model.get_layer("hidden_dense").get_config()["activation"] == "linear"
+        assert [layer.rate for layer in model.layers if "dropout" in layer.name] == [0.5, 0.5]
+
+
 def test_supcon_train_with_preset_lars_and_cosine(tmp_path):
     """End to end: --preset plus explicit overrides, LARS with warmup + cosine, on digits."""
     command = [
@@ -250,10 +336,18 @@ def test_supcon_train_with_preset_lars_and_cosine(tmp_path):
 
     from supcon_tf.optimizers import LARS
 
-    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras")
-    assert isinstance(classifier.optimizer, LARS)
-    schedule = classifier.optimizer.get_config()["learning_rate"]
+    # The baseline trains with the explicit optimizer flags ...
+    baseline = keras.saving.load_model(tmp_path / "run" / "baseline.keras")
+    assert isinstance(baseline.optimizer, LARS)
+    schedule = baseline.optimizer.get_config()["learning_rate"]
     assert schedule["class_name"] == "WarmupCosineDecay"
     steps_per_epoch = report["dataset"]["train"] // 64
-    assert schedule["config"]["total_steps"] == steps_per_epoch  # one classifier epoch
+    assert schedule["config"]["total_steps"] == steps_per_epoch  # one baseline epoch
     assert schedule["config"]["warmup_steps"] == steps_per_epoch
+    # ... the classifier stage with the preset's own linear-stage recipe (Adam 1e-3,
+    # batch 265, constant, last epoch).
+    classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras").optimizer
+    assert isinstance(classifier, keras.optimizers.Adam)
+    assert float(classifier.learning_rate) == pytest.approx(1e-3)
+    assert int(classifier.iterations) == report["dataset"]["train"] // 265
+    assert report["supcon"]["selected_epoch"] == 1

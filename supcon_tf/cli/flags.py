@@ -15,7 +15,8 @@ from absl import flags
 from supcon_tf.augment import AUGMENTATIONS
 from supcon_tf.distribute import LEARNING_RATE_SCALINGS, MIXED_PRECISION_POLICIES, STRATEGIES
 from supcon_tf.encoders import ENCODERS, STEMS
-from supcon_tf.experiment import METHODS, ExperimentConfig
+from supcon_tf.experiment import METHODS, PROJECTION_HEADS, ExperimentConfig
+from supcon_tf.models import HIDDEN_ACTIVATIONS
 from supcon_tf.optimizers import OPTIMIZERS
 from supcon_tf.presets import PRESETS, apply_preset
 from supcon_tf.schedules import SCHEDULES
@@ -105,6 +106,11 @@ def _define_model_flags(define):
     define.choice(
         "stem", STEMS, "ResNet stem: cifar (3x3, stride 1) or imagenet (7x7/2 + max-pool)."
     )
+    define.choice(
+        "projection_head",
+        PROJECTION_HEADS,
+        "mlp (the paper's projection head) or none (the loss sees the encoder's features).",
+    )
     define.integer("projection_units", "Output width of the projection head.")
     define.boolean("projection_batch_norm", "BatchNorm in the projection head.")
     flags.DEFINE_integer(
@@ -114,7 +120,17 @@ def _define_model_flags(define):
         lower_bound=1,
         flag_values=define.flag_values,
     )
+    define.choice(
+        "classifier_hidden_activation",
+        HIDDEN_ACTIVATIONS,
+        "Activation of the classifier heads' hidden layer.",
+    )
     define.number("classifier_dropout", "Dropout of the classifier heads.", 0.0, 0.99)
+    define.boolean(
+        "classifier_standardize",
+        "Standardise the frozen features (BatchNorm without scale/offset) before the "
+        "classifier head (--noclassifier_standardize to feed them as they are).",
+    )
     define.boolean("baseline", "Also train the cross-entropy baseline (--nobaseline to skip it).")
 
 
@@ -176,11 +192,50 @@ def _define_optimisation_flags(define):
     define.choice("lr_schedule", SCHEDULES, "Learning-rate schedule of each phase.")
     define.integer("warmup_epochs", "Linear learning-rate warmup epochs of each phase.", 0)
     define.number("final_learning_rate", "The floor of --lr_schedule=cosine.", lower_bound=0.0)
-    flags.register_validator(
-        "learning_rate",
-        lambda value: value > 0,
-        message="--learning_rate must be positive.",
+    _define_classifier_stage_flags(define)
+    for name in ("learning_rate", "classifier_learning_rate"):
+        flags.register_validator(
+            name,
+            lambda value: value > 0,
+            message=f"--{name} must be positive.",
+            flag_values=define.flag_values,
+        )
+
+
+def _define_classifier_stage_flags(define):
+    """The classifier stage's own recipe, and model selection of both classifier phases."""
+    define.choice(
+        "classifier_optimizer", OPTIMIZERS, "Optimizer of the classifier on the frozen encoder."
+    )
+    define.number(
+        "classifier_learning_rate",
+        "(Peak) learning rate of the classifier stage (scaled to --classifier_batch_size "
+        "by --learning_rate_scaling).",
+        lower_bound=0.0,
+    )
+    define.choice(
+        "classifier_lr_schedule", SCHEDULES, "Learning-rate schedule of the classifier stage."
+    )
+    flags.DEFINE_integer(
+        "classifier_batch_size",
+        _DEFAULTS.classifier_batch_size,
+        "Batch size of the classifier stage (global; default: --batch_size).",
+        lower_bound=1,
         flag_values=define.flag_values,
+    )
+    define.number(
+        "classifier_weight_decay", "Weight decay of the classifier stage.", lower_bound=0.0
+    )
+    define.boolean(
+        "select_best_epoch",
+        "Keep the classifier's and the baseline's epoch with the best validation accuracy "
+        "(--noselect_best_epoch: the last epoch).",
+    )
+    define.integer(
+        "early_stopping_patience",
+        "Stop the classifier and the baseline after N epochs without a better validation "
+        "accuracy (0: never).",
+        lower_bound=0,
     )
 
 

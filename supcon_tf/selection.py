@@ -1,0 +1,124 @@
+"""Model selection on the validation split: keep the best epoch, optionally stop early.
+
+`BestEpoch` is a Keras callback for classifier training with validation data. After
+every epoch it compares the validation accuracy with the best so far (ties broken by
+the lower validation loss); an improvement writes the weights to
+`<directory>/best.weights.h5` and the epoch to `<directory>/best.json`. With
+`patience > 0` it stops training once `patience` epochs have passed without one.
+`restore(model)` then loads the best epoch's weights. The same rule serves the
+SupCon classifier and the cross-entropy baseline of an experiment, so both arms are
+chosen alike, and never by the test split.
+
+The state lives in files, not in the callback, so an interrupted run that resumes
+(`supcon_tf.runs`) still knows its best epoch and its patience counter.
+
+Example:
+
+>>> import tempfile, keras, numpy as np
+>>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+>>> y = (x[:, 0] > 0).astype("int32")
+>>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+>>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+...               metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+>>> best = BestEpoch(tempfile.mkdtemp(), patience=2)
+>>> history = model.fit(x, y, validation_data=(x, y), epochs=4, verbose=0, callbacks=[best])
+>>> best.restore(model) in range(1, 5)  # the 1-based epoch whose weights are loaded
+True
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+
+MONITORED = ("val_accuracy", "val_loss")
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Saves the weights of the epoch with the best validation accuracy.
+
+    "Best": the highest `val_accuracy`; among equal accuracies, the lowest `val_loss`;
+    among equal both, the earliest epoch.
+
+    Args:
+        directory: folder for `best.weights.h5` and `best.json` (created when needed).
+        patience: stop training after this many epochs without a better one (0: never).
+    """
+
+    def __init__(self, directory, patience=0):
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(
+                f"`patience` must be an integer >= 0 (0: no early stopping), got {patience!r}."
+            )
+        self.directory = Path(directory)
+        self.patience = patience
+        self.best = None
+        self._first_epoch = None
+
+    @property
+    def weights_path(self):
+        return self.directory / "best.weights.h5"
+
+    @property
+    def state_path(self):
+        return self.directory / "best.json"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+            # A record of an epoch this fit runs again (a resumed run that restarts
+            # before it) is stale; one of an earlier epoch is still the best so far.
+            state = self._read_state()
+            self.best = state if state and state["epoch"] < epoch else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        missing = [name for name in MONITORED if name not in logs]
+        if missing:
+            raise ValueError(
+                f"BestEpoch needs validation data: the epoch logs lack {missing} "
+                f"(got {sorted(logs)}); fit with validation_data."
+            )
+        accuracy, loss = float(logs["val_accuracy"]), float(logs["val_loss"])
+        if self._is_better(accuracy, loss):
+            self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+            self._write_best()
+        if self.patience and epoch - self.best["epoch"] >= self.patience:
+            self.model.stop_training = True
+
+    def _is_better(self, accuracy, loss):
+        if self.best is None:
+            return True
+        if math.isnan(loss):
+            return False
+        best_accuracy, best_loss = self.best["val_accuracy"], self.best["val_loss"]
+        return accuracy > best_accuracy or (accuracy == best_accuracy and loss < best_loss)
+
+    def _write_best(self):
+        # Weights first, then the record that points at them, each replaced atomically.
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / "best.tmp.weights.h5"
+        self.model.save_weights(temporary)
+        os.replace(temporary, self.weights_path)
+        temporary = self.state_path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.best, indent=2) + "\n")
+        os.replace(temporary, self.state_path)
+
+    def _read_state(self):
+        if self.state_path.is_file() and self.weights_path.is_file():
+            return json.loads(self.state_path.read_text())
+        return None
+
+    def restore(self, model):
+        """Loads the best epoch's weights into `model`; returns that epoch (1-based).
+
+        Returns `None` (and leaves `model` as it is) when no epoch was recorded.
+        """
+        state = self._read_state()
+        if state is None:
+            return None
+        model.load_weights(self.weights_path)
+        return state["epoch"] + 1
