@@ -32,6 +32,7 @@ Example:
 import keras
 from keras import ops
 
+from supcon_tf import gradient_cache
 from supcon_tf.layers import ProjectionHead
 
 
@@ -57,6 +58,20 @@ class SupConModel(keras.Model):
             applied with `training=True` during training; `None` means no
             augmentation (every view is the image itself).
         num_views: views per image (2 in the paper).
+        gradient_cache_chunk_size: `None` (default) trains on the whole batch in one
+            pass. An integer `c` turns on gradient caching (Gao et al., 2021): the
+            training step encodes and projects the batch in chunks of `c` images (all
+            their views) without recording, computes the loss and its gradient with
+            respect to the embeddings on the full batch, then runs each chunk again
+            under a tape and back-propagates its slice of that gradient. Activation
+            memory is that of a `c`-image batch; the loss and its gradient are those
+            of the full batch; a step costs about one extra forward pass. Augmented
+            views are drawn once per step and random layers (dropout) replay the
+            same draws in both passes, so the step is exact. BatchNorm layers in
+            training mode normalise each chunk with that chunk's own statistics
+            (as unsynchronised data parallelism does per device) and update their
+            moving statistics once per chunk. See `docs/large-batches.md`.
+            TensorFlow backend only.
         **kwargs: `name`, `dtype`, ... of `keras.Model`.
 
     Call arguments:
@@ -72,7 +87,15 @@ class SupConModel(keras.Model):
     (4, 3, 128)
     """
 
-    def __init__(self, encoder, projection_head=None, augmenter=None, num_views=2, **kwargs):
+    def __init__(
+        self,
+        encoder,
+        projection_head=None,
+        augmenter=None,
+        num_views=2,
+        gradient_cache_chunk_size=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(encoder, keras.Model):
             raise ValueError(
@@ -83,10 +106,12 @@ class SupConModel(keras.Model):
             raise ValueError(f"`num_views` must be a positive integer, got {num_views!r}.")
         if augmenter is not None and not callable(augmenter):
             raise ValueError(f"`augmenter` must be a Keras layer or None, got {augmenter!r}.")
+        gradient_cache.check_chunk_size(gradient_cache_chunk_size)
         self.encoder = encoder
         self.projection_head = projection_head if projection_head is not None else ProjectionHead()
         self.augmenter = augmenter
         self.num_views = num_views
+        self.gradient_cache_chunk_size = gradient_cache_chunk_size
 
     def build(self, input_shape):
         if not self.encoder.built:
@@ -100,15 +125,30 @@ class SupConModel(keras.Model):
         # An explicit `False` outside training: some augmenters (`keras.layers.Pipeline`)
         # default to augmenting when `training` is left unset.
         training = bool(training)
+        return self.embed_views(self.draw_views(inputs, training), training)
+
+    def draw_views(self, inputs, training=False):
+        """Returns the augmented views of a batch, stacked view-major: `[V, B, H, W, C]`."""
         if self.augmenter is None:
             views = [inputs] * self.num_views
         else:
             views = [self.augmenter(inputs, training=training) for _ in range(self.num_views)]
-        features = self.encoder(ops.concatenate(views, axis=0), training=training)
+        return ops.stack(views, axis=0)
+
+    def embed_views(self, views, training=False):
+        """Encodes and projects stacked views `[V, B, H, W, C]` into `[B, V, D]`."""
+        images = ops.reshape(views, (-1, *views.shape[2:]))
+        features = self.encoder(images, training=training)
         projections = self.projection_head(features, training=training)
         # View-major [V * B, D] -> [B, V, D].
         projections = ops.reshape(projections, (self.num_views, -1, projections.shape[-1]))
         return ops.transpose(projections, (1, 0, 2))
+
+    def train_step(self, data):
+        """Keras' training step, or the gradient-cached one when a chunk size is set."""
+        if self.gradient_cache_chunk_size is None:
+            return super().train_step(data)
+        return gradient_cache.train_step(self, data, self.gradient_cache_chunk_size)
 
     def compute_output_shape(self, input_shape):
         feature_shape = self.encoder.compute_output_shape(input_shape)
@@ -138,6 +178,7 @@ class SupConModel(keras.Model):
                     else keras.saving.serialize_keras_object(self.augmenter)
                 ),
                 "num_views": self.num_views,
+                "gradient_cache_chunk_size": self.gradient_cache_chunk_size,
             }
         )
         return config
