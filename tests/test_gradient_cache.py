@@ -6,6 +6,11 @@ per-chunk draws and statistics are the documented behaviour), and float64 NumPy
 transcriptions of BatchNorm and of the loss (tests/reference.py).
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -15,7 +20,10 @@ from supcon_tf import gradient_cache
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
+from tests._gradient_cache_worker import build_model, fit_one_step
 from tests.reference import supcon_reference
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHAPE = (6, 6, 1)
 BATCH = 20
@@ -43,7 +51,7 @@ def _encoder(dropout=0.0, batch_norm=False, regularizer=None):
     )
     if batch_norm:
         layers.append(keras.layers.BatchNormalization(name="batch_norm"))
-    layers.append(keras.layers.Activation("relu"))
+    layers.append(keras.layers.Activation("tanh"))
     return keras.Sequential(layers)
 
 
@@ -88,15 +96,15 @@ def _direct_step(model, images, labels, chunk_size):
     return float(loss)
 
 
-def assert_same_step(initial, got, expected, update_rtol=UPDATE_RTOL):
-    """Same weights (1e-5 relative to each tensor's largest entry) and same updates.
+def assert_same_step(initial, got, expected, rtol=1e-5, update_rtol=UPDATE_RTOL):
+    """Same weights (`rtol` of each tensor's largest entry) and same updates.
 
-    Updates are compared relative to the largest update of the tensor, a far stricter
-    check than the weights (an update is ~1e-2 of a weight here).
+    Updates are compared relative to the largest update of the tensor, a stricter
+    check than the weights when the updates are small.
     """
     for before, new, reference in zip(initial, got, expected, strict=True):
         scale = np.abs(reference).max()
-        np.testing.assert_allclose(new, reference, rtol=0, atol=1e-5 * scale)
+        np.testing.assert_allclose(new, reference, rtol=0, atol=rtol * scale)
         update, reference_update = new - before, reference - before
         scale = np.abs(reference_update).max()
         np.testing.assert_allclose(update, reference_update, rtol=0, atol=update_rtol * scale)
@@ -212,7 +220,7 @@ def _numpy_batch_norm_step(model, images, labels, chunk_size):
         moving_mean = moving_mean * norm.momentum + mean * (1 - norm.momentum)
         moving_variance = moving_variance * norm.momentum + variance * (1 - norm.momentum)
         normalised = gamma * (rows - mean) / np.sqrt(variance + norm.epsilon) + beta
-        projected = np.maximum(normalised, 0) @ head_kernel + head_bias
+        projected = np.tanh(normalised) @ head_kernel + head_bias
         embeddings.append(projected.reshape(2, len(chunk), -1).transpose(1, 0, 2))
     loss = supcon_reference(np.concatenate(embeddings), labels, temperature=0.1).mean()
     return loss, moving_mean, moving_variance
@@ -244,6 +252,119 @@ class TestBatchNorm:
             rtol=1e-6,
         )
         assert_same_step(initial, _state(cached), _state(reference))
+
+
+@pytest.fixture
+def restore_dtype_policy():
+    policy = keras.mixed_precision.global_policy()
+    yield
+    keras.mixed_precision.set_global_policy(policy)
+
+
+@pytest.mark.usefixtures("restore_dtype_policy")
+class TestMixedPrecision:
+    def test_loss_scaled_step_equals_the_plain_step(self):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+        def model(chunk_size):
+            # 2**8: the default 2**15 overflows this model's float16 gradients (both
+            # steps would be skipped and compare nothing).
+            return _model(
+                chunk_size,
+                optimizer=keras.optimizers.LossScaleOptimizer(
+                    keras.optimizers.SGD(LEARNING_RATE), initial_scale=2.0**8
+                ),
+            )
+
+        cached, plain = model(6), model(None)
+        assert cached.compute_dtype == "float16"
+        initial = _state(plain)
+        kernel = cached.projection_head.output_layer.kernel
+        kernel_before = np.array(kernel)
+        images, labels = _data()
+        np.testing.assert_allclose(
+            _fit_step(cached, images, labels), _fit_step(plain, images, labels), rtol=1e-3
+        )
+        # Neither step was skipped, and the gradients were unscaled (an update 256
+        # times too large would fail the comparison).
+        assert float(cached.optimizer.dynamic_scale) == float(plain.optimizer.dynamic_scale)
+        assert float(cached.optimizer.dynamic_scale) == 2.0**8
+        assert np.abs(np.array(kernel) - kernel_before).max() > 0.1
+        # float16 activations: the chunks' matmuls round differently from the whole
+        # batch's (measured: weights and updates agree to 4e-4 of the largest entry).
+        assert_same_step(initial, _state(cached), _state(plain), rtol=2e-3, update_rtol=2e-3)
+
+    def test_overflowing_scale_skips_the_step_and_halves_the_scale(self):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(LEARNING_RATE), initial_scale=2.0**60
+        )
+        model = _model(6, optimizer=optimizer)
+        weights = [np.array(weight) for weight in model.trainable_weights]
+        _fit_step(model, *_data())
+        for before, after in zip(weights, model.trainable_weights, strict=True):
+            np.testing.assert_array_equal(before, np.array(after))
+        assert float(optimizer.dynamic_scale) == 2.0**59
+
+
+class TestMirroredStrategy:
+    def test_one_replica_strategy_scope(self):
+        """The default-suite twin: the cached step inside a strategy's replica context."""
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        with strategy.scope():
+            distributed = _model(6, batch_norm=True)
+        single = _model(6, batch_norm=True)
+        initial = _state(single)
+        images, labels = _data()
+        np.testing.assert_allclose(
+            _fit_step(distributed, images, labels), _fit_step(single, images, labels), rtol=1e-6
+        )
+        assert_same_step(initial, _state(distributed), _state(single))
+
+    @pytest.mark.slow
+    def test_fit_step_on_two_replicas_equals_one_device(self, tmp_path):
+        """The cached step under gathering is the global-batch step.
+
+        Shards of 4 samples split into chunks of 2 normalise the same rows on two
+        replicas as on one device, so the distributed cached step must equal the
+        single-device cached step; the plain distributed step (BatchNorm per shard of
+        4) equals the single-device cached step with chunks of 4.
+        """
+        rng = np.random.default_rng(2)
+        arrays = {
+            "x": rng.normal(size=(8, 6)).astype("float32"),
+            "labels": np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+            "w1": (0.5 * rng.normal(size=(6, 10))).astype("float32"),
+            "w2": (0.5 * rng.normal(size=(10, 5))).astype("float32"),
+            "b2": (0.1 * rng.normal(size=5)).astype("float32"),
+            "chunk_size": np.int64(2),
+        }
+        np.savez(tmp_path / "inputs.npz", **arrays)
+        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests._gradient_cache_worker",
+                "--replicas=2",
+                f"--input={tmp_path / 'inputs.npz'}",
+                f"--output={tmp_path / 'results.npz'}",
+            ],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+        results = dict(np.load(tmp_path / "results.npz"))
+        assert int(results["num_replicas"]) == 2
+        initial = [arrays["w1"], np.ones(10), np.zeros(10), arrays["w2"], arrays["b2"]]
+        for name, chunk_size in (("cached", 2), ("plain", 4)):
+            expected, loss = fit_one_step(build_model(arrays, chunk_size), arrays)
+            got = [results[f"{name}_weight_{index}"] for index in range(len(expected))]
+            np.testing.assert_allclose(results[f"{name}_loss"], loss, rtol=1e-5)
+            assert_same_step(initial, got, expected)
 
 
 class TestConfiguration:
