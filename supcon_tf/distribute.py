@@ -39,6 +39,7 @@ Example:
 'none'
 """
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -227,6 +228,35 @@ def set_mixed_precision(policy="none"):
         )
     keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
     return keras.mixed_precision.global_policy()
+
+
+@contextlib.contextmanager
+def training_scope(strategy, mixed_precision="none"):
+    """Builds and trains under `strategy` with a mixed-precision policy, then restores.
+
+    Inside the block, models and optimizers are created under `strategy.scope()` with
+    the global dtype policy `mixed_precision` (see `set_mixed_precision`); on leaving
+    it, the previous global policy is restored, so the block leaves no global state.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`.
+        mixed_precision: one of `MIXED_PRECISION_POLICIES`.
+
+    Example:
+
+    >>> with training_scope(build_strategy("default"), "mixed_bfloat16"):
+    ...     keras.mixed_precision.global_policy().name
+    'mixed_bfloat16'
+    >>> keras.mixed_precision.global_policy().name
+    'float32'
+    """
+    previous_policy = keras.mixed_precision.global_policy()
+    set_mixed_precision(mixed_precision)
+    try:
+        with strategy.scope():
+            yield strategy
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def loss_scale_optimizer(optimizer, policy=None):

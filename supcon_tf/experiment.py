@@ -18,6 +18,10 @@ sees the same shuffled batches whether or not the run was interrupted. The valid
 split is monitored for model selection; the test split is evaluated once per model,
 at the end. `report.json` holds the test accuracies, the configuration and timings.
 
+Where to look: the run folder and its resumption rules (configuration check,
+markers, backups) are `supcon_tf.runs`; training and evaluating one phase is
+`supcon_tf.phases`; strategies and precision are `supcon_tf.distribute`.
+
 Example:
 
 >>> import tempfile
@@ -30,33 +34,24 @@ Example:
 """
 
 import dataclasses
-import importlib.util
-import json
-import logging
-import os
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from supcon_tf.augment import build_augmenter
-from supcon_tf.data import load_dataset, make_dataset
+from supcon_tf.data import load_dataset
 from supcon_tf.distribute import (
     LEARNING_RATE_SCALINGS,
     MIXED_PRECISION_POLICIES,
     STRATEGIES,
-    MidEpochBackupAndRestore,
     build_strategy,
     default_learning_rate_scaling,
-    evaluate_classifier,
-    fit_with_custom_loop,
-    needs_custom_loop,
     per_replica_batch_size,
     scale_learning_rate,
-    set_mixed_precision,
     synchronize_batch_norm,
+    training_scope,
     worker_model_dir,
 )
 from supcon_tf.encoders import build_encoder
@@ -68,8 +63,9 @@ from supcon_tf.models import (
     build_cross_entropy_classifier,
     build_linear_classifier,
 )
-from supcon_tf.optimizers import build_optimizer
-from supcon_tf.schedules import SCHEDULES, build_schedule
+from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate_split, fit_phase
+from supcon_tf.runs import RunDirectory
+from supcon_tf.schedules import SCHEDULES
 
 PHASES = ("pretrain", "classifier", "baseline")
 METHODS = ("supcon", "simclr")
@@ -290,215 +286,6 @@ class ExperimentConfig:
         return scale_learning_rate(self.learning_rate, self.batch_size, rule)
 
 
-def _build_augmenter(config):
-    return build_augmenter(
-        config.augment,
-        seed=config.seed,
-        magnitude=config.augment_magnitude,
-        strength=config.augment_strength,
-    )
-
-
-def _phase_paths(model_dir, phase):
-    root = Path(model_dir)
-    return {
-        "backup": root / "backup" / phase,
-        "logs": root / "logs" / phase,
-        "marker": root / "phases" / f"{phase}.json",
-    }
-
-
-def _resume_position(backup_dir, backup_steps):
-    """`(epoch, steps done in it)` where the phase's backup resumes (`(0, 0)` if fresh).
-
-    A mid-epoch backup (`backup_steps > 0`) records the index of the last batch done.
-    """
-    for name in ("training_metadata.json", "training_metadata.json.bkp"):
-        path = Path(backup_dir) / name
-        if path.is_file() and (Path(backup_dir) / "latest.weights.h5").is_file():
-            metadata = json.loads(path.read_text())
-            steps_done = int(metadata.get("batch", -1)) + 1 if backup_steps else 0
-            return int(metadata["epoch"]), steps_done
-    return 0, 0
-
-
-def _tensorboard_available():
-    """TensorBoard logging needs the `tensorboard` package (a TensorFlow extra)."""
-    if importlib.util.find_spec("tensorboard") is None:
-        logging.warning(
-            "The tensorboard package is not installed: logging metrics to "
-            "logs/<phase>/history.csv only (pip install tensorboard for TensorBoard logs)."
-        )
-        return False
-    return True
-
-
-def _fit(model, config, phase, x, y, epochs, augmenter=None, validation=None, callbacks=()):
-    """Fits one phase with per-epoch backup, TensorBoard logs and exact resumption."""
-    paths = _phase_paths(config.model_dir, phase)
-    initial_epoch, steps_done = _resume_position(paths["backup"], config.backup_steps)
-    initial_epoch = min(initial_epoch, epochs)
-    steps_per_epoch = len(x) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(
-            f"The batch size {config.batch_size} exceeds the {len(x)} training images; "
-            "lower --batch_size."
-        )
-    history = {}
-    if initial_epoch < epochs:
-        stream = make_dataset(
-            x,
-            y,
-            batch_size=config.batch_size,
-            shuffle=True,
-            seed=config.seed,
-            augment=augmenter,
-            drop_remainder=True,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-        )
-        # Resuming mid-epoch: skip the batches done before the backup; the backup
-        # callback ends training at the uninterrupted run's last step.
-        stream = stream.skip(steps_done)
-        validation_data = None
-        if validation is not None and len(validation[0]):
-            validation_data = make_dataset(*validation, batch_size=config.batch_size)
-        paths["logs"].mkdir(parents=True, exist_ok=True)
-        # Extra callbacks (e.g. KNNMonitor) come before the loggers, which then see their
-        # logs; an epoch's log row is written before its checkpoint.
-        callbacks = [
-            *callbacks,
-            keras.callbacks.CSVLogger(str(paths["logs"] / "history.csv"), append=True),
-            MidEpochBackupAndRestore(str(paths["backup"]), config.backup_steps or "epoch"),
-        ]
-        custom_loop = needs_custom_loop(tf.distribute.get_strategy())
-        if not custom_loop and _tensorboard_available():
-            callbacks.append(keras.callbacks.TensorBoard(str(paths["logs"])))
-        # Keras 3's fit does not run under MultiWorkerMirroredStrategy (#20585).
-        if custom_loop:
-            result = fit_with_custom_loop(
-                model,
-                stream,
-                epochs,
-                steps_per_epoch,
-                callbacks=callbacks,
-                initial_epoch=initial_epoch,
-                validation_data=validation_data,
-            )
-        else:
-            result = model.fit(
-                stream,
-                epochs=epochs,
-                steps_per_epoch=steps_per_epoch,
-                validation_data=validation_data,
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=config.verbose,
-            )
-        history = {
-            key: [float(value) for value in values] for key, values in result.history.items()
-        }
-    return history, initial_epoch
-
-
-def _knn_monitors(encoder, data, config, max_samples=5000):
-    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`."""
-    if not config.knn_monitor or len(data.x_val) == 0:
-        return []
-    rng = np.random.default_rng(config.seed)
-    bank = rng.permutation(len(data.x_train))[:max_samples]
-    queries = rng.permutation(len(data.x_val))[:max_samples]
-    return [
-        KNNMonitor(
-            encoder,
-            (data.x_train[bank], data.y_train[bank]),
-            (data.x_val[queries], data.y_val[queries]),
-            every_n_epochs=config.knn_monitor_every,
-            batch_size=config.batch_size,
-        )
-    ]
-
-
-def _evaluate(model, config, x, y):
-    if len(x) == 0:
-        return None, None
-    if needs_custom_loop(tf.distribute.get_strategy()):
-        return evaluate_classifier(model, make_dataset(x, y, batch_size=config.batch_size))
-    loss, accuracy = model.evaluate(
-        make_dataset(x, y, batch_size=config.batch_size), verbose=0, return_dict=False
-    )
-    return float(loss), float(accuracy)
-
-
-def _build_optimizer(config, epochs, num_examples):
-    """The phase's optimizer, its learning rate following `config.lr_schedule`."""
-    steps_per_epoch = max(num_examples // config.batch_size, 1)
-    peak = config.scaled_learning_rate()
-    learning_rate = build_schedule(
-        config.lr_schedule,
-        peak,
-        total_steps=epochs * steps_per_epoch,
-        warmup_steps=min(config.warmup_epochs, epochs) * steps_per_epoch,
-        final_learning_rate=config.final_learning_rate * peak / config.learning_rate,
-    )
-    return build_optimizer(
-        config.optimizer,
-        learning_rate=learning_rate,
-        weight_decay=config.weight_decay,
-        momentum=config.momentum,
-    )
-
-
-def _compile_classifier(model, config, epochs, num_examples):
-    model.compile(
-        optimizer=_build_optimizer(config, epochs, num_examples),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-
-
-def _write_json(path, payload):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
-
-
-def _check_same_config(config, model_dir):
-    """Refuses to resume a run made with a different configuration."""
-    path = model_dir / "config.json"
-    current = dataclasses.asdict(config)
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        differences = sorted(
-            key
-            for key in set(previous) | set(current)
-            if key not in _RESUMABLE_FIELDS and previous.get(key) != current.get(key)
-        )
-        if differences:
-            details = ", ".join(
-                f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differences
-            )
-            raise ValueError(
-                f"{model_dir} holds a run with a different configuration ({details}); "
-                "use a new model_dir, or delete it to start over."
-            )
-    _write_json(path, current)
-
-
-def _run_phase(config, phase, train_and_save):
-    """Runs `train_and_save()` unless the phase's completion marker exists."""
-    marker = _phase_paths(config.model_dir, phase)["marker"]
-    if marker.is_file():
-        return json.loads(marker.read_text()), True
-    keras.utils.set_random_seed(config.seed + PHASES.index(phase))
-    start = time.perf_counter()
-    result = train_and_save()
-    result["seconds"] = time.perf_counter() - start
-    _write_json(marker, result)
-    return result, False
-
-
 def run_experiment(config):
     """Runs SupCon pretraining, the frozen-encoder classifier and the baseline.
 
@@ -521,31 +308,56 @@ def run_experiment(config):
     """
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
-    # The strategy comes first: a multi-worker strategy must exist before other TF work.
-    strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
-    per_replica_batch_size(config.batch_size, strategy)
-    # Workers other than the chief write their files into a folder of their own.
-    config = dataclasses.replace(
-        config, model_dir=str(worker_model_dir(config.model_dir, strategy))
-    )
-    model_dir = Path(config.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_config(config, model_dir)
+    strategy, config = _distribute(config)
+    run = RunDirectory(config.model_dir)
+    run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
     start = time.perf_counter()
     data = load_dataset(
         config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
     )
-    # Fail on a bad policy name before any training.
-    _build_augmenter(config)
-    encoder_path = model_dir / "encoder.keras"
-    validation = (data.x_val, data.y_val)
+    _build_augmenter(config)  # Fails on a bad policy name before any training.
+    phases = _Phases(config, data, run)
+    with training_scope(strategy, config.mixed_precision):
+        results = {"pretrain": phases.run("pretrain", phases.pretrain)}
+        results["classifier"] = phases.run("classifier", phases.train_classifier)
+        if config.baseline:
+            results["baseline"] = phases.run("baseline", phases.train_baseline)
+    report = _report(config, data, strategy, results, time.perf_counter() - start)
+    run.write_report(report)
+    if config.evaluate:
+        # Adds "evaluation" to report.json and writes report.md and plots/.
+        report["evaluation"] = evaluate_run(run.root, data, seed=config.seed)
+    return report
 
-    def new_encoder():
-        return build_encoder(config.encoder, data.input_shape, config.width_multiplier, config.stem)
 
-    def pretrain():
+def _distribute(config):
+    """The run's `tf.distribute` strategy, and `config` with this worker's `model_dir`."""
+    # The strategy comes first: a multi-worker strategy must exist before other TF work.
+    strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
+    per_replica_batch_size(config.batch_size, strategy)
+    # Workers other than the chief write their files into a folder of their own.
+    model_dir = worker_model_dir(config.model_dir, strategy)
+    return strategy, dataclasses.replace(config, model_dir=str(model_dir))
+
+
+class _Phases:
+    """The three training phases of one run; each trains, saves its model, returns results."""
+
+    def __init__(self, config, data, run):
+        self.config = config
+        self.data = data
+        self.run_directory = run
+
+    def run(self, phase, train):
+        """`train()`'s result, or the stored one when the phase finished in an earlier call."""
+        seed = self.config.seed + PHASES.index(phase)
+        return self.run_directory.run_phase(phase, train, seed=seed)
+
+    def pretrain(self):
+        """Contrastive pretraining of a new encoder; saves `encoder.keras`."""
+        config, data = self.config, self.data
         model = SupConModel(
-            new_encoder(),
+            self._new_encoder(),
             projection_head=ProjectionHead(
                 output_units=config.projection_units, batch_norm=config.projection_batch_norm
             ),
@@ -553,40 +365,74 @@ def run_experiment(config):
             num_views=config.views,
         )
         model.compile(
-            optimizer=_build_optimizer(config, config.pretrain_epochs, len(data.x_train)),
+            optimizer=build_phase_optimizer(config, config.pretrain_epochs, len(data.x_train)),
             loss=SupervisedContrastiveLoss(temperature=config.temperature),
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
         model(data.x_train[:2])
         labels = data.y_train if config.method == "supcon" else None
-        history, initial_epoch = _fit(
+        history, initial_epoch = fit_phase(
             model,
             config,
+            self.run_directory,
             "pretrain",
             data.x_train,
             labels,
             config.pretrain_epochs,
             callbacks=_knn_monitors(model.encoder, data, config),
         )
-        model.encoder.save(encoder_path)
+        model.encoder.save(self.run_directory.root / "encoder.keras")
         return {"history": history, "resumed_from_epoch": initial_epoch}
 
-    def classify(phase, model, epochs, path):
-        _compile_classifier(model, config, epochs, len(data.x_train))
+    def train_classifier(self):
+        """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
+        encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras")
+        model = build_linear_classifier(
+            encoder,
+            self.data.num_classes,
+            hidden_units=self.config.classifier_hidden_units,
+            dropout=self.config.classifier_dropout,
+        )
+        return self._classify("classifier", model, self.config.classifier_epochs)
+
+    def train_baseline(self):
+        """A new encoder and head trained end to end with cross-entropy; saves `baseline.keras`."""
+        config = self.config
+        model = build_cross_entropy_classifier(
+            self._new_encoder(),
+            self.data.num_classes,
+            hidden_units=config.classifier_hidden_units,
+            dropout=config.classifier_dropout,
+        )
+        synchronize_batch_norm(model, config.sync_batchnorm)
+        epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
+        return self._classify("baseline", model, epochs)
+
+    def _new_encoder(self):
+        config = self.config
+        return build_encoder(
+            config.encoder, self.data.input_shape, config.width_multiplier, config.stem
+        )
+
+    def _classify(self, phase, model, epochs):
+        """Trains a classifier phase, saves `<phase>.keras`, evaluates validation and test."""
+        config, data = self.config, self.data
+        compile_classifier(model, config, epochs, len(data.x_train))
         model(data.x_train[:2])
-        history, initial_epoch = _fit(
+        history, initial_epoch = fit_phase(
             model,
             config,
+            self.run_directory,
             phase,
             data.x_train,
             data.y_train,
             epochs,
             augmenter=_build_augmenter(config),
-            validation=validation,
+            validation=(data.x_val, data.y_val),
         )
-        model.save(model_dir / path)
-        _, validation_accuracy = _evaluate(model, config, *validation)
-        test_loss, test_accuracy = _evaluate(model, config, data.x_test, data.y_test)
+        model.save(self.run_directory.root / f"{phase}.keras")
+        _, validation_accuracy = evaluate_split(model, config, data.x_val, data.y_val)
+        test_loss, test_accuracy = evaluate_split(model, config, data.x_test, data.y_test)
         return {
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
@@ -595,39 +441,36 @@ def run_experiment(config):
             "resumed_from_epoch": initial_epoch,
         }
 
-    def train_classifier():
-        encoder = keras.saving.load_model(encoder_path)
-        model = build_linear_classifier(
+
+def _build_augmenter(config):
+    return build_augmenter(
+        config.augment,
+        seed=config.seed,
+        magnitude=config.augment_magnitude,
+        strength=config.augment_strength,
+    )
+
+
+def _knn_monitors(encoder, data, config, max_samples=5000):
+    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`."""
+    if not config.knn_monitor or len(data.x_val) == 0:
+        return []
+    rng = np.random.default_rng(config.seed)
+    bank = rng.permutation(len(data.x_train))[:max_samples]
+    queries = rng.permutation(len(data.x_val))[:max_samples]
+    return [
+        KNNMonitor(
             encoder,
-            data.num_classes,
-            hidden_units=config.classifier_hidden_units,
-            dropout=config.classifier_dropout,
+            (data.x_train[bank], data.y_train[bank]),
+            (data.x_val[queries], data.y_val[queries]),
+            every_n_epochs=config.knn_monitor_every,
+            batch_size=config.batch_size,
         )
-        return classify("classifier", model, config.classifier_epochs, "classifier.keras")
+    ]
 
-    def train_baseline():
-        model = build_cross_entropy_classifier(
-            new_encoder(),
-            data.num_classes,
-            hidden_units=config.classifier_hidden_units,
-            dropout=config.classifier_dropout,
-        )
-        synchronize_batch_norm(model, config.sync_batchnorm)
-        epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
-        return classify("baseline", model, epochs, "baseline.keras")
 
-    # Models and optimizers are built under the strategy's scope; the global policy is
-    # restored afterwards so that the call leaves no global state behind.
-    previous_policy = keras.mixed_precision.global_policy()
-    set_mixed_precision(config.mixed_precision)
-    try:
-        with strategy.scope():
-            results = {"pretrain": _run_phase(config, "pretrain", pretrain)[0]}
-            results["classifier"] = _run_phase(config, "classifier", train_classifier)[0]
-            if config.baseline:
-                results["baseline"] = _run_phase(config, "baseline", train_baseline)[0]
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
+def _report(config, data, strategy, results, seconds):
+    """The `report.json` contents: test results, configuration, data, timings, history."""
 
     def summary(result):
         keys = ("test_accuracy", "validation_accuracy", "test_loss")
@@ -647,7 +490,7 @@ def run_experiment(config):
         },
         "timings": {
             **{f"{phase}_seconds": result["seconds"] for phase, result in results.items()},
-            "total_seconds_this_invocation": time.perf_counter() - start,
+            "total_seconds_this_invocation": seconds,
         },
         "history": {phase: result["history"] for phase, result in results.items()},
         "distribution": {
@@ -665,8 +508,4 @@ def run_experiment(config):
     }
     if config.baseline:
         report["cross_entropy"] = summary(results["baseline"])
-    _write_json(model_dir / "report.json", report)
-    if config.evaluate:
-        # Adds "evaluation" to report.json and writes report.md and plots/.
-        report["evaluation"] = evaluate_run(model_dir, data, seed=config.seed)
     return report

@@ -1,4 +1,4 @@
-"""Tests of `supcon_tf.corruptions`: invariants, closed forms, independent oracles, mCE."""
+"""Tests of `supcon_tf.evaluation.corruptions`: invariants, closed forms, independent oracles, mCE."""
 
 import colorsys
 import math
@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf import corruptions, evaluation
-from supcon_tf.corruptions import (
+from supcon_tf import evaluation
+from supcon_tf.evaluation import corruptions
+from supcon_tf.evaluation.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
     corrupt,
-    corruption_table,
     default_corruptions,
     evaluate_corruptions,
-    plot_corruption_results,
 )
+from supcon_tf.evaluation.plots import plot_corruption_results
+from supcon_tf.evaluation.report import corruption_table
 
 RANDOM_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "fog")
 

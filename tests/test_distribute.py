@@ -694,7 +694,7 @@ class TestExperimentDistributionOptions:
             flag_values(["supcon-train", "--strategy=mirrored", "--tpu=node-1"])
 
     def test_resume_position_of_a_mid_epoch_backup(self, tmp_path):
-        from supcon_tf.experiment import _resume_position
+        from supcon_tf.runs import resume_position as _resume_position
 
         assert _resume_position(tmp_path, backup_steps=5) == (0, 0)
         (tmp_path / "latest.weights.h5").write_bytes(b"")

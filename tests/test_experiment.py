@@ -166,7 +166,7 @@ def test_finished_phases_are_not_redone(finished_run, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished phase was trained again")
 
-    monkeypatch.setattr(experiment, "_fit", fail)
+    monkeypatch.setattr(experiment, "fit_phase", fail)
     monkeypatch.setattr(experiment, "build_encoder", fail)
     second = run_experiment(dataclasses.replace(config, verbose=1))
     for method in ("supcon", "cross_entropy"):

@@ -19,12 +19,27 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from supcon_tf.corruptions import CORRUPTIONS
+from supcon_tf.cli.usage import grouped_help_parser
 from supcon_tf.data import load_dataset
-from supcon_tf.evaluation import evaluate_run
+from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
 
 # The settings of the training run that define the data split.
 _SPLIT_SETTINGS = ("dataset", "data_dir", "validation_fraction", "seed")
+
+# The `supcon-eval` flags by group, in the order `--help` lists them.
+FLAG_GROUPS = {
+    "data": ("dataset", "data_dir", "seed"),
+    "evaluation": (
+        "num_bins",
+        "knn_k",
+        "knn_temperature",
+        "corruptions",
+        "corruption_samples",
+        "tsne_samples",
+        "batch_size",
+    ),
+    "output": ("model_dir",),
+}
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -32,7 +47,11 @@ def define_flags(flag_values=flags.FLAGS):
     if "num_bins" in flag_values:
         return
     flags.DEFINE_string(
-        "model_dir", None, "Run folder written by supcon-train.", flag_values=flag_values
+        "model_dir",
+        None,
+        "Run folder written by supcon-train (required); report.json gets an "
+        '"evaluation" entry, report.md and plots/ are written beside it.',
+        flag_values=flag_values,
     )
     flags.DEFINE_string(
         "dataset",
@@ -181,7 +200,7 @@ def main(argv):
 def run():
     """Console-script entry point."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=grouped_help_parser(__doc__, FLAG_GROUPS))
 
 
 if __name__ == "__main__":

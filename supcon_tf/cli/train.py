@@ -19,8 +19,10 @@ from supcon_tf.cli.flags import (
     apply_preset_to_flags,
     config_from_flags,
     define_flags,
+    flag_groups,
     flag_values_dict,
 )
+from supcon_tf.cli.usage import grouped_help_parser
 from supcon_tf.experiment import run_experiment
 
 define_flags()
@@ -54,7 +56,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    app.run(main, flags_parser=grouped_help_parser(__doc__, flag_groups, FLAGS))
 
 
 if __name__ == "__main__":

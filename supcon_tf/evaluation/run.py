@@ -1,0 +1,373 @@
+"""Whole-model evaluation: one classifier, one encoder, or every model of a run folder.
+
+`evaluate_classifier` and `evaluate_encoder` combine the measures of the other modules
+(accuracy, calibration, kNN, alignment and uniformity) and their plots into JSON-ready
+dicts; `evaluate_run` does so for the models a `supcon-train` run saved, adds the
+corruption study and writes `report.json` and `report.md` (what `supcon-eval` runs).
+"""
+
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from supcon_tf.evaluation._checks import _check_labels, _check_scores
+from supcon_tf.evaluation.calibration import expected_calibration_error
+from supcon_tf.evaluation.corruptions import evaluate_corruptions
+from supcon_tf.evaluation.knn import knn_accuracy
+from supcon_tf.evaluation.metrics import (
+    per_class_accuracy,
+    predict,
+    predict_probabilities,
+    top_k_accuracy,
+)
+from supcon_tf.evaluation.plots import (
+    plot_confusion_matrix,
+    plot_corruption_results,
+    plot_reliability_diagram,
+    plot_tsne,
+)
+from supcon_tf.evaluation.report import update_report_json, write_report_md
+from supcon_tf.evaluation.representation import alignment_uniformity
+
+PLOTS_FOLDER = "plots"
+CLASSIFIER_FILES = {"supcon": "classifier.keras", "cross_entropy": "baseline.keras"}
+ENCODER_FILES = {"supcon": "encoder.keras"}
+
+
+def _relative(path, run_dir):
+    """`path` relative to `run_dir` as a POSIX string (how report.md links it)."""
+    return Path(os.path.relpath(path, run_dir)).as_posix()
+
+
+def _class_names(class_names, num_classes):
+    if class_names is None:
+        return [str(index) for index in range(num_classes)]
+    class_names = [str(name) for name in class_names]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"{len(class_names)} `class_names` given for a {num_classes}-class problem."
+        )
+    return class_names
+
+
+def evaluate_classifier(
+    model,
+    images,
+    labels,
+    run_dir=None,
+    name="classifier",
+    class_names=None,
+    num_bins=15,
+    batch_size=256,
+    from_logits=True,
+):
+    """Top-1/top-5 accuracy, ECE, per-class accuracy and plots of one classifier.
+
+    Args:
+        model: a `keras.Model` (or callable) mapping images to `[N, C]` logits.
+        images: `[N, ...]` test images.
+        labels: `[N]` integer labels.
+        run_dir: folder for the PNGs (`plots/<name>_reliability.png`,
+            `plots/<name>_confusion.png`); `None` writes no plot.
+        name: the model's name in file names and titles.
+        class_names: names of the `C` classes (default: indices).
+        num_bins: number of ECE bins.
+        batch_size: images per forward pass.
+        from_logits: whether the model outputs logits (see `predict_probabilities`).
+
+    Returns:
+        A JSON-ready dict: `top1_accuracy`, `top5_accuracy` (only when C > 5),
+        `expected_calibration_error`, `num_bins`, `num_samples`, `per_class_accuracy`
+        (class name -> accuracy or None when the class is absent) and `plots` (paths
+        relative to `run_dir`).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    >>> result = evaluate_classifier(model, np.zeros((4, 2), "float32"), [0, 1, 2, 0])
+    >>> result["top1_accuracy"]
+    0.5
+    """
+    probabilities = predict_probabilities(model, images, batch_size, from_logits)
+    labels, probabilities = _check_scores(labels, probabilities)
+    num_classes = probabilities.shape[1]
+    names = _class_names(class_names, num_classes)
+    predictions = probabilities.argmax(axis=1)
+    result = {
+        "top1_accuracy": top_k_accuracy(labels, probabilities, k=1),
+        "expected_calibration_error": expected_calibration_error(labels, probabilities, num_bins),
+        "num_bins": num_bins,
+        "num_samples": int(labels.shape[0]),
+    }
+    if num_classes > 5:
+        result["top5_accuracy"] = top_k_accuracy(labels, probabilities, k=5)
+    accuracies = per_class_accuracy(labels, predictions, num_classes)
+    result["per_class_accuracy"] = {
+        class_name: None if math.isnan(value) else float(value)
+        for class_name, value in zip(names, accuracies, strict=True)
+    }
+    result["plots"] = {}
+    if run_dir is not None:
+        plots = Path(run_dir, PLOTS_FOLDER)
+        reliability = plot_reliability_diagram(
+            labels, probabilities, plots / f"{name}_reliability.png", num_bins, title=name
+        )
+        confusion = plot_confusion_matrix(
+            labels, predictions, plots / f"{name}_confusion.png", names, title=f"{name}"
+        )
+        result["plots"] = {
+            "reliability_diagram": _relative(reliability, run_dir),
+            "confusion_matrix": _relative(confusion, run_dir),
+        }
+    return result
+
+
+def evaluate_encoder(
+    encoder,
+    train_images,
+    train_labels,
+    test_images,
+    test_labels,
+    run_dir=None,
+    name="encoder",
+    class_names=None,
+    k=200,
+    temperature=0.1,
+    batch_size=256,
+    tsne_samples=1000,
+    seed=0,
+):
+    """Representation quality of an encoder without training a classifier.
+
+    Computes the weighted kNN accuracy of the test set against the training set
+    (`knn_accuracy`, exponential weights of Wu et al. 2018), the alignment and
+    uniformity of the test embeddings (`alignment_uniformity`) and a t-SNE plot.
+
+    Args:
+        encoder: a `keras.Model` (or callable) mapping images to embeddings `[N, D]`.
+        train_images, train_labels: the labelled kNN bank.
+        test_images, test_labels: the evaluated set.
+        run_dir: folder for `plots/<name>_tsne.png`; `None` writes no plot.
+        name: the encoder's name in file names.
+        class_names: legend names of the classes.
+        k: number of kNN neighbours.
+        temperature: kNN weight temperature.
+        batch_size: images per forward pass.
+        tsne_samples: at most this many test embeddings are mapped by t-SNE (0 skips it).
+        seed: seed of the t-SNE subset and map.
+
+    Returns:
+        A JSON-ready dict: `knn_accuracy`, `knn_k`, `knn_temperature`, `knn_weighting`,
+        `alignment`, `per_class_alignment` (class name -> float), `uniformity`,
+        `embedding_dim` and `plots`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> images = np.random.default_rng(0).random((10, 4)).astype("float32")
+    >>> labels = np.arange(10) % 2
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> result = evaluate_encoder(encoder, images, labels, images, labels, k=1)
+    >>> result["knn_accuracy"]
+    1.0
+    """
+    train_embeddings = predict(encoder, train_images, batch_size)
+    test_embeddings = predict(encoder, test_images, batch_size)
+    if train_embeddings.ndim != 2:
+        raise ValueError(
+            f"An encoder must output [N, dim] embeddings, got shape {train_embeddings.shape}."
+        )
+    test_labels = _check_labels(test_labels, "test_labels")
+    accuracy = knn_accuracy(
+        train_embeddings, train_labels, test_embeddings, test_labels, k=k, temperature=temperature
+    )
+    geometry = alignment_uniformity(test_embeddings, test_labels)
+    names = None
+    if class_names is not None:
+        names = [str(name) for name in class_names]
+        largest = int(max(_check_labels(train_labels).max(), test_labels.max()))
+        if largest >= len(names):
+            raise ValueError(
+                f"A label ({largest}) has no name: {len(names)} `class_names` were given."
+            )
+    result = {
+        "knn_accuracy": accuracy,
+        "knn_k": int(min(k, train_embeddings.shape[0])),
+        "knn_temperature": float(temperature),
+        "knn_weighting": "exponential",
+        "alignment": geometry["alignment"],
+        "per_class_alignment": {
+            (names[label] if names else str(label)): value
+            for label, value in geometry["per_class_alignment"].items()
+        },
+        "uniformity": geometry["uniformity"],
+        "embedding_dim": int(train_embeddings.shape[1]),
+        "plots": {},
+    }
+    if run_dir is not None and tsne_samples:
+        tsne = plot_tsne(
+            test_embeddings,
+            test_labels,
+            Path(run_dir, PLOTS_FOLDER, f"{name}_tsne.png"),
+            class_names=names,
+            max_samples=tsne_samples,
+            seed=seed,
+        )
+        result["plots"]["tsne"] = _relative(tsne, run_dir)
+    return result
+
+
+def _load_model(path):
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise ValueError(f"Could not load the Keras model {path}: {error}") from error
+
+
+def evaluate_run(
+    model_dir,
+    splits,
+    num_bins=15,
+    knn_k=200,
+    knn_temperature=0.1,
+    corruptions=None,
+    corruption_samples=1000,
+    tsne_samples=1000,
+    batch_size=256,
+    seed=0,
+):
+    """Evaluates the models of a `supcon-train` run folder and writes report.json/report.md.
+
+    Loads `classifier.keras` (the linear classifier on the SupCon encoder, named
+    `supcon`), and when present `baseline.keras` (the cross-entropy baseline,
+    `cross_entropy`) and `encoder.keras` (the SupCon encoder). It then measures
+
+    * for each classifier on the test set: top-1/top-5 accuracy, ECE with a reliability
+      diagram, per-class accuracy with a confusion matrix (`evaluate_classifier`);
+    * for the encoder: weighted kNN accuracy (training set as the bank), alignment,
+      uniformity and a t-SNE plot (`evaluate_encoder`);
+    * for all classifiers: accuracy and ECE under corruptions x severities on a seeded
+      subset of the test set, with the corruption errors relative to `cross_entropy`
+      when it exists (`supcon_tf.evaluation.corruptions.evaluate_corruptions`).
+
+    The results are merged into `model_dir/report.json` under `"evaluation"` (other keys
+    are kept), plots go to `model_dir/plots/`, and `model_dir/report.md` links them.
+
+    Args:
+        model_dir: the run folder.
+        splits: the dataset, an object with `x_train`, `y_train`, `x_test`, `y_test` and
+            optionally `class_names` and `name` (e.g. `supcon_tf.data.DatasetSplits`).
+        num_bins: ECE bins.
+        knn_k: kNN neighbours.
+        knn_temperature: kNN weight temperature.
+        corruptions: corruption names (default: all that apply to the images).
+        corruption_samples: test images used for the corruption study (0 skips it).
+        tsne_samples: test embeddings in the t-SNE plot (0 skips it).
+        batch_size: images per forward pass.
+        seed: seed of the subsets, corruptions and t-SNE.
+
+    Returns:
+        The `"evaluation"` dict written to report.json.
+
+    Example (a run folder made by hand):
+
+    >>> import tempfile, types, keras, numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> rng = np.random.default_rng(0)
+    >>> images, labels = rng.random((12, 4, 4, 1)).astype("float32"), np.arange(12) % 2
+    >>> model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+    ...                           keras.layers.Dense(2)])
+    >>> model.save(f"{folder}/classifier.keras")
+    >>> splits = types.SimpleNamespace(x_train=images, y_train=labels, x_test=images,
+    ...                                y_test=labels)
+    >>> result = evaluate_run(folder, splits, corruption_samples=0, tsne_samples=0)
+    >>> sorted(result["classifiers"])
+    ['supcon']
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"Run folder {model_dir} does not exist.")
+    classifier_path = model_dir / CLASSIFIER_FILES["supcon"]
+    if not classifier_path.is_file():
+        raise FileNotFoundError(
+            f"{classifier_path} not found: `model_dir` must be a finished supcon-train run "
+            "folder holding classifier.keras."
+        )
+    for attribute in ("x_train", "y_train", "x_test", "y_test"):
+        if not hasattr(splits, attribute):
+            raise ValueError(f"`splits` has no `{attribute}`; pass a supcon_tf.data.DatasetSplits.")
+    x_test, y_test = np.asarray(splits.x_test), _check_labels(splits.y_test, "y_test")
+    class_names = getattr(splits, "class_names", None)
+    timings = {}
+    result = {"dataset": getattr(splits, "name", None), "classifiers": {}, "encoders": {}}
+
+    classifiers = {}
+    for name, file_name in CLASSIFIER_FILES.items():
+        if (model_dir / file_name).is_file():
+            classifiers[name] = _load_model(model_dir / file_name)
+    for name, model in classifiers.items():
+        start = time.perf_counter()
+        result["classifiers"][name] = evaluate_classifier(
+            model,
+            x_test,
+            y_test,
+            run_dir=model_dir,
+            name=name,
+            class_names=class_names,
+            num_bins=num_bins,
+            batch_size=batch_size,
+        )
+        timings[f"classifier_{name}"] = time.perf_counter() - start
+
+    for name, file_name in ENCODER_FILES.items():
+        if not (model_dir / file_name).is_file():
+            continue
+        start = time.perf_counter()
+        result["encoders"][name] = evaluate_encoder(
+            _load_model(model_dir / file_name),
+            np.asarray(splits.x_train),
+            splits.y_train,
+            x_test,
+            y_test,
+            run_dir=model_dir,
+            name=name,
+            class_names=class_names,
+            k=knn_k,
+            temperature=knn_temperature,
+            batch_size=batch_size,
+            tsne_samples=tsne_samples,
+            seed=seed,
+        )
+        timings[f"encoder_{name}"] = time.perf_counter() - start
+
+    if corruption_samples:
+        start = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        count = min(int(corruption_samples), x_test.shape[0])
+        chosen = np.sort(rng.choice(x_test.shape[0], count, replace=False))
+        corruption_result = evaluate_corruptions(
+            classifiers,
+            x_test[chosen],
+            y_test[chosen],
+            corruptions=corruptions,
+            baseline="cross_entropy" if "cross_entropy" in classifiers else None,
+            num_bins=num_bins,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        plot = plot_corruption_results(
+            corruption_result, model_dir / PLOTS_FOLDER / "corruptions.png"
+        )
+        corruption_result["plots"] = {"corruption_robustness": _relative(plot, model_dir)}
+        result["corruptions"] = corruption_result
+        timings["corruptions"] = time.perf_counter() - start
+
+    result["timings"] = timings
+    report = update_report_json(model_dir, {"evaluation": result})
+    write_report_md(report, model_dir)
+    return result

@@ -1,0 +1,62 @@
+"""Tests of supcon_tf.runs: the run folder, its configuration check and phase markers."""
+
+import json
+
+import pytest
+
+from supcon_tf.runs import RunDirectory, resume_position
+
+
+class TestRunDirectory:
+    def test_phase_paths(self, tmp_path):
+        paths = RunDirectory(tmp_path).phase_paths("classifier")
+        assert paths.backup == tmp_path / "backup" / "classifier"
+        assert paths.logs == tmp_path / "logs" / "classifier"
+        assert paths.marker == tmp_path / "phases" / "classifier.json"
+
+    def test_record_config_writes_and_accepts_the_same_one(self, tmp_path):
+        run = RunDirectory(tmp_path / "run")
+        run.record_config({"temperature": 0.1, "verbose": 1})
+        run.record_config({"temperature": 0.1, "verbose": 1})
+        assert json.loads((tmp_path / "run" / "config.json").read_text()) == {
+            "temperature": 0.1,
+            "verbose": 1,
+        }
+
+    def test_record_config_refuses_another_configuration(self, tmp_path):
+        run = RunDirectory(tmp_path)
+        run.record_config({"temperature": 0.1, "views": 2})
+        with pytest.raises(
+            ValueError, match=r"different configuration \(temperature: 0.1 -> 0.2\)"
+        ):
+            run.record_config({"temperature": 0.2, "views": 2})
+
+    def test_record_config_allows_resumable_fields_to_change(self, tmp_path):
+        run = RunDirectory(tmp_path)
+        run.record_config({"temperature": 0.1, "verbose": 1}, resumable_fields=("verbose",))
+        run.record_config({"temperature": 0.1, "verbose": 0}, resumable_fields=("verbose",))
+        assert json.loads((tmp_path / "config.json").read_text())["verbose"] == 0
+
+    def test_run_phase_writes_a_marker_and_does_not_rerun(self, tmp_path):
+        run = RunDirectory(tmp_path)
+        calls = []
+
+        def train():
+            calls.append(1)
+            return {"loss": 0.25}
+
+        first = run.run_phase("pretrain", train, seed=3)
+        second = run.run_phase("pretrain", train, seed=3)
+        assert calls == [1]
+        assert first["loss"] == second["loss"] == 0.25
+        assert second["seconds"] == first["seconds"] >= 0
+        marker = json.loads((tmp_path / "phases" / "pretrain.json").read_text())
+        assert marker == first
+
+    def test_resume_position_reads_the_metadata_copy_when_the_file_is_gone(self, tmp_path):
+        (tmp_path / "latest.weights.h5").write_bytes(b"")
+        (tmp_path / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 4}')
+        assert resume_position(tmp_path, backup_steps=5) == (2, 5)
+        # Without weights there is nothing to resume from.
+        (tmp_path / "latest.weights.h5").unlink()
+        assert resume_position(tmp_path, backup_steps=5) == (0, 0)
