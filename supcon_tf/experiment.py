@@ -56,6 +56,7 @@ from supcon_tf.distribute import (
 )
 from supcon_tf.encoders import build_encoder
 from supcon_tf.evaluation import KNNMonitor, evaluate_run
+from supcon_tf.gradient_cache import check_chunk_size
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import (
@@ -106,6 +107,10 @@ class ExperimentConfig:
         batch_size: images per batch (each gives `views` views in pretraining). Global:
             all replicas together; each of R replicas gets `batch_size / R` images, and
             the contrastive loss still contrasts the whole global batch.
+        gradient_cache_chunk_size: `None` (default) or images per chunk of gradient
+            caching in pretraining (see `SupConModel`): the whole batch's loss and
+            gradient at the activation memory of one chunk, for about one extra
+            forward pass; BatchNorm statistics become per chunk.
         pretrain_epochs: epochs of contrastive pretraining.
         classifier_epochs: epochs of the classifier on the frozen encoder.
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
@@ -172,6 +177,7 @@ class ExperimentConfig:
     method: str = "supcon"
     views: int = 2
     batch_size: int = 64
+    gradient_cache_chunk_size: int | None = None
     pretrain_epochs: int = 30
     classifier_epochs: int = 20
     baseline_epochs: int | None = None
@@ -247,6 +253,7 @@ class ExperimentConfig:
             )
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
+        check_chunk_size(self.gradient_cache_chunk_size)
         self._check_distribution()
 
     def _check_distribution(self):
@@ -363,6 +370,7 @@ class _Phases:
             ),
             augmenter=_build_augmenter(config),
             num_views=config.views,
+            gradient_cache_chunk_size=config.gradient_cache_chunk_size,
         )
         model.compile(
             optimizer=build_phase_optimizer(config, config.pretrain_epochs, len(data.x_train)),

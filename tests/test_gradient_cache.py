@@ -15,8 +15,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
-from supcon_tf import gradient_cache
+from supcon_tf import experiment, gradient_cache
+from supcon_tf.cli.flags import config_from_flags, define_flags
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
@@ -384,6 +386,33 @@ class TestConfiguration:
         loaded = keras.saving.load_model(tmp_path / "cached.keras")
         assert loaded.gradient_cache_chunk_size == 4
         np.testing.assert_allclose(loaded(images), model(images), rtol=1e-6, atol=1e-6)
+
+    def test_flag_reaches_the_config_and_the_model(self, tmp_path, monkeypatch):
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        flag_values(["supcon-train", "--gradient_cache_chunk_size=16", f"--model_dir={tmp_path}"])
+        config = config_from_flags(flag_values)
+        assert config.gradient_cache_chunk_size == 16
+        assert experiment.ExperimentConfig().gradient_cache_chunk_size is None
+
+        class BuiltError(Exception):
+            pass
+
+        def build(*args, **kwargs):
+            raise BuiltError(kwargs)
+
+        monkeypatch.setattr(experiment, "SupConModel", build)
+        with pytest.raises(BuiltError) as built:
+            experiment.run_experiment(config)
+        assert built.value.args[0]["gradient_cache_chunk_size"] == 16
+
+    def test_flag_and_config_reject_a_non_positive_chunk(self):
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        with pytest.raises(flags.Error, match="gradient_cache_chunk_size"):
+            flag_values(["supcon-train", "--gradient_cache_chunk_size=0"])
+        with pytest.raises(ValueError, match="`gradient_cache_chunk_size` must be a positive"):
+            experiment.ExperimentConfig(gradient_cache_chunk_size=0)
 
     @pytest.mark.parametrize("value", [0, -3, 2.5, True, "64"])
     def test_invalid_chunk_size(self, value):

@@ -131,6 +131,15 @@ def _define_optimisation_flags(define):
         "Images per step over all replicas (global batch); each of R replicas gets "
         "batch_size/R, and the contrastive loss contrasts the whole global batch.",
     )
+    flags.DEFINE_integer(
+        "gradient_cache_chunk_size",
+        _DEFAULTS.gradient_cache_chunk_size,
+        "Gradient caching in pretraining: encode the batch in chunks of this many images "
+        "(the whole batch's loss and gradient at one chunk's activation memory, about one "
+        "extra forward pass per step; BatchNorm statistics become per chunk). Default: off.",
+        lower_bound=1,
+        flag_values=define.flag_values,
+    )
     define.integer("pretrain_epochs", "Epochs of contrastive pretraining.")
     define.integer("classifier_epochs", "Epochs of the classifier on the frozen encoder.")
     flags.DEFINE_integer(
