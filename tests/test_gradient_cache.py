@@ -420,3 +420,27 @@ class TestConfiguration:
             ValueError, match="`gradient_cache_chunk_size` must be a positive integer"
         ):
             SupConModel(_encoder(), gradient_cache_chunk_size=value)
+
+
+@pytest.mark.slow
+def test_benchmark_script_reports_memory_and_the_time_ratio():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gradient_cache.py",
+            "--encoder=small_cnn",
+            "--batch=32",
+            "--chunk=8",
+            "--timing_batch=32",
+            "--rounds=1",
+            "--no-append",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| none (plain step) |" in result.stdout and "| 8 |" in result.stdout
+    assert "Step-time ratio cached / plain: **" in result.stdout
