@@ -254,6 +254,12 @@ class ExperimentConfig:
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
         check_chunk_size(self.gradient_cache_chunk_size)
+        if self.gradient_cache_chunk_size is not None and self.sync_batchnorm:
+            raise ValueError(
+                "`sync_batchnorm=True` cannot be combined with `gradient_cache_chunk_size` "
+                f"(got {self.gradient_cache_chunk_size}): gradient caching normalises each "
+                "chunk by its own statistics; set sync_batchnorm=False."
+            )
         self._check_distribution()
 
     def _check_distribution(self):

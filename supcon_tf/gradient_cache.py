@@ -81,6 +81,7 @@ def train_step(model, data, chunk_size):
     Returns:
         The metrics dictionary of `model.compute_metrics`, as Keras' `train_step`.
     """
+    _check_no_synchronized_batch_norm(model)
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     views = tf.stop_gradient(model.draw_views(x, training=True))
     state = _replayed_state(model)
@@ -105,6 +106,23 @@ def train_step(model, data, chunk_size):
     )
     model.optimizer.apply_gradients(zip(gradients, trainable, strict=True))
     return model.compute_metrics(x, y, embeddings, sample_weight=sample_weight)
+
+
+def _check_no_synchronized_batch_norm(model):
+    """Synchronised BatchNorm would all-reduce inside the chunk loop, which TF refuses."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return
+    for part in (model.encoder, model.projection_head):
+        for layer in part._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized:
+                raise ValueError(
+                    "Gradient caching cannot synchronise BatchNorm across replicas: layer "
+                    f"{layer.name!r} has `synchronized=True`, and its all-reduce would run "
+                    "inside the chunk loop. Use per-replica statistics (sync_batchnorm=False; "
+                    "each chunk is then normalised by its own statistics) or "
+                    "gradient_cache_chunk_size=None."
+                )
 
 
 def _replayed_state(model):

@@ -3,8 +3,9 @@
 Run as `python -m tests._gradient_cache_worker --replicas N --input IN --output OUT`:
 configures N logical CPU devices (before TensorFlow initialises), trains one
 `model.fit` step of `build_model(arrays, chunk_size)` on the global batch under a
-`MirroredStrategy`, with and without gradient caching, and writes the weights. The
-test computes the single-device references and does every comparison.
+`MirroredStrategy`, with and without gradient caching, and writes the weights (and
+the error that synchronised BatchNorm with caching raises). The test computes the
+single-device references and does every comparison.
 """
 
 import argparse
@@ -76,7 +77,22 @@ def run(arguments):
         weights, loss = fit_one_step(model, arrays)
         results[f"{name}_loss"] = loss
         results.update({f"{name}_weight_{index}": w for index, w in enumerate(weights)})
+    results["synchronized_error"] = _synchronized_batch_norm_error(strategy, arrays)
     np.savez(arguments.output, **results)
+
+
+def _synchronized_batch_norm_error(strategy, arrays):
+    """The error of caching with synchronised BatchNorm on several replicas ("" if none)."""
+    from supcon_tf.distribute import synchronize_batch_norm
+
+    with strategy.scope():
+        model = build_model(arrays, int(arrays["chunk_size"]))
+        synchronize_batch_norm(model, True)
+    try:
+        fit_one_step(model, arrays)
+    except ValueError as error:
+        return str(error)
+    return ""
 
 
 def main(argv):

@@ -367,6 +367,7 @@ class TestMirroredStrategy:
             got = [results[f"{name}_weight_{index}"] for index in range(len(expected))]
             np.testing.assert_allclose(results[f"{name}_loss"], loss, rtol=1e-5)
             assert_same_step(initial, got, expected)
+        assert "Gradient caching cannot synchronise BatchNorm" in str(results["synchronized_error"])
 
 
 class TestConfiguration:
@@ -413,6 +414,14 @@ class TestConfiguration:
             flag_values(["supcon-train", "--gradient_cache_chunk_size=0"])
         with pytest.raises(ValueError, match="`gradient_cache_chunk_size` must be a positive"):
             experiment.ExperimentConfig(gradient_cache_chunk_size=0)
+
+    def test_synchronised_batch_norm_is_refused(self):
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        with pytest.raises(flags.Error, match="--sync_batchnorm cannot be combined"):
+            flag_values(["supcon-train", "--gradient_cache_chunk_size=8", "--sync_batchnorm"])
+        with pytest.raises(ValueError, match="`sync_batchnorm=True` cannot be combined"):
+            experiment.ExperimentConfig(gradient_cache_chunk_size=8, sync_batchnorm=True)
 
     @pytest.mark.parametrize("value", [0, -3, 2.5, True, "64"])
     def test_invalid_chunk_size(self, value):

@@ -205,6 +205,13 @@ def _define_distribution_flags(define):
         "linear, sqrt or none.",
     )
     flags.register_multi_flags_validator(
+        ["sync_batchnorm", "gradient_cache_chunk_size"],
+        lambda values: not (values["sync_batchnorm"] and values["gradient_cache_chunk_size"]),
+        message="--sync_batchnorm cannot be combined with --gradient_cache_chunk_size "
+        "(gradient caching normalises each chunk by its own statistics).",
+        flag_values=define.flag_values,
+    )
+    flags.register_multi_flags_validator(
         ["strategy", "tpu", "tpu_zone", "gcp_project"],
         lambda values: (
             values["strategy"] == "tpu"
