@@ -159,6 +159,7 @@ def main(argv=None):
         ],
         rows,
     )
+    print(memory, flush=True)
     timing = run_child(
         [
             "benchmarks/gradient_cache.py",
@@ -169,16 +170,17 @@ def main(argv=None):
             f"--rounds={args.rounds}",
         ]
     )
-    plain, cached = (statistics.median(timing[name]) for name in ("plain", "cached"))
+    steps = {name: timing[name] for name in ("plain", "cached")}  # run_child adds the RSS
+    plain, cached = (statistics.median(times) for times in steps.values())
     timing_table = markdown_table(
         ["step", "s per step, median (min-max)"],
         [
             [name, f"{statistics.median(times):.2f} ({min(times):.2f}-{max(times):.2f})"]
-            for name, times in timing.items()
+            for name, times in steps.items()
         ],
     )
     ratio = f"Step-time ratio cached / plain: **{cached / plain:.2f}**"
-    print(memory, timing_table, ratio, sep="\n\n")
+    print(timing_table, ratio, sep="\n\n")
     if not args.no_append:
         notes = (
             f"Encoder `{args.encoder}` at 32x32x3 (SupConModel, 2 views, projection 128), "
