@@ -2,6 +2,9 @@
 
     python benchmarks/loss.py                       # the full table, appended to RESULTS.md
     python benchmarks/loss.py --sizes 4096x2 --repeats 3 --no-append
+    python benchmarks/loss.py --in-process --sizes 1024x2,4096x2 --rounds 5 --no-append
+    python benchmarks/loss.py --memory --sizes 8192x2 --no-append  # peak RSS per setting
+    python benchmarks/loss.py --memory --heavy --no-append  # adds 65536 x 2 in model.fit
 
 Each (implementation, size) runs forward + backward of the mean SupCon loss (integer
 labels over 10 classes, `summation="out"`, `contrast_mode="all"`, temperature 0.1)
@@ -11,7 +14,17 @@ memory (`ru_maxrss`) is that configuration's alone. Implementations:
 * `baseline`: the usual dense formulation (as in the widely used PyTorch SupConLoss:
   label mask tiled to N x N, logits minus row max, exp times the non-self mask,
   log-probabilities, masked mean), transcribed to TensorFlow, gradients by autodiff.
-* `dense`, `blocked`: `supcon_tf.supervised_contrastive_loss(implementation=...)`.
+* `dense`, `blocked`, `auto`: `supcon_tf.supervised_contrastive_loss(implementation=...)`.
+
+`--in-process` times the implementations alternately in one process and reports each
+as the median of its per-round ratios to the baseline (load from other jobs hits both
+sides of a ratio alike), and its ratio to the floor measured in the same process.
+
+`--memory` reports the peak resident memory of fresh processes that compute the loss
+(`implementation="auto"`) as users do: in a `tf.function` with static shapes, called
+eagerly under a `GradientTape`, in `model.fit` on precomputed features with a partial
+last batch (the traced batch size is unknown), and in `model.fit` under a
+`MirroredStrategy` of two logical CPU devices with the embeddings gathered across them.
 
 The table also states the floor: the products' FLOPs (2 N^2 D forward, twice that
 backward; the blocked kernel recomputes the forward product) at the measured rate of a
@@ -27,7 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-IMPLEMENTATIONS = ("baseline", "dense", "blocked")
+IMPLEMENTATIONS = ("baseline", "dense", "blocked", "auto")
+MEMORY_MODES = ("function", "eager", "fit", "mirrored")
 DEFAULT_SIZES = "1024x2,2048x2,4096x2,8192x2,16384x2,65536x2"
 
 
@@ -158,15 +172,22 @@ def parse_sizes(text):
 
 
 def in_process_table(sizes, dim, implementations, repeats, block_size):
-    """Times all implementations interleaved in this process (crossover; no memory)."""
+    """Times the implementations alternately in this process; ratios to baseline and floor.
+
+    Each round times every implementation once; an implementation's figure is the median
+    over rounds of (its time / the baseline's time in that round). The floor is three
+    products at the best matmul rate measured in this process, before and after.
+    """
     import numpy as np
     import tensorflow as tf
 
     rows = []
     for batch, views in sizes:
+        num = batch * views
         rng = np.random.default_rng(0)
         features = tf.constant(rng.normal(size=(batch, views, dim)).astype("float32"))
         labels = tf.constant(rng.integers(0, 10, size=batch))
+        rate = max(matmul_rates(num, dim, 3).values())
         steps = {name: make_step(name, labels, features, block_size) for name in implementations}
         times = {name: [] for name in implementations}
         for step in steps.values():
@@ -174,13 +195,100 @@ def in_process_table(sizes, dim, implementations, repeats, block_size):
         for _ in range(repeats):
             for name, step in steps.items():
                 times[name].append(timed(lambda step=step: step()[1]))
-        medians = {name: statistics.median(values) for name, values in times.items()}
-        fastest = min(medians, key=medians.get)
-        row = [f"{batch} x {views} ({batch * views})"]
-        row += [f"{medians[name]:.4f}" for name in implementations] + [fastest]
+        rate = max(rate, *matmul_rates(num, dim, 3).values())
+        floor = 3 * 2 * num * num * dim / (rate * 1e9)
+        row = [f"{batch} x {views} ({num})"]
+        for name in implementations:
+            seconds = statistics.median(times[name])
+            cell = f"{seconds:.3f}"
+            if "baseline" in times and name != "baseline":
+                ratios = [
+                    mine / theirs
+                    for mine, theirs in zip(times[name], times["baseline"], strict=True)
+                ]
+                cell += f" ({statistics.median(ratios):.2f}x)"
+            floor_ratio = seconds / floor
+            row.append(f"{cell}, {floor_ratio:.1f}x floor")
+        row.append(f"{floor:.3f} ({rate:.0f} GFLOP/s)")
         rows.append(row)
         print(" | ".join(row), flush=True)
-    return ["batch x views (N)", *[f"{name} s" for name in implementations], "fastest"], rows
+    header = ["batch x views (N)", *[f"{name} s (x baseline), x floor" for name in implementations]]
+    return [*header, "floor s (matmul rate)"], rows
+
+
+def memory_worker(mode, batch_size, num_views, dim):
+    """Forward + backward (or one `model.fit` epoch) in this process; prints one JSON line."""
+    if mode == "mirrored":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(2)]
+        )
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.common import peak_rss_mb
+    from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
+
+    rng = np.random.default_rng(0)
+    # model.fit gets one and a half batches: a full one, then a partial last one.
+    samples = batch_size + batch_size // 2 if mode in ("fit", "mirrored") else batch_size
+    features = rng.normal(size=(samples, num_views, dim)).astype("float32")
+    labels = rng.integers(0, 10, size=samples)
+    rss_before = peak_rss_mb()
+    start = time.perf_counter()
+    if mode == "function":
+        step = make_step("auto", tf.constant(labels), tf.constant(features))
+        step()[1].numpy()
+    elif mode == "eager":
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            loss = tf.reduce_mean(supervised_contrastive_loss(labels, variable))
+        tape.gradient(loss, variable).numpy()
+    else:
+        strategy = (
+            tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+            if mode == "mirrored"
+            else tf.distribute.get_strategy()
+        )
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((num_views, dim)), keras.layers.Dense(dim)])
+            model.compile(optimizer="sgd", loss=SupervisedContrastiveLoss(), jit_compile=False)
+        model.fit(features, labels, batch_size=batch_size, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rss_before_mb": rss_before}))
+
+
+def memory_table(sizes, dim, heavy):
+    """Peak RSS of a fresh process per (mode, size); 65536 x 2 in model.fit with --heavy."""
+    from benchmarks.common import run_child
+
+    cases = [(mode, batch, views) for batch, views in sizes for mode in MEMORY_MODES]
+    if heavy:
+        cases.append(("fit", 65536, 2))
+    rows = []
+    for mode, batch, views in cases:
+        command = ["benchmarks/loss.py", "--memory-worker", mode, str(batch), str(views)]
+        try:
+            report = run_child([*command, str(dim)])
+        except RuntimeError as error:
+            rows.append([f"{batch} x {views}", mode, "failed", str(error)[-200:], ""])
+            continue
+        rows.append(
+            [
+                f"{batch} x {views}",
+                mode,
+                f"{report['peak_rss_mb']:.0f}",
+                f"{report['rss_before_mb']:.0f}",
+                f"{report['seconds']:.1f}",
+            ]
+        )
+        print(" | ".join(rows[-1]), flush=True)
+    header = ["batch x views", "setting", "peak RSS MB", "RSS before loss MB", "seconds"]
+    return header, rows
 
 
 def main(argv=None):
@@ -208,13 +316,30 @@ def main(argv=None):
         action="store_true",
         help="time the implementations interleaved in one process (crossover table, no memory)",
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="peak RSS of fresh processes: tf.function, eager, model.fit, MirroredStrategy fit",
+    )
+    parser.add_argument(
+        "--heavy",
+        action="store_true",
+        help="with --memory: also 65536 x 2 in model.fit (tens of minutes on 2 cores)",
+    )
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "BATCH", "VIEWS", "DIM"))
+    parser.add_argument("--memory-worker", nargs=4, metavar=("MODE", "BATCH", "VIEWS", "DIM"))
     args = parser.parse_args(argv)
 
     if args.worker:
         implementation, batch, views, dim = args.worker
         worker(implementation, int(batch), int(views), int(dim), args.repeats, args.block_size)
+        return
+    if args.memory_worker:
+        mode, batch, views, dim = args.memory_worker
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"Unknown memory mode {mode!r}; expected one of {MEMORY_MODES}.")
+        memory_worker(mode, int(batch), int(views), int(dim))
         return
 
     from benchmarks.common import append_results, markdown_table, run_child
@@ -226,6 +351,13 @@ def main(argv=None):
             f"Unknown --implementations {sorted(unknown)}; expected {IMPLEMENTATIONS}."
         )
     sizes = parse_sizes(args.sizes)
+    if args.memory:
+        header, rows = memory_table(sizes, args.dim, args.heavy)
+        table = markdown_table(header, rows)
+        print(table)
+        if not args.no_append:
+            append_results("Loss: peak memory as users call it", " ".join(sys.argv), table)
+        return
     if args.in_process:
         header, rows = in_process_table(
             sizes, args.dim, implementations, args.repeats * args.rounds, args.block_size
@@ -234,8 +366,10 @@ def main(argv=None):
         print(table)
         if not args.no_append:
             notes = (
-                "Forward + backward median seconds, all implementations interleaved in one "
-                "process (so that load from other jobs hits them alike); no memory figures."
+                "Forward + backward median seconds, all implementations alternating in one "
+                "process; in brackets the median of the per-round ratios to the baseline; "
+                "'x floor' is the median time over three products at the best matmul rate "
+                "measured in the same process. No memory figures."
             )
             append_results(
                 "Loss: dense/blocked crossover", " ".join(sys.argv), table + "\n\n" + notes

@@ -10,7 +10,7 @@ The workflow for training on several devices or machines:
         model = build_my_model()
         synchronize_batch_norm(model)                # optional: global BatchNorm statistics
         model.compile(optimizer=..., loss=SupervisedContrastiveLoss())
-    model.fit(dataset.batch(1024), callbacks=[MidEpochBackupAndRestore("backup/", 100)])
+    model.fit(dataset.batch(1024))   # resumable: see supcon_tf.checkpoints
 
 Under `MultiWorkerMirroredStrategy`, where Keras 3's `fit` does not run
 (keras-team/keras#20585), `fit_with_custom_loop(model, dataset, epochs, steps)` takes
@@ -340,64 +340,6 @@ def _sublayers(layer):
         items = value if isinstance(value, (list, tuple)) else [value]
         found.extend(item for item in items if isinstance(item, keras.layers.Layer))
     return found
-
-
-class MidEpochBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` that backs up mid-epoch and ends on the exact step.
-
-    Backs up weights and optimizer state (which holds the step count,
-    `optimizer.iterations`) every `save_freq` batches. A run restarted after a crash
-    restores the last backup and continues from its step; Keras restarts the
-    interrupted epoch's loop, so this callback stops training as soon as the optimizer
-    has made `epochs x steps_per_epoch` steps: the resumed run completes exactly the
-    number of steps of an uninterrupted one (steps after the last backup are redone).
-    Learning-rate schedules follow `optimizer.iterations` and so resume exactly.
-
-    Args:
-        backup_dir: folder for the backup (used by nothing else); deleted at the end
-            of a completed run unless `delete_checkpoint=False`.
-        save_freq: back up every this many batches, or `"epoch"`.
-        delete_checkpoint: delete the backup when training completes.
-
-    Example:
-
-    >>> import numpy as np, keras, tempfile
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> model.compile(optimizer="sgd", loss="mse")
-    >>> backup = MidEpochBackupAndRestore(tempfile.mkdtemp(), save_freq=2)
-    >>> history = model.fit(np.ones((8, 2)), np.ones(8), batch_size=2, epochs=2,
-    ...                     callbacks=[backup], verbose=0)
-    >>> int(model.optimizer.iterations)
-    8
-    """
-
-    def __init__(self, backup_dir, save_freq=100, delete_checkpoint=True):
-        if save_freq != "epoch" and (
-            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
-        ):
-            raise ValueError(
-                f"`save_freq` must be a positive number of batches or 'epoch', got {save_freq!r}."
-            )
-        # Two generations of backups: a process killed while writing one keeps the other.
-        super().__init__(
-            backup_dir,
-            save_freq=save_freq,
-            double_checkpoint=True,
-            delete_checkpoint=delete_checkpoint,
-        )
-        self._total_steps = None
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        epochs, steps = self.params.get("epochs"), self.params.get("steps")
-        self._total_steps = epochs * steps if epochs and steps else None
-
-    def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, logs)
-        optimizer = self.model.optimizer
-        done = self._total_steps is not None and optimizer is not None
-        if done and int(keras.ops.convert_to_numpy(optimizer.iterations)) >= self._total_steps:
-            self.model.stop_training = True
 
 
 def needs_custom_loop(strategy):

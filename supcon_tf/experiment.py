@@ -11,10 +11,14 @@
 
 Every phase logs its metrics to `logs/<phase>/history.csv` and, when the
 `tensorboard` package is installed, to TensorBoard (`logs/<phase>`), checkpoints every epoch
-(`keras.callbacks.BackupAndRestore` under `backup/<phase>`) and writes a completion
+(`supcon_tf.checkpoints.TrainingCheckpoint` under `backup/<phase>`) and writes a completion
 marker (`phases/<phase>.json`): running the same configuration again resumes an
-interrupted phase at its last finished epoch and skips finished phases. Each epoch
-sees the same shuffled batches whether or not the run was interrupted. The validation
+interrupted phase exactly where its last checkpoint left it (mid-epoch with
+`backup_steps`) and skips finished phases. Each epoch sees the same shuffled batches
+whether or not the run was interrupted. One process at a time trains in a folder
+(`run.lock`); SIGTERM saves at the next step and raises
+`supcon_tf.checkpoints.StopRequested`; a NaN or Inf loss raises
+`supcon_tf.checkpoints.NonFiniteTrainingError` (see docs/reliability.md). The validation
 split is monitored for model selection; the test split is evaluated once per model,
 at the end. `report.json` holds the test accuracies, the configuration and timings.
 
@@ -65,7 +69,7 @@ from supcon_tf.models import (
     build_linear_classifier,
 )
 from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate_split, fit_phase
-from supcon_tf.runs import RunDirectory
+from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
 
 PHASES = ("pretrain", "classifier", "baseline")
@@ -83,6 +87,7 @@ _RESUMABLE_FIELDS = (
     "tpu",
     "tpu_zone",
     "gcp_project",
+    "deterministic",
 )
 
 
@@ -154,6 +159,10 @@ class ExperimentConfig:
             epoch).
         model_dir: output folder (checkpoints, logs, models, report.json).
         seed: seed of the validation split, weights, shuffling and augmentation.
+        deterministic: run TensorFlow ops deterministically
+            (`tf.config.experimental.enable_op_determinism`, for the rest of the
+            process; slower on GPUs): with the seeds, two runs, interrupted or not,
+            give the same weights.
         verbose: Keras progress-bar mode (0 silent, 1 bars, 2 one line per epoch).
         evaluate: at the end, run `supcon_tf.evaluation.evaluate_run` (ECE, per-class
             accuracy, kNN, alignment/uniformity, t-SNE, corruptions; report.md and plots).
@@ -208,6 +217,7 @@ class ExperimentConfig:
     backup_steps: int = 0
     model_dir: str = "runs/supcon"
     seed: int = 0
+    deterministic: bool = False
     verbose: int = 1
     evaluate: bool = True
     knn_monitor: bool = True
@@ -321,25 +331,28 @@ def run_experiment(config):
     """
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy, config = _distribute(config)
     run = RunDirectory(config.model_dir)
-    run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
-    start = time.perf_counter()
-    data = load_dataset(
-        config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
-    )
-    _build_augmenter(config)  # Fails on a bad policy name before any training.
-    phases = _Phases(config, data, run)
-    with training_scope(strategy, config.mixed_precision):
-        results = {"pretrain": phases.run("pretrain", phases.pretrain)}
-        results["classifier"] = phases.run("classifier", phases.train_classifier)
-        if config.baseline:
-            results["baseline"] = phases.run("baseline", phases.train_baseline)
-    report = _report(config, data, strategy, results, time.perf_counter() - start)
-    run.write_report(report)
-    if config.evaluate:
-        # Adds "evaluation" to report.json and writes report.md and plots/.
-        report["evaluation"] = evaluate_run(run.root, data, seed=config.seed)
+    with run.lock(), stop_on_sigterm() as stop_requested:
+        run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
+        start = time.perf_counter()
+        data = load_dataset(
+            config.dataset, config.data_dir, config.validation_fraction, seed=config.seed
+        )
+        _build_augmenter(config)  # Fails on a bad policy name before any training.
+        phases = _Phases(config, data, run, stop_requested)
+        with training_scope(strategy, config.mixed_precision):
+            results = {"pretrain": phases.run("pretrain", phases.pretrain)}
+            results["classifier"] = phases.run("classifier", phases.train_classifier)
+            if config.baseline:
+                results["baseline"] = phases.run("baseline", phases.train_baseline)
+        report = _report(config, data, strategy, results, time.perf_counter() - start)
+        run.write_report(report)
+        if config.evaluate:
+            # Adds "evaluation" to report.json and writes report.md and plots/.
+            report["evaluation"] = evaluate_run(run.root, data, seed=config.seed)
     return report
 
 
@@ -356,10 +369,11 @@ def _distribute(config):
 class _Phases:
     """The three training phases of one run; each trains, saves its model, returns results."""
 
-    def __init__(self, config, data, run):
+    def __init__(self, config, data, run, stop_requested=None):
         self.config = config
         self.data = data
         self.run_directory = run
+        self.stop_requested = stop_requested
 
     def run(self, phase, train):
         """`train()`'s result, or the stored one when the phase finished in an earlier call."""
@@ -394,13 +408,14 @@ class _Phases:
             labels,
             config.pretrain_epochs,
             callbacks=_knn_monitors(model.encoder, data, config),
+            should_stop=self.stop_requested,
         )
         model.encoder.save(self.run_directory.root / "encoder.keras")
         return {"history": history, "resumed_from_epoch": initial_epoch}
 
     def train_classifier(self):
         """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
-        encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras")
+        encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras", safe_mode=True)
         model = build_linear_classifier(
             encoder,
             self.data.num_classes,
@@ -443,6 +458,7 @@ class _Phases:
             epochs,
             augmenter=_build_augmenter(config),
             validation=(data.x_val, data.y_val),
+            should_stop=self.stop_requested,
         )
         model.save(self.run_directory.root / f"{phase}.keras")
         _, validation_accuracy = evaluate_split(model, config, data.x_val, data.y_val)

@@ -5,12 +5,13 @@ a (possibly larger, e.g. gathered across replicas) contrast batch. Two implement
 share one formulation and one custom gradient:
 
 * `"dense"` computes the whole `[K, M]` logit matrix (K anchor views, M contrast views)
-  in one block and keeps its softmax for the backward pass (three products in all).
+  in one block and keeps its exponentials for the backward pass (three products in all).
 * `"blocked"` streams over row blocks of the logit matrix: the forward pass keeps only
   each row's log-sum-exp, the backward pass recomputes one block at a time and
   accumulates the anchor and contrast gradients, so the peak extra memory is
   O(block_size x M) instead of O(K x M).
-* `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked.
+* `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked;
+  from the static shapes when they are known, else at run time (`tf.cond`).
 
 The loss of an anchor row i with logits `l_ij = z_i . z_j / tau` splits into
 
@@ -23,8 +24,10 @@ embeddings: `sum_{p in P(i)} z_i . z_p = z_i . S_class(i) - z_i . z_i` with `S_c
 of the class's contrast embeddings, so it costs O(M x D) and needs no mask at all.
 Multi-hot labels, explicit positive masks and `summation="in"` build a `[block, M]`
 positive mask per block from the labels (or from rows of the caller's `[G, G]` mask);
-no `[M, M]` mask is formed. Self-similarities are excluded by writing a very negative
-value on the self entries (an in-place scatter), not by multiplying with a mask.
+no `[M, M]` mask is formed. Self-similarities are excluded by writing `-inf` on the self
+entries (an in-place scatter), not by multiplying with a mask and not with a finite
+stand-in that large logits could beat; a row whose only contrast is itself (a single
+view of a single sample) is shifted by 0 instead of its `-inf` maximum, so no NaN arises.
 
 Precision: the "out" loss subtracts two numbers of size about 1/tau. To keep float32
 results as exact as the masked form, the value is computed as (log-denominator minus
@@ -32,14 +35,18 @@ the logit of one positive "reference" column, both from the same product) plus (
 logit minus the mean positive logit, from the difference of contrast vectors); the
 gradient is that of the plain expression.
 
-The gradient of a row's log-sum-exp is that row's softmax; the custom gradient turns
-the upstream per-row gradients into `dlogits` and two products, with the per-row
-scalars folded into the `[block, D]` factors, not into the `[block, M]` matrix.
+The gradient of a row's log-sum-exp is that row's softmax `exp(l - shift) / sum`; the
+forward pass keeps the unnormalised exponentials and the row sums, and the custom
+gradient folds `upstream / sum` into the `[block, D]` factors of its two products, so
+the `[block, M]` matrix is never normalised or scaled.
 """
 
 from typing import NamedTuple
 
 import tensorflow as tf
+
+# Not in the public API; used only to tell whether a graph is being built for XLA.
+from tensorflow.python.ops import control_flow_util
 
 IMPLEMENTATIONS = ("auto", "dense", "blocked")
 
@@ -51,10 +58,6 @@ AUTO_DENSE_MAX_ELEMENTS = 4096 * 4096
 # least MIN_BLOCK_ROWS rows (for N = 131072 contrasts: 128 MB per block).
 DEFAULT_BLOCK_ELEMENTS = 2**21
 MIN_BLOCK_ROWS = 256
-
-# A finite stand-in for -inf: exp() of it underflows to exactly 0 in float32 while
-# keeping every intermediate value finite, so masked entries never produce NaN.
-MASK_VALUE = -1e9
 
 
 class Positives(NamedTuple):
@@ -109,27 +112,34 @@ def check_implementation(implementation, block_size):
         )
 
 
-def choose_implementation(implementation, num_anchors, num_contrasts):
-    """Resolves `"auto"` to `"dense"` or `"blocked"` from the static logit-matrix size.
+def choose_implementation(implementation, num_anchors, num_contrasts, in_xla=False):
+    """Resolves `"auto"` from the static logit-matrix size, when it is known.
 
     Args:
         implementation: `"auto"`, `"dense"` or `"blocked"`.
         num_anchors: static number K of anchor views (rows), or None when unknown.
         num_contrasts: static number M of contrast views (columns), or None.
+        in_xla: whether the kernel is being compiled by XLA.
 
     Returns:
         `"dense"` or `"blocked"`; `"auto"` gives dense when `K x M` is at most
-        `AUTO_DENSE_MAX_ELEMENTS` or unknown.
+        `AUTO_DENSE_MAX_ELEMENTS`, else blocked. With an unknown size (a `model.fit`
+        batch dimension, a partial last batch, a gathered global batch) it returns
+        `"run time"`: both kernels go into the graph and a `tf.cond` picks one from the
+        actual size, except under XLA (whose conditionals would make the blocked branch
+        carry the dense branch's `[K, M]` intermediates), where it is `"blocked"`.
 
     Example:
 
     >>> choose_implementation("auto", 8192, 8192)
     'blocked'
+    >>> choose_implementation("auto", None, 8192)
+    'run time'
     """
     if implementation != "auto":
         return implementation
     if num_anchors is None or num_contrasts is None:
-        return "dense"
+        return "blocked" if in_xla else "run time"
     return "dense" if num_anchors * num_contrasts <= AUTO_DENSE_MAX_ELEMENTS else "blocked"
 
 
@@ -140,10 +150,11 @@ def default_block_size(num_contrasts):
     (one pass over M x D values per block) small next to the block's products.
 
     Args:
-        num_contrasts: number M of contrast views (columns of the logit matrix).
+        num_contrasts: number M of contrast views (columns of the logit matrix): a
+            Python integer, or a scalar integer tensor when it is known only at run time.
 
     Returns:
-        A positive multiple of 8.
+        A positive multiple of 8 (a Python int, or an int32 tensor for a tensor input).
 
     Example:
 
@@ -152,8 +163,11 @@ def default_block_size(num_contrasts):
     >>> default_block_size(131072)
     256
     """
-    rows = DEFAULT_BLOCK_ELEMENTS // max(int(num_contrasts), 1)
-    return max(MIN_BLOCK_ROWS, rows // 8 * 8)
+    if isinstance(num_contrasts, int):
+        rows = DEFAULT_BLOCK_ELEMENTS // max(num_contrasts, 1)
+        return max(MIN_BLOCK_ROWS, rows // 8 * 8)
+    rows = DEFAULT_BLOCK_ELEMENTS // tf.maximum(tf.cast(num_contrasts, tf.int32), 1)
+    return tf.maximum(MIN_BLOCK_ROWS, rows // 8 * 8)
 
 
 def _segment_ids(labels):
@@ -278,66 +292,87 @@ def _row_terms(
     Returns:
         `(log_denominator, reference_gap)` when `positive_term` is None, where
         `reference_gap = log_denominator - logit[reference column]` is computed without
-        cancellation (no gradient); else `(log_denominator, positive, count)`; all `[K]`.
+        cancellation (no gradient); else `(log_denominator, positive, count, gap)` where
+        `positive` is the sum (`"sum"`) or log-sum-exp of the positive logits and `gap` is
+        log-denominator minus mean positive logit, or minus `positive`, computed from the
+        row shifts without cancellation (no gradient); all `[K]`.
     """
     dtype = anchors.dtype
-    mask_value = tf.constant(MASK_VALUE, dtype)
+    minus_infinity = tf.constant(-float("inf"), dtype)
+
+    def shifted_exponentials(logits, include):
+        """`(shift, exps, sums)`: a row's log-sum-exp over `include` is `shift + log(sums)`.
+
+        `include` is None (every entry) or a bool mask; excluded entries hold `-inf` or
+        are masked. A row with no entry gets shift 0 and sum 0 (log-sum-exp `-inf`).
+        """
+        if include is not None:
+            logits = tf.where(include, logits, minus_infinity)
+        row_max = tf.reduce_max(logits, axis=1)
+        shift = tf.where(row_max > minus_infinity, row_max, tf.zeros_like(row_max))
+        exps = tf.exp(logits - shift[:, None])
+        return shift, exps, tf.reduce_sum(exps, axis=1)
 
     def forward_block(block_anchors, block_samples, block_self, block_reference):
         rows = tf.shape(block_anchors)[0]
         logits = tf.matmul(block_anchors, contrast, transpose_b=True)
         if not include_self:
             self_index = tf.stack([tf.range(rows), block_self], axis=1)
-            logits = tf.tensor_scatter_nd_update(logits, self_index, tf.fill([rows], mask_value))
-        # One fused softmax pass; the row's largest probability is 1 / sum exp(l - max).
-        row_max = tf.reduce_max(logits, axis=1)
-        softmax = tf.nn.softmax(logits, axis=1)
-        log_sums = -tf.math.log(tf.reduce_max(softmax, axis=1))
-        state = {"softmax": softmax, "log_denominator": row_max + log_sums}
+            logits = tf.tensor_scatter_nd_update(
+                logits, self_index, tf.fill([rows], minus_infinity)
+            )
+        shift, exps, sums = shifted_exponentials(logits, None)
+        log_sums = tf.math.log(sums)
+        state = {
+            "exps": exps,
+            "inverse_sums": tf.math.reciprocal_no_nan(sums),
+            "log_denominator": shift + log_sums,
+        }
         if positive_term is None:
             reference = tf.gather(logits, block_reference, batch_dims=1)
-            state["reference_gap"] = (row_max - reference) + log_sums
+            state["reference_gap"] = (shift - reference) + log_sums
             return state
         mask = build_mask(block_samples)
         if not include_self:
             mask = tf.tensor_scatter_nd_update(mask, self_index, tf.zeros([rows], tf.bool))
         count = tf.reduce_sum(tf.cast(mask, dtype), axis=1)
         state.update(mask=mask, count=count)
+        has_positive = count > 0
         if positive_term == "sum":
-            state["positive"] = tf.reduce_sum(tf.where(mask, logits, tf.zeros_like(logits)), 1)
+            positive = tf.reduce_sum(tf.where(mask, logits, tf.zeros_like(logits)), 1)
+            # log-denominator minus the mean positive logit, without cancelling the shifts.
+            gap = (shift - positive / tf.maximum(count, 1.0)) + log_sums
         else:
-            positive_max = tf.reduce_max(tf.where(mask, logits, mask_value), axis=1)
-            shifted = tf.where(mask, tf.exp(logits - positive_max[:, None]), tf.zeros_like(logits))
-            positive_sum = tf.reduce_sum(shifted, axis=1)
-            has_positive = count > 0
-            safe_sum = tf.where(has_positive, positive_sum, tf.ones_like(positive_sum))
-            state["positive"] = tf.where(
-                has_positive, positive_max + tf.math.log(safe_sum), tf.zeros_like(positive_max)
+            positive_shift, positive_exps, positive_sums = shifted_exponentials(logits, mask)
+            positive = positive_shift + tf.math.log(positive_sums)
+            gap = (shift - positive_shift) + (log_sums - tf.math.log(positive_sums))
+            state["positive_softmax"] = (
+                positive_exps * tf.math.reciprocal_no_nan(positive_sums)[:, None]
             )
-            state["positive_softmax"] = shifted / safe_sum[:, None]
+        state["positive"] = tf.where(has_positive, positive, tf.zeros_like(positive))
+        state["gap"] = tf.where(has_positive, gap, tf.zeros_like(gap))
         return state
 
     def backward_block(state, block_anchors, grad_denominator, grad_positive):
         """Returns the gradients of the block's anchors and its contrast contribution."""
-        softmax = state["softmax"]
+        exps = state["exps"]
+        # dlogits = diag(g / sums) exps: fold g / sums into the [b, D] factors.
+        row_scale = (grad_denominator * state["inverse_sums"])[:, None]
         if positive_term is None:
-            # dlogits = diag(g) softmax: fold g into the [b, D] factors, not the [b, M] matrix.
-            anchor_grad = grad_denominator[:, None] * tf.matmul(softmax, contrast)
-            contrast_grad = tf.matmul(
-                softmax, grad_denominator[:, None] * block_anchors, transpose_a=True
-            )
+            anchor_grad = row_scale * tf.matmul(exps, contrast)
+            contrast_grad = tf.matmul(exps, row_scale * block_anchors, transpose_a=True)
             return anchor_grad, contrast_grad
         if positive_term == "sum":
             positive_grad = grad_positive[:, None] * tf.cast(state["mask"], dtype)
         else:
             positive_grad = grad_positive[:, None] * state["positive_softmax"]
-        logits_grad = grad_denominator[:, None] * softmax + positive_grad
+        logits_grad = row_scale * exps + positive_grad
         anchor_grad = tf.matmul(logits_grad, contrast)
         contrast_grad = tf.matmul(logits_grad, block_anchors, transpose_a=True)
         return anchor_grad, contrast_grad
 
     output_names = ("log_denominator",) + (
-        ("reference_gap",) if positive_term is None else ("positive", "count")
+        ("reference_gap",) if positive_term is None else ("positive", "count", "gap")
     )
 
     def outputs_of(state):
@@ -473,6 +508,52 @@ def anchor_losses(
     True
     """
     check_implementation(implementation, block_size)
+    arguments = (features, positives, temperature, contrast_mode, summation)
+    options = dict(
+        include_self=include_self,
+        anchor_start=anchor_start,
+        local_batch=local_batch,
+        implementation=implementation,
+        block_size=block_size,
+    )
+    if tf.executing_eagerly() and _blocked_when_static(features, contrast_mode, implementation):
+        # Eagerly, the blocked loop is a Python loop whose every intermediate is a live
+        # value: run it as one graph (traced once per shape and options), as lean as a
+        # compiled call. Small dense calls stay eager (tracing would cost more).
+        return _graph_anchor_losses(*arguments, **options)
+    return _anchor_losses(*arguments, **options)
+
+
+def _blocked_when_static(features, contrast_mode, implementation):
+    """Whether the kernel resolves to `"blocked"` from `features`' static shape."""
+    num_samples, num_views = features.shape[0], features.shape[1]
+    if num_samples is None or num_views is None:
+        return implementation == "blocked"
+    anchor_views = num_views if contrast_mode == "all" else 1
+    num_contrasts = num_samples * num_views
+    return choose_implementation(implementation, num_samples * anchor_views, num_contrasts) == (
+        "blocked"
+    )
+
+
+def _in_xla():
+    """Whether the current graph is being built for XLA (`jit_compile=True`, TPU)."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _anchor_losses(
+    features,
+    positives,
+    temperature,
+    contrast_mode,
+    summation,
+    include_self,
+    anchor_start,
+    local_batch,
+    implementation,
+    block_size,
+):
+    """`anchor_losses` in a graph (see there)."""
     num_views = features.shape[1]
     anchor_views = num_views if contrast_mode == "all" else 1
     dtype = features.dtype
@@ -503,23 +584,38 @@ def anchor_losses(
         build_mask = _mask_builder(positives, global_batch, num_views, dtype)
         reference_columns = None
 
-    static_columns = contrast.shape[0]
-    implementation = choose_implementation(implementation, anchors.shape[0], static_columns)
-    if implementation == "blocked" and block_size is None:
-        block_size = default_block_size(static_columns or DEFAULT_BLOCK_ELEMENTS // 256)
-
     scaled_anchors = anchors * tf.constant(1.0 / temperature, dtype)
-    terms = _row_terms(
-        scaled_anchors,
-        contrast,
-        anchor_samples,
-        self_columns,
-        reference_columns,
-        build_mask,
-        positive_term,
-        include_self,
-        block_size if implementation == "blocked" else None,
+
+    def terms_of(kernel):
+        blocks = None
+        if kernel == "blocked":
+            blocks = block_size or default_block_size(
+                contrast.shape[0] if contrast.shape[0] is not None else tf.shape(contrast)[0]
+            )
+        return _row_terms(
+            scaled_anchors,
+            contrast,
+            anchor_samples,
+            self_columns,
+            reference_columns,
+            build_mask,
+            positive_term,
+            include_self,
+            block_size=blocks,
+        )
+
+    implementation = choose_implementation(
+        implementation, anchors.shape[0], contrast.shape[0], _in_xla()
     )
+    if implementation == "run time":
+        size = tf.cast(tf.shape(anchors)[0], tf.int64) * tf.cast(tf.shape(contrast)[0], tf.int64)
+        terms = tf.cond(
+            size <= AUTO_DENSE_MAX_ELEMENTS,
+            lambda: terms_of("dense"),
+            lambda: terms_of("blocked"),
+        )
+    else:
+        terms = terms_of(implementation)
     if linear_positives:
         log_denominator, reference_gap = terms
         positive_sums, counts = _positive_sums(
@@ -540,11 +636,18 @@ def anchor_losses(
         accurate = tf.stop_gradient(reference_gap + reference_to_mean)
         loss = accurate + (loss - tf.stop_gradient(loss))
     else:
-        log_denominator, positive, counts = terms
+        log_denominator, positive, counts, gap = terms
         safe_counts = tf.maximum(counts, 1.0)
         if summation == "out":
             loss = log_denominator - positive / safe_counts
         else:
+            gap += tf.math.log(safe_counts)
             loss = log_denominator + tf.math.log(safe_counts) - positive
+        # The value without cancelling the two shifts (see `_row_terms`); the gradient
+        # flows through `loss`.
+        loss = tf.stop_gradient(gap) + (loss - tf.stop_gradient(loss))
     loss = tf.where(counts > 0, loss, tf.zeros_like(loss))
     return tf.reduce_mean(tf.reshape(loss, [anchor_views, local_batch]), axis=0)
+
+
+_graph_anchor_losses = tf.function(_anchor_losses, autograph=False)

@@ -104,6 +104,43 @@ def _check_batch(name, tensor, batch_size):
         )
 
 
+def label_tensor(y_true):
+    """Labels as a tensor whose integer values stay exact: integers become int64.
+
+    Integer labels are compared for equality only, so they must never pass through
+    float32 (which merges labels from 2**24 on); boolean and floating-point labels
+    (one-/multi-hot) are kept as given.
+
+    Args:
+        y_true: integer, boolean or floating-point labels (any shape).
+
+    Returns:
+        A tensor: int64 for integer labels, else `y_true`'s own dtype.
+
+    Raises:
+        ValueError: for any other dtype (strings, complex numbers).
+
+    Example:
+
+    >>> label_tensor([16777216, 16777217]).dtype.name
+    'int64'
+    >>> label_tensor(["cat", "dog"])
+    Traceback (most recent call last):
+    ...
+    ValueError: Labels `y_true` must be integers, booleans or floats (one-/multi-hot), got dtype string. Map other labels to integer ids first (e.g. with `keras.layers.StringLookup`).
+    """
+    y_true = tf.convert_to_tensor(y_true)
+    if y_true.dtype.is_integer:
+        return tf.cast(y_true, tf.int64)
+    if y_true.dtype.is_bool or y_true.dtype.is_floating:
+        return y_true
+    raise ValueError(
+        "Labels `y_true` must be integers, booleans or floats (one-/multi-hot), got dtype "
+        f"{y_true.dtype.name}. Map other labels to integer ids first (e.g. with "
+        "`keras.layers.StringLookup`)."
+    )
+
+
 def _positives(y_true, batch_size, positive_mask=None):
     """Validates the labels (or mask) and describes the positive pairs between samples.
 
@@ -135,7 +172,7 @@ def _positives(y_true, batch_size, positive_mask=None):
         return kernels.Positives("mask", tf.logical_or(positive_mask, eye))
     if y_true is None:
         return kernels.Positives("samples")
-    y_true = tf.convert_to_tensor(y_true)
+    y_true = label_tensor(y_true)
     rank = y_true.shape.rank
     if rank is None or rank == 0 or rank > 2:
         raise ValueError(
@@ -209,7 +246,9 @@ def supervised_contrastive_loss(
             each replica's own shard as its only negatives. No effect outside a
             multi-replica context.
         implementation: `"auto"` (default: dense for small batches, blocked above
-            `kernels.AUTO_DENSE_MAX_ELEMENTS` similarities), `"dense"` (the whole
+            `kernels.AUTO_DENSE_MAX_ELEMENTS` similarities, decided at run time when the
+            batch size is unknown while tracing, as in `model.fit`, for a partial last
+            batch or a gathered global batch), `"dense"` (the whole
             similarity matrix at once) or `"blocked"` (row blocks with a streaming
             log-sum-exp; memory O(N x block_size) for huge batches). Same values and
             gradients either way.
@@ -298,7 +337,7 @@ def _gather_across_replicas(context, features, y_true, positive_mask):
     local = [features]
 
     if y_true is not None:
-        y_true = tf.convert_to_tensor(y_true)
+        y_true = label_tensor(y_true)
         _check_batch("y_true", y_true, features.shape[0])
         if y_true.shape.rank == 2 and y_true.shape[1] == 0:
             # No labels at all ([B, 0], SimCLR through the Loss class): sample identity
@@ -434,15 +473,46 @@ def npairs_loss(y_true, y_pred):
         )
     if y_pred.dtype not in (tf.float32, tf.float64):
         y_pred = tf.cast(y_pred, tf.float32)
-    labels = tf.reshape(tf.convert_to_tensor(y_true), [-1])
+    labels = tf.reshape(label_tensor(y_true), [-1])
     _check_batch("y_true", labels, y_pred.shape[0])
     same = tf.cast(tf.equal(labels[:, None], labels[None, :]), y_pred.dtype)
     targets = same / tf.reduce_sum(same, axis=1, keepdims=True)
     return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=y_pred))
 
 
+class _PassThrough(keras.losses.Loss):
+    """Keras' own masking, `sample_weight` and reduction of given per-sample losses."""
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, y_true, y_pred):
+        return y_pred
+
+
+class _LabelLoss(keras.losses.Loss):
+    """A Keras loss whose integer labels reach `call` exact (int64), not cast to float.
+
+    `keras.losses.Loss.__call__` converts `y_true` to the loss dtype (float32), which
+    merges integer labels from 2**24 on. Here `y_true` keeps its integer dtype (and is
+    validated) and `call` runs on it; weighting and reduction stay Keras' own.
+    """
+
+    # Straight-line code: nothing for autograph to convert (a `tf.function` around the
+    # loss would otherwise convert this method and, through it, Keras' reduction).
+    @tf.autograph.experimental.do_not_convert
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        with tf.name_scope(self.name):
+            if y_true is not None:
+                y_true = label_tensor(y_true)
+            y_pred = tf.convert_to_tensor(y_pred)
+            if y_pred.dtype != self.dtype:
+                y_pred = tf.cast(y_pred, self.dtype)
+            losses = self.call(y_true, y_pred)
+        reduction = _PassThrough(reduction=self.reduction, name=self.name, dtype=self.dtype)
+        return reduction(losses, losses, sample_weight=sample_weight)
+
+
 @keras.saving.register_keras_serializable(package="supcon_tf")
-class SupervisedContrastiveLoss(keras.losses.Loss):
+class SupervisedContrastiveLoss(_LabelLoss):
     """Supervised contrastive loss (SupCon) of Khosla et al., NeurIPS 2020.
 
     All views of samples that share the anchor's label are positives; every other view
@@ -525,20 +595,6 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         self.block_size = block_size
         self.gather_across_replicas = gather_across_replicas
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        if y_true is None:
-            # Keras cannot convert `None`; an empty label set per sample ([B, 0]) has the
-            # same meaning: only the other views of the same sample are positives.
-            y_pred = tf.convert_to_tensor(y_pred)
-            if y_pred.shape.rank is not None and (y_pred.shape.rank < 3 or y_pred.shape[1] == 1):
-                raise ValueError(
-                    "Without labels (`y_true=None`, SimCLR) the positives are the other views "
-                    "of the same sample, so `y_pred` needs at least 2 views, shape "
-                    f"[batch, views>=2, dim]; got shape {y_pred.shape}."
-                )
-            y_true = tf.zeros(tf.stack([tf.shape(y_pred)[0], 0]), dtype=tf.float32)
-        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
-
     def call(self, y_true, y_pred):
         return supervised_contrastive_loss(
             y_true,
@@ -571,7 +627,7 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
-class NPairsLoss(keras.losses.Loss):
+class NPairsLoss(_LabelLoss):
     """The original Keras SupCon example's loss, without TensorFlow Addons.
 
     The Keras example ("Supervised Contrastive Learning", Khandelwal 2020) computed

@@ -1,9 +1,10 @@
 """Training and evaluating one phase of an experiment, resumable from its run folder.
 
 `fit_phase` trains a compiled model for a phase's epochs on shuffled, seeded batches
-that are the same whether or not the run was interrupted; it logs to
-`logs/<phase>/history.csv` (and TensorBoard when the package is installed), backs the
-state up in `backup/<phase>` and resumes from there. It uses Keras' `fit`, or the
+(`training_batches`) that are the same whether or not the run was interrupted; it logs
+to `logs/<phase>/history.csv` (and TensorBoard when the package is installed), saves
+the training state in `backup/<phase>` (`supcon_tf.checkpoints.TrainingCheckpoint`) and
+resumes from there exactly, however often the run was killed. It uses Keras' `fit`, or the
 custom loop of `supcon_tf.distribute` under strategies where `fit` does not run.
 `evaluate_split` measures a classifier on one split; `build_phase_optimizer` and
 `compile_classifier` set a phase's optimizer and learning-rate schedule.
@@ -24,8 +25,8 @@ Example:
 >>> history, resumed_from_epoch = fit_phase(model, config, run, "classifier", x, y, epochs=2)
 >>> len(history["loss"]), resumed_from_epoch
 (2, 0)
->>> run.resume_position("classifier", config.backup_steps)  # finished: backup removed
-(0, 0)
+>>> run.resume_position("classifier", steps_per_epoch=4)  # finished: the last checkpoint
+(2, 0)
 """
 
 import importlib.util
@@ -41,9 +42,24 @@ from supcon_tf.schedules import build_schedule
 
 
 def fit_phase(
-    model, config, run, phase, x, y, epochs, augmenter=None, validation=None, callbacks=()
+    model,
+    config,
+    run,
+    phase,
+    x,
+    y,
+    epochs,
+    augmenter=None,
+    validation=None,
+    callbacks=(),
+    should_stop=None,
 ):
-    """Fits `model` for `phase`, resuming from the run folder's backup.
+    """Fits `model` for `phase`, resuming exactly from the run folder's last checkpoint.
+
+    The checkpoint (`run.checkpoint`) restores weights, optimizer and random-generator
+    states and gives the position `(epoch, step)`; the batches restart there
+    (`training_batches`). A run resumed mid-epoch first finishes that epoch, so every
+    logged epoch is a whole one.
 
     Args:
         model: a compiled Keras model.
@@ -55,6 +71,8 @@ def fit_phase(
         augmenter: optional augmentation of the training batches.
         validation: optional `(x, y)` monitored each epoch.
         callbacks: extra callbacks; they run before the loggers, which see their logs.
+        should_stop: optional callable; True saves at the next step and raises
+            `supcon_tf.checkpoints.StopRequested` (see `supcon_tf.runs.stop_on_sigterm`).
 
     Returns:
         `(history, initial_epoch)`: the metrics of the epochs run now by name, and the
@@ -66,10 +84,58 @@ def fit_phase(
             f"The batch size {config.batch_size} exceeds the {len(x)} training images; "
             "lower --batch_size."
         )
-    initial_epoch, steps_done = run.resume_position(phase, config.backup_steps)
-    initial_epoch = min(initial_epoch, epochs)
+    checkpoint = run.checkpoint(phase, steps_per_epoch, epochs, config.backup_steps, should_stop)
+    initial_epoch, steps_done = checkpoint.restore(model)
     if initial_epoch >= epochs:
         return {}, initial_epoch
+    validation_data = None
+    if validation is not None and len(validation[0]):
+        validation_data = make_dataset(*validation, batch_size=config.batch_size)
+    custom_loop = needs_custom_loop(tf.distribute.get_strategy())
+    callbacks = [
+        *callbacks,
+        *_phase_callbacks(config, run, phase, checkpoint, tensorboard=not custom_loop),
+    ]
+    # (first epoch, end epoch, steps per epoch, position): the rest of an interrupted
+    # epoch, then whole epochs.
+    segments = []
+    if steps_done:
+        segments.append((initial_epoch, initial_epoch + 1, steps_per_epoch - steps_done))
+    first_whole_epoch = initial_epoch + (1 if steps_done else 0)
+    if first_whole_epoch < epochs:
+        segments.append((first_whole_epoch, epochs, steps_per_epoch))
+    history = {}
+    for first_epoch, end_epoch, steps in segments:
+        step = steps_done if first_epoch == initial_epoch else 0
+        stream = training_batches(x, y, config, end_epoch, (first_epoch, step), augmenter)
+        result = _fit(
+            model, config, stream, first_epoch, end_epoch, steps, validation_data, callbacks
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(value) for value in values)
+    return history, initial_epoch
+
+
+def training_batches(x, y, config, epochs, position=(0, 0), augmenter=None):
+    """The shuffled training batches from `position` to the end of epoch `epochs - 1`.
+
+    Epoch `e` is shuffled by a seed derived from `(config.seed, e)`, so the batches
+    from a position are those an uninterrupted run sees there: a run that resumes at
+    `(epoch, step)` (`supcon_tf.checkpoints.TrainingCheckpoint.restore`) starts the
+    stream with this.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from supcon_tf.experiment import ExperimentConfig
+    >>> config = ExperimentConfig(batch_size=2)
+    >>> x = np.arange(6, dtype="float32").reshape(6, 1)
+    >>> whole = [b.numpy().ravel().tolist() for b in training_batches(x, None, config, 2)]
+    >>> resumed = training_batches(x, None, config, 2, position=(1, 1))
+    >>> [b.numpy().ravel().tolist() for b in resumed] == whole[4:]
+    True
+    """
+    epoch, step = position
     stream = make_dataset(
         x,
         y,
@@ -79,49 +145,41 @@ def fit_phase(
         augment=augmenter,
         drop_remainder=True,
         epochs=epochs,
-        initial_epoch=initial_epoch,
+        initial_epoch=epoch,
     )
-    # Resuming mid-epoch: skip the batches done before the backup; the backup
-    # callback ends training at the uninterrupted run's last step.
-    stream = stream.skip(steps_done)
-    validation_data = None
-    if validation is not None and len(validation[0]):
-        validation_data = make_dataset(*validation, batch_size=config.batch_size)
-    custom_loop = needs_custom_loop(tf.distribute.get_strategy())
-    callbacks = [*callbacks, *_phase_callbacks(config, run, phase, tensorboard=not custom_loop)]
+    return stream.skip(step)
+
+
+def _fit(model, config, stream, first_epoch, end_epoch, steps, validation_data, callbacks):
+    """Epochs `first_epoch .. end_epoch - 1` of `steps` batches with Keras' `fit` or the custom loop."""
     # Keras 3's fit does not run under MultiWorkerMirroredStrategy (#20585).
-    if custom_loop:
-        result = fit_with_custom_loop(
+    if needs_custom_loop(tf.distribute.get_strategy()):
+        return fit_with_custom_loop(
             model,
             stream,
-            epochs,
-            steps_per_epoch,
+            end_epoch,
+            steps,
             callbacks=callbacks,
-            initial_epoch=initial_epoch,
+            initial_epoch=first_epoch,
             validation_data=validation_data,
         )
-    else:
-        result = model.fit(
-            stream,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=validation_data,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=config.verbose,
-        )
-    history = {key: [float(value) for value in values] for key, values in result.history.items()}
-    return history, initial_epoch
+    return model.fit(
+        stream,
+        epochs=end_epoch,
+        initial_epoch=first_epoch,
+        steps_per_epoch=steps,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=config.verbose,
+    )
 
 
-def _phase_callbacks(config, run, phase, tensorboard):
-    """The log and backup callbacks of a phase: an epoch's log row precedes its backup."""
+def _phase_callbacks(config, run, phase, checkpoint, tensorboard):
+    """The log and checkpoint callbacks of a phase: an epoch's log row precedes its checkpoint."""
     logs = run.phase_paths(phase).logs
     logs.mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        keras.callbacks.CSVLogger(str(logs / "history.csv"), append=True),
-        run.backup_callback(phase, config.backup_steps),
-    ]
+    callbacks = [keras.callbacks.CSVLogger(str(logs / "history.csv"), append=True), checkpoint]
     if tensorboard and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(logs)))
     return callbacks

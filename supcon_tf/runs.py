@@ -4,15 +4,20 @@ A run folder (`model_dir`) holds:
 
 - `config.json`: the configuration; a run is only resumed with the same one
   (`RunDirectory.record_config`).
-- `backup/<phase>/`: the training state of an unfinished phase, written by
-  `backup_callback` and read back by `resume_position`.
+- `backup/<phase>/`: the training state of an unfinished phase
+  (`supcon_tf.checkpoints.TrainingCheckpoint` files from `RunDirectory.checkpoint`),
+  removed once the phase's marker is written.
 - `logs/<phase>/`: the phase's `history.csv` and TensorBoard logs.
 - `phases/<phase>.json`: the completion marker of a finished phase, holding its
   result; a finished phase is not run again (`RunDirectory.run_phase`).
 - `report.json` and the saved models (written by the experiment).
+- `run.lock`: while a process trains in the folder, its PID and host
+  (`RunDirectory.lock`); a second process refuses to start.
 
 Everything that decides whether, and where, a run resumes lives here, so that
-resumption rules (atomic writes, locks, stopping on a signal) have one home.
+resumption rules (atomic writes, locks, stopping on a signal) have one home:
+JSON files are written atomically (temporary file + rename), and `stop_on_sigterm`
+turns SIGTERM (preemption) into a save at the next step boundary.
 
 Example:
 
@@ -22,19 +27,37 @@ Example:
 0.5
 >>> run.run_phase("pretrain", lambda: {"loss": 9.9}, seed=0)["loss"]  # finished: not rerun
 0.5
->>> run.resume_position("classifier", backup_steps=0)  # no backup: a fresh start
+>>> run.resume_position("classifier", steps_per_epoch=10)  # no backup: a fresh start
 (0, 0)
+>>> with run.lock():  # a second process (or lock) on the folder is refused
+...     try:
+...         RunDirectory(run.root).lock().__enter__()
+...     except RunLockedError as error:
+...         print("in use by process" in str(error))
+True
 """
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
-from supcon_tf.distribute import MidEpochBackupAndRestore
+from supcon_tf.checkpoints import TrainingCheckpoint, latest_position, write_atomically
+
+LOCK_FILE = "run.lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live process trains in the run folder."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,35 +71,64 @@ class PhasePaths:
 
 def write_json(path, payload):
     """Writes `payload` as indented JSON to `path` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def resume_position(backup_dir, backup_steps):
+def resume_position(backup_dir, steps_per_epoch):
     """`(epoch, steps done in it)` where the phase's backup resumes (`(0, 0)` if fresh).
 
-    A mid-epoch backup (`backup_steps > 0`) records the index of the last batch done.
-
-    Args:
-        backup_dir: the phase's backup folder (`MidEpochBackupAndRestore`'s).
-        backup_steps: the run's `backup_steps` (0: backups at the end of epochs).
+    Reads the newest readable checkpoint of `backup_dir`; damaged ones are skipped
+    with a warning in the log (see `supcon_tf.checkpoints.latest_position`).
 
     Example:
 
     >>> import tempfile
-    >>> resume_position(tempfile.mkdtemp(), backup_steps=5)
+    >>> resume_position(tempfile.mkdtemp(), steps_per_epoch=5)
     (0, 0)
     """
-    for name in ("training_metadata.json", "training_metadata.json.bkp"):
-        path = Path(backup_dir) / name
-        if path.is_file() and (Path(backup_dir) / "latest.weights.h5").is_file():
-            metadata = json.loads(path.read_text())
-            steps_done = int(metadata.get("batch", -1)) + 1 if backup_steps else 0
-            return int(metadata["epoch"]), steps_done
-    return 0, 0
+    return latest_position(str(backup_dir), steps_per_epoch)
+
+
+class StopSignal:
+    """Whether SIGTERM was received since `stop_on_sigterm` installed its handler."""
+
+    def __init__(self):
+        self.received = False
+
+    def __call__(self):
+        return self.received
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Within the block, SIGTERM sets a `StopSignal` instead of ending the process.
+
+    Pass the signal as `should_stop` of the checkpoints: training then saves at the
+    next step boundary and raises `supcon_tf.checkpoints.StopRequested`. Outside the
+    main thread (where Python cannot handle signals) the signal is never set.
+
+    Example:
+
+    >>> import os, signal
+    >>> with stop_on_sigterm() as stop:
+    ...     os.kill(os.getpid(), signal.SIGTERM)
+    ...     stop()
+    True
+    """
+    stop = StopSignal()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handle(signum, frame):
+        logging.warning("SIGTERM received: saving at the next step boundary, then stopping.")
+        stop.received = True
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RunDirectory:
@@ -98,6 +150,51 @@ class RunDirectory:
             marker=self.root / "phases" / f"{phase}.json",
         )
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds `run.lock` (this PID and host) for the block; refuses a folder in use.
+
+        A lock left by a process that no longer runs on this host is stale: it is
+        taken over, with a warning. A lock of another host cannot be checked; delete
+        `run.lock` by hand once that process is gone.
+
+        Raises:
+            RunLockedError: another live process holds the lock.
+        """
+        path = self.root / LOCK_FILE
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        if not self._create_lock(path, owner):
+            holder = _read_lock(path)
+            if not _is_stale(holder):
+                raise RunLockedError(_locked_message(path, holder))
+            logging.warning(
+                "Taking over the stale lock %s of process %s on %s (it no longer runs).",
+                path,
+                holder.get("pid"),
+                holder.get("host"),
+            )
+            path.unlink(missing_ok=True)
+            if not self._create_lock(path, owner):
+                raise RunLockedError(_locked_message(path, _read_lock(path)))
+        try:
+            yield self
+        finally:
+            if _read_lock(path).get("pid") == owner["pid"]:
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _create_lock(path, owner):
+        """Creates the lock file, complete, unless one exists (a hard link is atomic); whether it did."""
+        temporary = path.with_name(f"{path.name}.{owner['pid']}.tmp")
+        temporary.write_text(json.dumps(owner))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        finally:
+            temporary.unlink(missing_ok=True)
+        return True
+
     def record_config(self, config, resumable_fields=()):
         """Writes `config.json`, refusing a folder that holds a run with another configuration.
 
@@ -110,7 +207,7 @@ class RunDirectory:
         """
         path = self.root / "config.json"
         if path.is_file():
-            previous = json.loads(path.read_text())
+            previous = _read_json(path, "the run's configuration")
             differences = sorted(
                 key
                 for key in set(previous) | set(config)
@@ -130,28 +227,83 @@ class RunDirectory:
         """Returns `train()`'s result dict, or the stored one when the phase is finished.
 
         A new run of the phase seeds Keras with `seed`, adds `"seconds"` to the result
-        and writes it as the phase's completion marker.
+        and writes it as the phase's completion marker; then the phase's backup is
+        removed (not before: a run killed in between resumes from its last state).
         """
-        marker = self.phase_paths(phase).marker
-        if marker.is_file():
-            return json.loads(marker.read_text())
+        paths = self.phase_paths(phase)
+        if paths.marker.is_file():
+            try:
+                return _read_json(paths.marker, f"the {phase} completion marker")
+            except ValueError as error:
+                logging.warning("%s; running the phase again.", error)
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         result = train()
         result["seconds"] = time.perf_counter() - start
-        write_json(marker, result)
+        write_json(paths.marker, result)
+        if tf.io.gfile.exists(str(paths.backup)):
+            tf.io.gfile.rmtree(str(paths.backup))
         return result
 
-    def resume_position(self, phase, backup_steps):
+    def resume_position(self, phase, steps_per_epoch):
         """`(epoch, steps done in it)` where `phase` resumes (see `resume_position`)."""
-        return resume_position(self.phase_paths(phase).backup, backup_steps)
+        return resume_position(self.phase_paths(phase).backup, steps_per_epoch)
 
-    def backup_callback(self, phase, backup_steps):
-        """The callback that backs `phase` up every `backup_steps` steps (0: every epoch)."""
-        return MidEpochBackupAndRestore(
-            str(self.phase_paths(phase).backup), backup_steps or "epoch"
+    def checkpoint(self, phase, steps_per_epoch, epochs, backup_steps, should_stop=None):
+        """The `TrainingCheckpoint` of `phase`: every `backup_steps` steps and every epoch end."""
+        return TrainingCheckpoint(
+            str(self.phase_paths(phase).backup),
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            save_every=backup_steps,
+            name=phase,
+            should_stop=should_stop,
         )
 
     def write_report(self, report):
         """Writes `report.json`."""
         write_json(self.root / "report.json", report)
+
+
+def _read_json(path, what):
+    """The JSON object in `path`; a `ValueError` naming `what` when it is damaged."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read {what} {path}: {error}") from error
+    if not isinstance(payload, dict):
+        raise ValueError(f"Cannot read {what} {path}: expected a JSON object.")
+    return payload
+
+
+def _read_lock(path):
+    """The lock's owner dict (`{}` when the file is gone or damaged)."""
+    try:
+        return _read_json(path, "the lock")
+    except ValueError:
+        return {}
+
+
+def _is_stale(holder):
+    """Whether a lock's process is known to be gone (same host, PID not running)."""
+    if holder.get("host") != socket.gethostname():
+        return not holder  # An empty or damaged lock is stale; another host's is not.
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (KeyError, ValueError, TypeError):
+        return True
+    except PermissionError:
+        return False  # It runs, under another user.
+    return False
+
+
+def _locked_message(path, holder):
+    started = holder.get("started")
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else "?"
+    return (
+        f"{path.parent} is in use by process {holder.get('pid')} on host "
+        f"{holder.get('host')} (started {when}); wait for it to finish or stop it. If it "
+        f"no longer runs, delete {path}."
+    )

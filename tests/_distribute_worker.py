@@ -11,15 +11,14 @@ Modes:
         CPU devices, with and without gathering, plus synchronised BatchNorm.
     multi_worker: one worker of a `MultiWorkerMirroredStrategy` (`TF_CONFIG` in the
         environment); the chief writes the results.
-    train: a small `model.fit` with `MidEpochBackupAndRestore` that logs every step to
-        a progress file (the test kills it and starts it again).
+    train: a small `model.fit` with `TrainingCheckpoint` that logs every step to a
+        progress file and kills itself (SIGKILL) after `--kill_after` batches.
 """
 
 import argparse
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -292,11 +291,14 @@ def run_multi_worker(arguments):
 
 
 def run_train(arguments):
+    import signal
+
     import keras
     import numpy as np
+    import tensorflow as tf
 
     from supcon_tf import SupervisedContrastiveLoss
-    from supcon_tf.distribute import MidEpochBackupAndRestore
+    from supcon_tf.checkpoints import TrainingCheckpoint
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -307,31 +309,54 @@ def run_train(arguments):
         "float32"
     )
     model = keras.Sequential(
-        [keras.Input((2, 16)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(8)]
+        [
+            keras.Input((2, 16)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(8),
+        ]
     )
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=SupervisedContrastiveLoss())
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=SupervisedContrastiveLoss()
+    )
+    model.build((None, 2, 16))
+    checkpoint = TrainingCheckpoint(
+        arguments.backup_dir,
+        steps_per_epoch=arguments.steps,
+        epochs=arguments.epochs,
+        save_every=arguments.save_freq,
+    )
+    epoch, step = checkpoint.restore(model)
+    batches_run = []
 
     class ProgressLog(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            batches_run.append(checkpoint.global_step)
             with open(arguments.progress, "a") as progress:
-                progress.write(f"{int(self.model.optimizer.iterations)}\n")
-            time.sleep(arguments.step_delay)
+                progress.write(f"{checkpoint.global_step}\n")
+            if len(batches_run) == arguments.kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
 
-    history = model.fit(
-        inputs,
-        labels,
-        batch_size=arguments.batch_size,
-        epochs=arguments.epochs,
-        shuffle=False,
-        verbose=0,
-        callbacks=[
-            MidEpochBackupAndRestore(arguments.backup_dir, save_freq=arguments.save_freq),
-            ProgressLog(),
-        ],
-    )
+    def stream(first_epoch, first_step, end_epoch):
+        one_epoch = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(arguments.batch_size)
+        return one_epoch.repeat(end_epoch - first_epoch).skip(first_step)
+
+    # The rest of an interrupted epoch, then whole epochs (as supcon_tf.phases does).
+    segments = [(epoch, epoch + 1, arguments.steps - step, step)] if step else []
+    segments.append((epoch + (1 if step else 0), arguments.epochs, arguments.steps, 0))
+    for first_epoch, end_epoch, steps, first_step in segments:
+        if first_epoch < end_epoch:
+            model.fit(
+                stream(first_epoch, first_step, end_epoch),
+                initial_epoch=first_epoch,
+                epochs=end_epoch,
+                steps_per_epoch=steps,
+                verbose=0,
+                callbacks=[checkpoint, ProgressLog()],
+            )
     report = {
-        "completed_steps": int(model.optimizer.iterations),
-        "epochs_run": len(history.history["loss"]),
+        "completed_steps": checkpoint.global_step,
+        "weights": [weight.tolist() for weight in model.get_weights()],
         "final_loss": float(
             model.evaluate(inputs, labels, batch_size=arguments.batch_size, verbose=0)
         ),
@@ -352,7 +377,7 @@ def main(argv):
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--save_freq", type=int, default=2)
-    parser.add_argument("--step_delay", type=float, default=0.0)
+    parser.add_argument("--kill_after", type=int, default=0)
     arguments = parser.parse_args(argv)
     {"mirrored": run_mirrored, "multi_worker": run_multi_worker, "train": run_train}[
         arguments.mode

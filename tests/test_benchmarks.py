@@ -36,7 +36,7 @@ def test_loss_script_prints_all_implementations():
         "benchmarks/loss.py", "--sizes", "64x2", "--rounds", "1", "--repeats", "1", "--no-append"
     )
     implementations = [row[1] for row in table_rows(output)]
-    assert implementations == ["baseline", "dense", "blocked", "matmul GFLOP/s"]
+    assert implementations == ["baseline", "dense", "blocked", "auto", "matmul GFLOP/s"]
 
 
 @pytest.mark.slow
@@ -82,3 +82,38 @@ def test_4096_by_2_views_faster_than_plain_dense():
             values += run_child([*command, "--repeats", "3"])["times"]
     medians = {name: statistics.median(values) for name, values in times.items()}
     assert medians["baseline"] / medians["auto"] >= 1.25, medians
+
+
+@pytest.mark.slow
+def test_loss_script_in_process_ratios_and_memory_settings():
+    output = run_script(
+        "benchmarks/loss.py", "--in-process", "--sizes", "64x2", "--rounds", "1", "--no-append"
+    )
+    (row,) = table_rows(output)
+    assert all("x floor" in cell for cell in row[1:-1]) and "(" in row[2], row
+    output = run_script("benchmarks/loss.py", "--memory", "--sizes", "64x2", "--no-append")
+    settings = [row[1] for row in table_rows(output)]
+    assert settings == ["function", "eager", "fit", "mirrored"]
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize(
+    "mode,batch,limit_mb",
+    [("fit", 8192, 1000), ("function", 8192, 1000), ("eager", 8192, 1200), ("fit", 16384, 1500)],
+)
+def test_peak_memory_targets(mode, batch, limit_mb):
+    from benchmarks.common import run_child
+
+    report = run_child(["benchmarks/loss.py", "--memory-worker", mode, str(batch), "2", "128"])
+    assert report["peak_rss_mb"] <= limit_mb, report
+
+
+@pytest.mark.benchmark
+def test_gathered_loss_memory_close_to_single_device():
+    from benchmarks.common import run_child
+
+    single, mirrored = (
+        run_child(["benchmarks/loss.py", "--memory-worker", mode, "8192", "2", "128"])
+        for mode in ("fit", "mirrored")
+    )
+    assert mirrored["peak_rss_mb"] <= 1.5 * single["peak_rss_mb"], (single, mirrored)

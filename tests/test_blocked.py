@@ -6,7 +6,11 @@ transcription written here (no custom gradient, no shared code with the kernels)
 """
 
 import itertools
+import os
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,6 +19,7 @@ import tensorflow as tf
 
 from supcon_tf import SupervisedContrastiveLoss, kernels, supervised_contrastive_loss
 from supcon_tf.losses import _per_sample_loss
+from tests._kernel_choice_worker import TEST_DENSE_MAX_ELEMENTS, count_kernel_runs
 from tests.reference import npairs_reference, supcon_reference
 
 LABEL_KINDS = ("int", "one_hot", "multi_hot", "none", "mask")
@@ -352,11 +357,113 @@ class TestCompilation:
         assert np.all(np.isfinite(history.history["loss"]))
 
 
+@pytest.fixture
+def kernel_runs(monkeypatch):
+    """Kernels that ran (in order), with the dense threshold lowered to a few hundred logits."""
+    monkeypatch.setattr(kernels, "AUTO_DENSE_MAX_ELEMENTS", TEST_DENSE_MAX_ELEMENTS)
+    runs, restore = count_kernel_runs(kernels)
+    yield runs
+    restore()
+
+
+class TestRunTimeChoice:
+    """With the size unknown when the graph is built, "auto" decides from the actual size."""
+
+    def test_fit_with_unknown_batch_size_picks_by_actual_size(self, kernel_runs):
+        # 26 samples in batches of 12: 24 x 24 logits (above 400: blocked) twice, then a
+        # partial last batch of 2 (4 x 4: dense); the traced batch dimension is None.
+        features, labels, _ = make_batch(20, 26, 2, 8, "int")
+        model = keras.Sequential([keras.Input((2, 8)), keras.layers.Dense(8)])
+        model.compile(optimizer="sgd", loss=SupervisedContrastiveLoss(), jit_compile=False)
+        model.evaluate(features, labels, batch_size=12, verbose=0)
+        assert kernel_runs == ["blocked", "blocked", "dense"]
+        del kernel_runs[:]
+        model.fit(features, labels, batch_size=12, epochs=1, verbose=0)
+        assert kernel_runs == ["blocked", "blocked", "dense"]
+
+    def test_values_and_gradients_equal_reference_on_both_sides(self, kernel_runs):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None, 2, 8], tf.float64),
+            ]
+        )
+        def auto(y, z):
+            return loss_and_gradient_graph(
+                lambda z: supervised_contrastive_loss(y, z, temperature=0.1), z
+            )
+
+        for batch, kernel in [(12, "blocked"), (5, "dense")]:
+            features, labels, _ = make_batch(21, batch, 2, 8, "int", dtype="float64")
+            del kernel_runs[:]
+            per_sample, gradient = (tensor.numpy() for tensor in auto(labels, features))
+            assert kernel_runs == [kernel]
+            expected_loss, expected_gradient = loss_and_gradient(
+                lambda z, labels=labels: plain_masked_loss(labels, None, z, 0.1, "all", "out"),
+                features,
+            )
+            np.testing.assert_allclose(
+                per_sample, supcon_reference(features, labels, 0.1), rtol=1e-10
+            )
+            np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-9, atol=1e-11)
+
+    def test_eager_call_above_threshold_is_blocked_and_exact(self, kernel_runs):
+        features, labels, _ = make_batch(22, 12, 2, 8, "int")
+        loss = SupervisedContrastiveLoss(reduction=None)
+        np.testing.assert_allclose(
+            loss(labels, features).numpy(),
+            supcon_reference(features, labels, 0.1),
+            rtol=2e-4,
+        )
+        assert kernel_runs == ["blocked"]
+
+    def test_gathered_global_batch_picks_by_actual_size(self, tmp_path):
+        # Two logical CPU devices under MirroredStrategy (a fresh process), shard sizes
+        # known only at run time: 16 x 2 anchors per replica against the gathered 32 x 2
+        # contrasts is above the lowered threshold, 3 x 2 against 6 x 2 below it.
+        arrays = {}
+        for name, batch in (("large", 32), ("small", 6)):
+            features, labels, _ = make_batch(23 + batch, batch, 2, 8, "int", num_classes=5)
+            arrays[f"{name}_features"], arrays[f"{name}_labels"] = features, labels
+        np.savez(tmp_path / "inputs.npz", **arrays)
+        root = Path(__file__).resolve().parents[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests._kernel_choice_worker",
+                f"--input={tmp_path / 'inputs.npz'}",
+                f"--output={tmp_path / 'results.npz'}",
+            ],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        results = np.load(tmp_path / "results.npz")
+        for name, kernel in (("large", "blocked"), ("small", "dense")):
+            assert list(results[f"{name}_runs"]) == [kernel, kernel]  # one per replica
+            features = arrays[f"{name}_features"].astype("float64")
+            labels = arrays[f"{name}_labels"]
+            np.testing.assert_allclose(
+                results[f"{name}_loss"], supcon_reference(features, labels, 0.1), rtol=2e-4
+            )
+            variable = tf.constant(features)
+            with tf.GradientTape() as tape:
+                tape.watch(variable)
+                total = tf.reduce_sum(plain_masked_loss(labels, None, variable, 0.1, "all", "out"))
+            np.testing.assert_allclose(
+                results[f"{name}_gradient"], tape.gradient(total, variable), rtol=1e-3, atol=1e-5
+            )
+
+
 def loss_and_gradient_graph(function, features):
     with tf.GradientTape() as tape:
         tape.watch(features)
         per_sample = function(features)
-        weights = tf.range(1.0, tf.cast(tf.shape(per_sample)[0], tf.float32) + 1.0)
+        weights = tf.cast(tf.range(1, tf.shape(per_sample)[0] + 1), per_sample.dtype)
         total = tf.reduce_sum(per_sample * weights)
     return per_sample, tape.gradient(total, features)
 
@@ -365,7 +472,8 @@ class TestOptions:
     def test_auto_picks_by_size(self):
         assert kernels.choose_implementation("auto", 100, 100) == "dense"
         assert kernels.choose_implementation("auto", 8192, 8192) == "blocked"
-        assert kernels.choose_implementation("auto", None, 8192) == "dense"
+        assert kernels.choose_implementation("auto", None, 8192) == "run time"
+        assert kernels.choose_implementation("auto", 8192, None, in_xla=True) == "blocked"
         assert kernels.choose_implementation("blocked", 4, 4) == "blocked"
         assert kernels.choose_implementation("dense", 10**5, 10**5) == "dense"
 

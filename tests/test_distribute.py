@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -23,7 +22,6 @@ import tensorflow as tf
 
 from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
 from supcon_tf.distribute import (
-    MidEpochBackupAndRestore,
     build_strategy,
     default_learning_rate_scaling,
     evaluate_classifier,
@@ -307,81 +305,55 @@ class TestMultiWorkerMirroredStrategy:
 class TestFaultTolerance:
     EPOCHS, STEPS = 3, 8
 
-    def train_command(self, folder, name, step_delay):
+    def train_command(self, folder, name, kill_after=0):
         return [
-            sys.executable,
-            "-m",
-            "tests._distribute_worker",
             "train",
             f"--backup_dir={folder / 'backup'}",
             f"--progress={folder / (name + '.progress')}",
             f"--output={folder / (name + '.json')}",
             f"--epochs={self.EPOCHS}",
             f"--steps={self.STEPS}",
-            "--save_freq=2",
-            f"--step_delay={step_delay}",
+            "--save_freq=3",
+            f"--kill_after={kill_after}",
         ]
 
-    def test_killed_run_resumes_mid_epoch_to_the_same_step_count(self, tmp_path):
+    def run_killed(self, folder, name, kill_after):
+        """Runs the worker until it kills itself; returns the global steps it logged."""
         environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-        uninterrupted_folder, killed_folder = tmp_path / "uninterrupted", tmp_path / "killed"
-        uninterrupted_folder.mkdir()
-        killed_folder.mkdir()
-        # Both runs start together; the reference run is not slowed down on purpose.
-        reference = subprocess.Popen(
-            self.train_command(uninterrupted_folder, "run", 0.0),
+        command = [sys.executable, "-m", "tests._distribute_worker"]
+        victim = subprocess.run(
+            [*command, *self.train_command(folder, name, kill_after)],
             cwd=ROOT,
             env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
+            timeout=300,
         )
-        victim = subprocess.Popen(
-            self.train_command(killed_folder, "first", 0.2),
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        # Kill it mid-way through the second epoch, after a mid-epoch backup.
-        kill_after = self.STEPS + 3
-        progress = killed_folder / "first.progress"
-        deadline = time.monotonic() + 300
-        try:
-            while time.monotonic() < deadline and victim.poll() is None:
-                if progress.exists() and len(progress.read_text().split()) >= kill_after:
-                    break
-                time.sleep(0.05)
-            assert victim.poll() is None, "the training process ended before it could be killed"
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.wait(timeout=60)
-        finally:
-            if victim.poll() is None:
-                victim.kill()
-        steps_before_kill = [int(step) for step in progress.read_text().split()]
-        assert kill_after <= steps_before_kill[-1] < self.EPOCHS * self.STEPS
-        assert victim.returncode == -signal.SIGKILL
-        assert (killed_folder / "backup" / "latest.weights.h5").exists()
-        assert not (killed_folder / "first.json").exists()
+        assert victim.returncode == -signal.SIGKILL, victim.stderr[-6000:]
+        return [int(step) for step in (folder / f"{name}.progress").read_text().split()]
 
-        run_worker(self.train_command(killed_folder, "resumed", 0.0)[3:])
-        resumed_steps = [
-            int(step) for step in (killed_folder / "resumed.progress").read_text().split()
-        ]
-        # It continued from a mid-epoch backup (not from scratch, not from an epoch end)...
-        assert self.STEPS < resumed_steps[0] <= steps_before_kill[-1] + 1
-        assert resumed_steps[0] % self.STEPS != 1
-        # ...and completed exactly the steps of an uninterrupted run.
-        reference_stderr = reference.communicate(timeout=300)[1]
-        assert reference.returncode == 0, reference_stderr[-6000:]
-        expected = json.loads((uninterrupted_folder / "run.json").read_text())
-        resumed = json.loads((killed_folder / "resumed.json").read_text())
-        assert expected["completed_steps"] == self.EPOCHS * self.STEPS
-        assert resumed["completed_steps"] == expected["completed_steps"]
-        assert resumed_steps[-1] == expected["completed_steps"]
-        np.testing.assert_allclose(resumed["final_loss"], expected["final_loss"], rtol=0.1)
-        # The finished run removes its backup.
-        assert not (killed_folder / "backup").exists()
+    def test_run_killed_twice_mid_epoch_resumes_on_the_right_batches(self, tmp_path):
+        uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
+        uninterrupted.mkdir()
+        killed.mkdir()
+        run_worker(self.train_command(uninterrupted, "run"))
+        # First life: killed at global step 11 (epoch 1, step 3; last checkpoint at 9).
+        first = self.run_killed(killed, "first", kill_after=11)
+        assert first == list(range(1, 12))
+        # Second life: resumes after batch 9, killed at step 19 (checkpoint at 18).
+        second = self.run_killed(killed, "second", kill_after=10)
+        assert second == list(range(10, 20))
+        # Third life: resumes after batch 18 (epoch 2, step 2), not at epoch 0 or 1.
+        run_worker(self.train_command(killed, "third"))
+        third = [int(step) for step in (killed / "third.progress").read_text().split()]
+        assert third == list(range(19, self.EPOCHS * self.STEPS + 1))
+        expected = json.loads((uninterrupted / "run.json").read_text())
+        resumed = json.loads((killed / "third.json").read_text())
+        assert resumed["completed_steps"] == expected["completed_steps"] == 24
+        # Same batches, same dropout draws, same optimizer state: the same weights.
+        for got, want in zip(resumed["weights"], expected["weights"], strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(resumed["final_loss"], expected["final_loss"], rtol=1e-6)
 
 
 class TestGatherOption:
@@ -606,13 +578,6 @@ class TestSynchronizeBatchNorm:
             synchronize_batch_norm(keras.layers.Dense(2))
 
 
-class TestMidEpochBackupAndRestore:
-    @pytest.mark.parametrize("save_freq", [0, -3, 2.5, True, "batch"])
-    def test_invalid_save_freq(self, save_freq, tmp_path):
-        with pytest.raises(ValueError, match="`save_freq` must be a positive number of batches"):
-            MidEpochBackupAndRestore(str(tmp_path), save_freq=save_freq)
-
-
 class TestExperimentDistributionOptions:
     """The issue-4 settings of `ExperimentConfig` and their `supcon-train` flags."""
 
@@ -693,17 +658,6 @@ class TestExperimentDistributionOptions:
         with pytest.raises(flags.IllegalFlagValueError, match="need --strategy=tpu"):
             flag_values(["supcon-train", "--strategy=mirrored", "--tpu=node-1"])
 
-    def test_resume_position_of_a_mid_epoch_backup(self, tmp_path):
-        from supcon_tf.runs import resume_position as _resume_position
-
-        assert _resume_position(tmp_path, backup_steps=5) == (0, 0)
-        (tmp_path / "latest.weights.h5").write_bytes(b"")
-        (tmp_path / "training_metadata.json").write_text('{"epoch": 3, "batch": 9}')
-        # Batches 0..9 of epoch 3 were done when the backup was written.
-        assert _resume_position(tmp_path, backup_steps=5) == (3, 10)
-        # Epoch-end backups: the epoch counter alone.
-        assert _resume_position(tmp_path, backup_steps=0) == (3, 0)
-
     @pytest.mark.usefixtures("restore_dtype_policy")
     def test_run_with_mirrored_bfloat16_sync_batchnorm_and_step_backups(self, tmp_path):
         from supcon_tf.experiment import ExperimentConfig, run_experiment
@@ -736,77 +690,6 @@ class TestExperimentDistributionOptions:
         assert 0.0 <= report["supcon"]["test_accuracy"] <= 1.0
         # The run leaves the global dtype policy as it found it.
         assert keras.mixed_precision.global_policy().name == before
-
-
-@pytest.mark.slow
-class TestExperimentResumesMidEpoch:
-    def command(self, model_dir):
-        return [
-            sys.executable,
-            "-m",
-            "supcon_tf.train",
-            "--pretrain_epochs=4",
-            "--classifier_epochs=1",
-            "--nobaseline",
-            "--width_multiplier=0.25",
-            "--batch_size=64",
-            "--backup_steps=2",
-            "--verbose=0",
-            f"--model_dir={model_dir}",
-        ]
-
-    def test_killed_supcon_train_resumes_to_the_same_weights(self, tmp_path):
-        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-        reference = subprocess.Popen(
-            self.command(tmp_path / "uninterrupted"),
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        killed_dir = tmp_path / "killed"
-        victim = subprocess.Popen(
-            self.command(killed_dir),
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        metadata = killed_dir / "backup" / "pretrain" / "training_metadata.json"
-        deadline = time.monotonic() + 600
-        position = None
-        try:
-            while time.monotonic() < deadline and victim.poll() is None:
-                try:
-                    position = json.loads(metadata.read_text())
-                except (OSError, ValueError):
-                    position = None
-                if position and position["epoch"] >= 1:
-                    os.kill(victim.pid, signal.SIGKILL)
-                    break
-                time.sleep(0.02)
-            victim.wait(timeout=60)
-        finally:
-            if victim.poll() is None:
-                victim.kill()
-        assert victim.returncode == -signal.SIGKILL, "pretraining ended before the kill"
-        assert not (killed_dir / "phases" / "pretrain.json").exists()
-
-        resumed = subprocess.run(
-            self.command(killed_dir), cwd=ROOT, env=environment, capture_output=True, text=True
-        )
-        assert resumed.returncode == 0, resumed.stderr[-6000:]
-        assert reference.wait(timeout=600) == 0, reference.stderr.read()[-6000:]
-        report = json.loads((killed_dir / "report.json").read_text())
-        assert report["config"]["backup_steps"] == 2
-        # Same batches in the same order from the restored state: the same encoder.
-        encoders = [
-            keras.saving.load_model(folder / "encoder.keras")
-            for folder in (tmp_path / "uninterrupted", killed_dir)
-        ]
-        for expected, got in zip(*(e.get_weights() for e in encoders), strict=True):
-            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 class TestCustomLoop:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from supcon_tf import experiment
+from supcon_tf.checkpoints import TrainingCheckpoint
 from supcon_tf.experiment import ExperimentConfig, run_experiment
 
 
@@ -54,14 +55,14 @@ def _config(tmp_path, name, **overrides):
 
 def _interrupt_after(monkeypatch, phase, epochs):
     """Makes training of `phase` stop with an exception after `epochs` epochs."""
-    original = keras.callbacks.BackupAndRestore.on_epoch_end
+    original = TrainingCheckpoint.on_epoch_end
 
     def on_epoch_end(self, epoch, logs=None):
         original(self, epoch, logs)
-        if self.backup_dir.endswith(phase) and epoch + 1 == epochs:
+        if self.name == phase and epoch + 1 == epochs:
             raise SimulatedKillError(f"{phase} stopped after epoch {epoch + 1}")
 
-    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(TrainingCheckpoint, "on_epoch_end", on_epoch_end)
 
 
 def _model_weights(path):

@@ -311,6 +311,89 @@ class TestNumerics:
         np.testing.assert_allclose(got.numpy(), supcon_reference(features, labels, 0.1), rtol=RTOL)
 
 
+class TestInputDefects:
+    """Labels stay exact, self-exclusion is not a finite stand-in, bad label dtypes raise."""
+
+    LARGE_LABELS = np.array([16777216, 16777217, 5, 6])  # 2**24 and 2**24 + 1 merge in float32
+
+    def test_labels_from_two_to_the_24_stay_distinct(self):
+        features = np.random.default_rng(40).normal(size=(4, 2, 8)).astype("float32")
+        expected = supcon_reference(features, self.LARGE_LABELS, 0.1)
+        per_sample = SupervisedContrastiveLoss(reduction=None)(self.LARGE_LABELS, features)
+        np.testing.assert_allclose(per_sample.numpy(), expected, rtol=RTOL)
+        loss = SupervisedContrastiveLoss()
+        compiled = tf.function(lambda y, z: loss(y, z), jit_compile=True)
+        np.testing.assert_allclose(
+            float(compiled(self.LARGE_LABELS, features)), expected.mean(), rtol=RTOL
+        )
+        # Beyond float64's 2**53 as well, in model.evaluate (Keras' compile path).
+        huge = np.array([2**60, 2**60 + 1, 2**60, 7], dtype="int64")
+        model = keras.Sequential([keras.Input((2, 8)), keras.layers.Identity()])
+        model.compile(loss=SupervisedContrastiveLoss())
+        value = model.evaluate(features, huge, batch_size=4, verbose=0)
+        expected_huge = supcon_reference(features, [1, 2, 1, 7], 0.1).mean()
+        np.testing.assert_allclose(value, expected_huge, rtol=RTOL)
+
+    def test_npairs_labels_from_two_to_the_24_stay_distinct(self):
+        z = np.random.default_rng(41).normal(size=(4, 8)).astype("float32")
+        unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+        expected = npairs_reference(self.LARGE_LABELS, unit.astype("float64") @ unit.T / 1.0)
+        got = NPairsLoss(temperature=1.0)(self.LARGE_LABELS, z)
+        np.testing.assert_allclose(float(got), expected, rtol=RTOL)
+        assert float(got) != pytest.approx(
+            npairs_reference([0, 0, 5, 6], unit.astype("float64") @ unit.T / 1.0), rel=1e-3
+        )
+
+    def test_self_exclusion_holds_against_large_logits(self):
+        # All dot products of anchor 0 are -1e10: a finite mask value (-1e9) on its self
+        # logit would dominate its denominator (a loss near 9e9 instead of log 2).
+        # Closed form (one positive each, so "out" = "in"): anchor 0 has logits -1e10 to
+        # its positive and its negative (log 2); anchor 1 has -1e10 to its positive and
+        # +1e10 to its negative (2e10); sample 2 has no positive (0).
+        features = np.array([[1e5, 0.0], [-1e5, 0.0], [-1e5, 0.0]], "float32")
+        labels = [0, 0, 1]
+        closed_form = [math.log(2), 2e10, 0.0]
+        np.testing.assert_allclose(
+            supcon_reference(features, labels, 1.0, normalize=False), closed_form, rtol=1e-5
+        )
+        for summation in ("out", "in"):
+            for implementation in ("dense", "blocked"):
+                got = supervised_contrastive_loss(
+                    labels,
+                    features,
+                    temperature=1.0,
+                    summation=summation,
+                    normalize=False,
+                    implementation=implementation,
+                    block_size=2,
+                )
+                np.testing.assert_allclose(got.numpy(), closed_form, rtol=RTOL)
+
+    @pytest.mark.parametrize("label_kind", ["int", "multi_hot"])
+    def test_unnormalised_large_embeddings_match_reference(self, label_kind):
+        rng = np.random.default_rng(42)
+        features, labels, _ = make_batch(rng, 6, 2, 4, label_kind)
+        features = features * 300.0  # logits up to about 1e6: exp() overflows without a shift
+        expected = supcon_reference(features, labels, 1.0, normalize=False)
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            got = supervised_contrastive_loss(labels, variable, temperature=1.0, normalize=False)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=RTOL)
+        assert np.all(np.isfinite(tape.gradient(got, variable).numpy()))
+
+    def test_string_labels_raise_value_error(self):
+        features = np.ones((2, 2, 3), "float32")
+        for loss in (
+            SupervisedContrastiveLoss(),
+            NPairsLoss(),
+            supervised_contrastive_loss,
+            npairs_loss,
+        ):
+            with pytest.raises(ValueError, match="`y_true`.*dtype string"):
+                loss(np.array(["cat", "dog"]), features if loss is not npairs_loss else np.eye(2))
+
+
 class TestNPairs:
     def test_functional_equals_tfa_definition(self):
         rng = np.random.default_rng(21)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from supcon_tf.runs import RunDirectory, resume_position
+from supcon_tf.runs import RunDirectory
 
 
 class TestRunDirectory:
@@ -52,11 +52,3 @@ class TestRunDirectory:
         assert second["seconds"] == first["seconds"] >= 0
         marker = json.loads((tmp_path / "phases" / "pretrain.json").read_text())
         assert marker == first
-
-    def test_resume_position_reads_the_metadata_copy_when_the_file_is_gone(self, tmp_path):
-        (tmp_path / "latest.weights.h5").write_bytes(b"")
-        (tmp_path / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 4}')
-        assert resume_position(tmp_path, backup_steps=5) == (2, 5)
-        # Without weights there is nothing to resume from.
-        (tmp_path / "latest.weights.h5").unlink()
-        assert resume_position(tmp_path, backup_steps=5) == (0, 0)

@@ -246,6 +246,11 @@ def _define_output_flags(define):
         lower_bound=0,
     )
     define.integer("seed", "Seed of the data split, weights, shuffling and augmentation.", 0)
+    define.boolean(
+        "deterministic",
+        "Deterministic TensorFlow ops (slower on GPUs): with --seed, two runs, interrupted "
+        "or not, give the same weights.",
+    )
     define.integer("verbose", "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch.", 0)
 
 

@@ -8,13 +8,18 @@ Usage (also `python -m supcon_tf.train`):
 Writes `flags.json`, `report.json`, `encoder.keras`, `classifier.keras`,
 `baseline.keras`, checkpoints and logs into `--model_dir`; running the same command
 again resumes an interrupted run.
+
+Exit status: 0 done; 1 an error (bad flag values, `--model_dir` in use by another
+process, a NaN/Inf loss: the message says which); 75 (`EX_TEMPFAIL`) stopped by
+SIGTERM after saving its state: run the same command again to resume.
 """
 
-import json
+import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 
+from supcon_tf.checkpoints import NonFiniteTrainingError, StopRequested
 from supcon_tf.cli.flags import (
     apply_preset_to_flags,
     config_from_flags,
@@ -24,6 +29,10 @@ from supcon_tf.cli.flags import (
 )
 from supcon_tf.cli.usage import grouped_help_parser
 from supcon_tf.experiment import run_experiment
+from supcon_tf.runs import RunLockedError, write_json
+
+# Stopped by SIGTERM with its state saved: retry later (sysexits.h EX_TEMPFAIL).
+EXIT_STOPPED = 75
 
 define_flags()
 FLAGS = flags.FLAGS
@@ -40,12 +49,16 @@ def main(argv):
         logging.info("--preset=%s set %s", FLAGS.preset, ", ".join(preset_flags))
     config = config_from_flags(FLAGS)
     model_dir = Path(config.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "flags.json").write_text(
-        json.dumps(flag_values_dict(FLAGS), indent=2, sort_keys=True) + "\n"
-    )
+    write_json(model_dir / "flags.json", flag_values_dict(FLAGS))
     logging.info("Training with %s", config)
-    report = run_experiment(config)
+    try:
+        report = run_experiment(config)
+    except StopRequested as stopped:
+        logging.warning("%s", stopped)
+        sys.exit(EXIT_STOPPED)
+    except (RunLockedError, NonFiniteTrainingError) as error:
+        logging.error("%s", error)
+        sys.exit(1)
     print(f"SupCon ({report['method']}) test accuracy: {report['supcon']['test_accuracy']:.4f}")
     if "cross_entropy" in report:
         print(f"Cross-entropy test accuracy: {report['cross_entropy']['test_accuracy']:.4f}")

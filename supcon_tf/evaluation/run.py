@@ -224,7 +224,7 @@ def evaluate_encoder(
 
 def _load_model(path):
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:
         raise ValueError(f"Could not load the Keras model {path}: {error}") from error
 
