@@ -116,6 +116,9 @@ class ExperimentConfig:
             caching in pretraining (see `SupConModel`): the whole batch's loss and
             gradient at the activation memory of one chunk, for about one extra
             forward pass; BatchNorm statistics become per chunk.
+        memory_size: 0 (default) or the number of past samples in the label-aware
+            memory bank of pretraining (see `SupConModel`): extra contrasts for every
+            anchor, positives by label.
         pretrain_epochs: epochs of contrastive pretraining.
         classifier_epochs: epochs of the classifier on the frozen encoder.
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
@@ -187,6 +190,7 @@ class ExperimentConfig:
     views: int = 2
     batch_size: int = 64
     gradient_cache_chunk_size: int | None = None
+    memory_size: int = 0
     pretrain_epochs: int = 30
     classifier_epochs: int = 20
     baseline_epochs: int | None = None
@@ -264,6 +268,15 @@ class ExperimentConfig:
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
         check_chunk_size(self.gradient_cache_chunk_size)
+        if (
+            isinstance(self.memory_size, bool)
+            or not isinstance(self.memory_size, int)
+            or self.memory_size < 0
+        ):
+            raise ValueError(
+                f"`memory_size` must be a non-negative integer (0: no memory bank), got "
+                f"{self.memory_size!r}."
+            )
         if self.gradient_cache_chunk_size is not None and self.sync_batchnorm:
             raise ValueError(
                 "`sync_batchnorm=True` cannot be combined with `gradient_cache_chunk_size` "
@@ -391,6 +404,7 @@ class _Phases:
             augmenter=_build_augmenter(config),
             num_views=config.views,
             gradient_cache_chunk_size=config.gradient_cache_chunk_size,
+            memory_size=config.memory_size,
         )
         model.compile(
             optimizer=build_phase_optimizer(config, config.pretrain_epochs, len(data.x_train)),

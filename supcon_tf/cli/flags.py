@@ -104,6 +104,12 @@ def _define_loss_flags(define):
     define.choice("method", METHODS, "Pretraining: supcon (with labels) or simclr (without).")
     define.integer("views", "Augmented views per image in pretraining.")
     define.number("temperature", "Temperature of the contrastive loss.", lower_bound=1e-6)
+    define.integer(
+        "memory_size",
+        "Label-aware memory bank (XBM / MoCo queue): the last N samples' embeddings and "
+        "labels are extra contrasts of every anchor (0: off).",
+        lower_bound=0,
+    )
     flags.register_validator(
         "views",
         lambda views: views >= 1,
