@@ -69,6 +69,7 @@ from supcon_tf.distribute import (
 )
 from supcon_tf.encoders import build_encoder
 from supcon_tf.evaluation import KNNMonitor, evaluate_run
+from supcon_tf.gradient_cache import check_chunk_size
 from supcon_tf.inputs import open_inputs
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
@@ -137,6 +138,13 @@ class ExperimentConfig:
         batch_size: images per batch (each gives `views` views in pretraining). Global:
             all replicas together; each of R replicas gets `batch_size / R` images, and
             the contrastive loss still contrasts the whole global batch.
+        gradient_cache_chunk_size: `None` (default) or images per chunk of gradient
+            caching in pretraining (see `SupConModel`): the whole batch's loss and
+            gradient at the activation memory of one chunk, for about one extra
+            forward pass; BatchNorm statistics become per chunk.
+        memory_size: 0 (default) or the number of past samples in the label-aware
+            memory bank of pretraining (see `SupConModel`): extra contrasts for every
+            anchor, positives by label.
         pretrain_epochs: epochs of contrastive pretraining.
         classifier_epochs: epochs of the classifier on the frozen encoder.
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
@@ -232,6 +240,8 @@ class ExperimentConfig:
     method: str = "supcon"
     views: int = 2
     batch_size: int = 64
+    gradient_cache_chunk_size: int | None = None
+    memory_size: int = 0
     pretrain_epochs: int = 30
     classifier_epochs: int = 20
     baseline_epochs: int | None = None
@@ -332,6 +342,22 @@ class ExperimentConfig:
                 f"{PROJECTION_HEADS}."
             )
         self._check_classifier_stage()
+        check_chunk_size(self.gradient_cache_chunk_size)
+        if (
+            isinstance(self.memory_size, bool)
+            or not isinstance(self.memory_size, int)
+            or self.memory_size < 0
+        ):
+            raise ValueError(
+                f"`memory_size` must be a non-negative integer (0: no memory bank), got "
+                f"{self.memory_size!r}."
+            )
+        if self.gradient_cache_chunk_size is not None and self.sync_batchnorm:
+            raise ValueError(
+                "`sync_batchnorm=True` cannot be combined with `gradient_cache_chunk_size` "
+                f"(got {self.gradient_cache_chunk_size}): gradient caching normalises each "
+                "chunk by its own statistics; set sync_batchnorm=False."
+            )
         self._check_distribution()
 
     def _check_classifier_stage(self):
@@ -527,6 +553,8 @@ class _Phases:
             projection_head=_projection_head(config),
             augmenter=_build_augmenter(config, crop=not inputs.streamed),
             num_views=config.views,
+            gradient_cache_chunk_size=config.gradient_cache_chunk_size,
+            memory_size=config.memory_size,
         )
         model.compile(
             optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),

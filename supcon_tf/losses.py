@@ -201,6 +201,8 @@ def supervised_contrastive_loss(
     implementation="auto",
     block_size=None,
     gather_across_replicas=True,
+    memory_embeddings=None,
+    memory_labels=None,
 ):
     """Per-sample supervised contrastive loss (functional form).
 
@@ -254,6 +256,14 @@ def supervised_contrastive_loss(
             gradients either way.
         block_size: anchor rows per block of `"blocked"`; `None` picks about
             `kernels.DEFAULT_BLOCK_ELEMENTS` similarities per block.
+        memory_embeddings: optional memory bank (XBM, the MoCo queue): embeddings of
+            K past samples, `[K, V, D]` with the views and width of `y_pred` (`[K, D]`
+            for `[B, D]` embeddings). They are extra contrasts for every anchor (in the
+            denominator; positives when their label matches), never anchors, and get
+            no gradient. Under gathering they extend the global batch.
+        memory_labels: the bank's labels, in the format of `y_true` (integer `[K]`, or
+            one-/multi-hot `[K, C]`); required with labels, `None` without (SimCLR:
+            the bank holds only negatives).
 
     Returns:
         A `[B]` float tensor (float32, or float64 for float64 embeddings): the loss of
@@ -278,6 +288,7 @@ def supervised_contrastive_loss(
             "same sample, so `y_pred` needs at least 2 views, shape [batch, views>=2, dim]; "
             f"got shape {features.shape}."
         )
+    memory = _memory_bank(memory_embeddings, memory_labels, features, y_true, positive_mask)
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
     if not isinstance(gather_across_replicas, bool):
@@ -292,6 +303,18 @@ def supervised_contrastive_loss(
         features, y_true, positive_mask, anchor_start, local_batch = _gather_across_replicas(
             context, features, y_true, positive_mask
         )
+    if memory is not None:
+        # The bank's samples follow the (global) batch as contrasts; the anchors stay.
+        memory_features, memory_labels = memory
+        if normalize:
+            memory_features = tf.math.l2_normalize(memory_features, axis=-1)
+        if local_batch is None:
+            local_batch = tf.shape(features)[0]
+        features = tf.concat([features, memory_features], axis=0)
+        if memory_labels is None:
+            y_true = None  # SimCLR: sample identity is positional
+        else:
+            y_true = tf.concat([_flat_labels(label_tensor(y_true)), memory_labels], axis=0)
     loss = _per_sample_loss(
         features,
         y_true,
@@ -305,6 +328,77 @@ def supervised_contrastive_loss(
         block_size=block_size,
     )
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
+
+
+def _memory_bank(memory_embeddings, memory_labels, features, y_true, positive_mask):
+    """Validates the memory bank; returns `(embeddings [K, V, D], labels or None)` or None.
+
+    The embeddings are cast to the loss dtype and cut from the gradient; the labels
+    follow `y_true` (int64 integers, or one-/multi-hot in `y_true`'s dtype).
+    """
+    if memory_embeddings is None:
+        if memory_labels is not None:
+            raise ValueError("`memory_labels` were given without `memory_embeddings`.")
+        return None
+    if positive_mask is not None:
+        raise ValueError(
+            "A memory bank needs labels (or none, SimCLR) to find its positives; it cannot "
+            "be combined with `positive_mask`."
+        )
+    memory = tf.stop_gradient(tf.cast(_as_views(memory_embeddings), features.dtype))
+    if memory.shape[1:] != features.shape[1:]:
+        raise ValueError(
+            "`memory_embeddings` must have the same views and width as `y_pred`: "
+            f"[K, {features.shape[1]}, {features.shape[2]}] for `y_pred` of shape "
+            f"{features.shape}; got shape {memory.shape}."
+        )
+    y_true = _none_if_no_labels(y_true)
+    if y_true is None:
+        if memory_labels is not None:
+            raise ValueError(
+                "`memory_labels` without `y_true`: without labels (SimCLR) the bank holds "
+                "only negatives; pass memory_labels=None."
+            )
+        return memory, None
+    if memory_labels is None:
+        raise ValueError(
+            "`memory_labels` must be given with `y_true`: the bank's positives are the "
+            "entries with the anchor's label."
+        )
+    labels = label_tensor(memory_labels)
+    batch_labels = label_tensor(y_true)
+    size = memory.shape[0]
+    if labels.shape[0] is not None and size is not None and labels.shape[0] != size:
+        raise ValueError(
+            f"`memory_labels` has {labels.shape[0]} rows but `memory_embeddings` has {size} "
+            "samples; they must match."
+        )
+    hot = batch_labels.shape.rank == 2 and batch_labels.shape[1] != 1
+    if hot:
+        if labels.shape.rank != 2 or labels.shape[1] != batch_labels.shape[1]:
+            raise ValueError(
+                f"`memory_labels` must be one-/multi-hot [K, {batch_labels.shape[1]}] like "
+                f"`y_true`, got shape {labels.shape}."
+            )
+        return memory, tf.cast(labels, batch_labels.dtype)
+    return memory, _flat_labels(labels)
+
+
+def _none_if_no_labels(y_true):
+    """`None` for no labels: `None` or a `[B, 0]` tensor (SimCLR through the Loss class)."""
+    if y_true is None:
+        return None
+    shape = tf.convert_to_tensor(y_true).shape
+    if shape.rank == 2 and shape[1] == 0:
+        return None
+    return y_true
+
+
+def _flat_labels(labels):
+    """Integer labels `[B, 1]` as `[B]`; one-/multi-hot labels unchanged."""
+    if labels.shape.rank == 2 and labels.shape[1] == 1:
+        return tf.reshape(labels, [-1])
+    return labels
 
 
 def _multi_replica_context():
@@ -499,14 +593,14 @@ class _LabelLoss(keras.losses.Loss):
     # Straight-line code: nothing for autograph to convert (a `tf.function` around the
     # loss would otherwise convert this method and, through it, Keras' reduction).
     @tf.autograph.experimental.do_not_convert
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, **call_options):
         with tf.name_scope(self.name):
             if y_true is not None:
                 y_true = label_tensor(y_true)
             y_pred = tf.convert_to_tensor(y_pred)
             if y_pred.dtype != self.dtype:
                 y_pred = tf.cast(y_pred, self.dtype)
-            losses = self.call(y_true, y_pred)
+            losses = self.call(y_true, y_pred, **call_options)
         reduction = _PassThrough(reduction=self.reduction, name=self.name, dtype=self.dtype)
         return reduction(losses, losses, sample_weight=sample_weight)
 
@@ -551,6 +645,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
         y_true: integer labels `[B]` / `[B, 1]`, one-/multi-hot `[B, C]`, or `None`.
         y_pred: embeddings `[B, D]` or `[B, V, D]`.
         sample_weight: optional `[B]` weights.
+        memory_embeddings, memory_labels: an optional memory bank of extra contrasts
+            (see `supervised_contrastive_loss`).
 
     Example:
 
@@ -595,7 +691,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         self.block_size = block_size
         self.gather_across_replicas = gather_across_replicas
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true, y_pred, memory_embeddings=None, memory_labels=None):
         return supervised_contrastive_loss(
             y_true,
             y_pred,
@@ -607,6 +703,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
             implementation=self.implementation,
             block_size=self.block_size,
             gather_across_replicas=self.gather_across_replicas,
+            memory_embeddings=memory_embeddings,
+            memory_labels=memory_labels,
         )
 
     def get_config(self):

@@ -32,7 +32,10 @@ Example:
 import keras
 from keras import ops
 
+from supcon_tf import gradient_cache
 from supcon_tf.layers import ProjectionHead
+from supcon_tf.losses import SupervisedContrastiveLoss
+from supcon_tf.memory_bank import MemoryBank
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
@@ -57,6 +60,28 @@ class SupConModel(keras.Model):
             applied with `training=True` during training; `None` means no
             augmentation (every view is the image itself).
         num_views: views per image (2 in the paper).
+        gradient_cache_chunk_size: `None` (default) trains on the whole batch in one
+            pass. An integer `c` turns on gradient caching (Gao et al., 2021): the
+            training step encodes and projects the batch in chunks of `c` images (all
+            their views) without recording, computes the loss and its gradient with
+            respect to the embeddings on the full batch, then runs each chunk again
+            under a tape and back-propagates its slice of that gradient. Activation
+            memory is that of a `c`-image batch; the loss and its gradient are those
+            of the full batch; a step costs about one extra forward pass. Augmented
+            views are drawn once per step and random layers (dropout) replay the
+            same draws in both passes, so the step is exact. BatchNorm layers in
+            training mode normalise each chunk with that chunk's own statistics
+            (as unsynchronised data parallelism does per device) and update their
+            moving statistics once per chunk. See `docs/large-batches.md`.
+            TensorFlow backend only.
+        memory_size: 0 (default) or the number K of past samples kept in a
+            label-aware memory bank (XBM / the MoCo queue, `supcon_tf.memory_bank`):
+            after each training step the step's projected embeddings (all views) and
+            integer labels are enqueued, and the loss of the next steps contrasts each
+            anchor also against the K stored samples (extra contrasts, never anchors,
+            no gradient; positives among them by label). Under `tf.distribute` the
+            queue receives the all-gathered global batch. Needs a
+            `SupervisedContrastiveLoss` and integer labels (or none, SimCLR).
         **kwargs: `name`, `dtype`, ... of `keras.Model`.
 
     Call arguments:
@@ -74,7 +99,16 @@ class SupConModel(keras.Model):
     (4, 3, 128)
     """
 
-    def __init__(self, encoder, projection_head=None, augmenter=None, num_views=2, **kwargs):
+    def __init__(
+        self,
+        encoder,
+        projection_head=None,
+        augmenter=None,
+        num_views=2,
+        gradient_cache_chunk_size=None,
+        memory_size=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(encoder, keras.Model):
             raise ValueError(
@@ -85,10 +119,19 @@ class SupConModel(keras.Model):
             raise ValueError(f"`num_views` must be a positive integer, got {num_views!r}.")
         if augmenter is not None and not callable(augmenter):
             raise ValueError(f"`augmenter` must be a Keras layer or None, got {augmenter!r}.")
+        gradient_cache.check_chunk_size(gradient_cache_chunk_size)
+        if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
+            raise ValueError(
+                f"`memory_size` must be a non-negative integer (0: no memory bank), got "
+                f"{memory_size!r}."
+            )
         self.encoder = encoder
         self.projection_head = projection_head if projection_head is not None else ProjectionHead()
         self.augmenter = augmenter
         self.num_views = num_views
+        self.gradient_cache_chunk_size = gradient_cache_chunk_size
+        self.memory_size = memory_size
+        self.memory_bank = MemoryBank(memory_size, name="memory_bank") if memory_size else None
 
     @staticmethod
     def _image_shape(input_shape):
@@ -103,12 +146,22 @@ class SupConModel(keras.Model):
         feature_shape = self.encoder.compute_output_shape(input_shape)
         if not self.projection_head.built:
             self.projection_head.build(feature_shape)
+        if self.memory_bank is not None and not self.memory_bank.built:
+            self.memory_bank.build(self.compute_output_shape(input_shape))
         self.built = True
 
     def call(self, inputs, training=False):
         # An explicit `False` outside training: some augmenters (`keras.layers.Pipeline`)
         # default to augmenting when `training` is left unset.
         training = bool(training)
+        return self.embed_views(self.draw_views(inputs, training), training)
+
+    def draw_views(self, inputs, training=False):
+        """Returns the augmented views of a batch, stacked view-major: `[V, B, H, W, C]`.
+
+        `inputs` are images `[B, H, W, C]` (each view drawn from the same image) or views
+        already drawn by the input pipeline, `[B, V, H, W, C]` (each then augmented).
+        """
         if len(inputs.shape) == 5:
             if inputs.shape[1] != self.num_views:
                 raise ValueError(
@@ -120,11 +173,22 @@ class SupConModel(keras.Model):
             views = [inputs] * self.num_views
         if self.augmenter is not None:
             views = [self.augmenter(view, training=training) for view in views]
-        features = self.encoder(ops.concatenate(views, axis=0), training=training)
+        return ops.stack(views, axis=0)
+
+    def embed_views(self, views, training=False):
+        """Encodes and projects stacked views `[V, B, H, W, C]` into `[B, V, D]`."""
+        images = ops.reshape(views, (-1, *views.shape[2:]))
+        features = self.encoder(images, training=training)
         projections = self.projection_head(features, training=training)
         # View-major [V * B, D] -> [B, V, D].
         projections = ops.reshape(projections, (self.num_views, -1, projections.shape[-1]))
         return ops.transpose(projections, (1, 0, 2))
+
+    def train_step(self, data):
+        """Keras' training step, or the gradient-cached one when a chunk size is set."""
+        if self.gradient_cache_chunk_size is None:
+            return super().train_step(data)
+        return gradient_cache.train_step(self, data, self.gradient_cache_chunk_size)
 
     def compute_output_shape(self, input_shape):
         input_shape = self._image_shape(input_shape)
@@ -133,15 +197,40 @@ class SupConModel(keras.Model):
         return (input_shape[0], self.num_views, output_shape[-1])
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Adds the SimCLR case: with no labels the loss is called with `y_true=None`."""
-        if y is not None or self.loss is None:
+        """Adds SimCLR (no labels: the loss gets `y_true=None`) and the memory bank.
+
+        With a memory bank, a training step's loss also contrasts against the stored
+        samples, and the step's embeddings and labels are enqueued afterwards.
+        """
+        memory = self._memory_contrasts(y) if training else {}
+        if not memory and (y is not None or self.loss is None):
             return super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
             )
-        total = self.loss(None, y_pred, sample_weight=sample_weight)
+        total = self.loss(y, y_pred, sample_weight=sample_weight, **memory)
         for loss in self.losses:  # regularisation losses added by layers
             total = total + ops.cast(ops.sum(loss), total.dtype)
+        if memory:
+            self.memory_bank.enqueue(y_pred, y)
         return total
+
+    def _memory_contrasts(self, y):
+        """The memory bank's entries as loss arguments (`{}` without a bank)."""
+        if self.memory_bank is None:
+            return {}
+        if not isinstance(self.loss, SupervisedContrastiveLoss):
+            raise ValueError(
+                "`memory_size` needs the model compiled with a SupervisedContrastiveLoss, "
+                f"got loss {self.loss!r}."
+            )
+        if y is not None and len(y.shape) == 2 and y.shape[1] != 1:
+            raise ValueError(
+                "The memory bank of SupConModel stores integer labels [batch]; got labels "
+                f"of shape {y.shape}. Use integer labels, or pass one-/multi-hot banks to "
+                "supervised_contrastive_loss(memory_embeddings=..., memory_labels=...)."
+            )
+        embeddings, labels = self.memory_bank.contents()
+        return {"memory_embeddings": embeddings, "memory_labels": None if y is None else labels}
 
     def get_config(self):
         config = super().get_config()
@@ -155,6 +244,8 @@ class SupConModel(keras.Model):
                     else keras.saving.serialize_keras_object(self.augmenter)
                 ),
                 "num_views": self.num_views,
+                "gradient_cache_chunk_size": self.gradient_cache_chunk_size,
+                "memory_size": self.memory_size,
             }
         )
         return config

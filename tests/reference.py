@@ -53,23 +53,51 @@ def supcon_reference(
     summation="out",
     mask=None,
     normalize=True,
+    memory=None,
+    memory_labels=None,
 ):
-    """Per-sample SupCon loss, Eq. 2 ("out") or Eq. 3 ("in"), in float64."""
+    """Per-sample SupCon loss, Eq. 2 ("out") or Eq. 3 ("in"), in float64.
+
+    `memory` (`[K, D]` or `[K, V, D]`) holds extra contrast samples (a memory bank):
+    never anchors, in every anchor's denominator, positives when `memory_labels[k]`
+    equals (or, multi-hot, overlaps) the anchor's label; without labels never.
+    """
     f = as_views(features)
+    m = as_views(memory) if memory is not None else np.zeros((0, 1, f.shape[2]))
     if normalize:
         f = _normalize(f)
+        m = _normalize(m) if len(m) else m
     batch, views, _ = f.shape
     base_temperature = temperature if base_temperature is None else base_temperature
     positive = positives_from(labels, batch, mask)
+
+    def memory_positive(b, k):
+        if labels is None:
+            return False
+        anchor, stored = np.asarray(labels)[b], np.asarray(memory_labels)[k]
+        if np.ndim(anchor) == 1 and np.size(anchor) != 1:
+            return bool(np.any((anchor > 0) & (stored > 0)))
+        return np.reshape(anchor, -1)[0] == np.reshape(stored, -1)[0]
+
     anchor_views = range(views) if contrast_mode == "all" else [0]
-    contrasts = [(b, v) for b in range(batch) for v in range(views)]
+    contrasts = [("batch", b, v) for b in range(batch) for v in range(views)]
+    contrasts += [("memory", k, v) for k in range(len(m)) for v in range(m.shape[1])]
+
+    def vector(contrast):
+        source, index, view = contrast
+        return (f if source == "batch" else m)[index, view]
+
+    def is_positive(b, contrast):
+        source, index, _ = contrast
+        return positive(b, index) if source == "batch" else memory_positive(b, index)
+
     per_sample = np.zeros(batch)
     for b in range(batch):
         total = 0.0
         for v in anchor_views:
-            others = [c for c in contrasts if c != (b, v)]
-            sims = {c: float(f[b, v] @ f[c]) / temperature for c in others}
-            pos = [c for c in others if positive(b, c[0])]
+            others = [c for c in contrasts if c != ("batch", b, v)]
+            sims = {c: float(f[b, v] @ vector(c)) / temperature for c in others}
+            pos = [c for c in others if is_positive(b, c)]
             if not pos:
                 continue  # no positive: contributes 0
             log_denominator = _logsumexp([sims[c] for c in others])

@@ -138,6 +138,12 @@ def _define_loss_flags(define):
     define.choice("method", METHODS, "Pretraining: supcon (with labels) or simclr (without).")
     define.integer("views", "Augmented views per image in pretraining.")
     define.number("temperature", "Temperature of the contrastive loss.", lower_bound=1e-6)
+    define.integer(
+        "memory_size",
+        "Label-aware memory bank (XBM / MoCo queue): the last N samples' embeddings and "
+        "labels are extra contrasts of every anchor (0: off).",
+        lower_bound=0,
+    )
     flags.register_validator(
         "views",
         lambda views: views >= 1,
@@ -164,6 +170,15 @@ def _define_optimisation_flags(define):
         "batch_size",
         "Images per step over all replicas (global batch); each of R replicas gets "
         "batch_size/R, and the contrastive loss contrasts the whole global batch.",
+    )
+    flags.DEFINE_integer(
+        "gradient_cache_chunk_size",
+        _DEFAULTS.gradient_cache_chunk_size,
+        "Gradient caching in pretraining: encode the batch in chunks of this many images "
+        "(the whole batch's loss and gradient at one chunk's activation memory, about one "
+        "extra forward pass per step; BatchNorm statistics become per chunk). Default: off.",
+        lower_bound=1,
+        flag_values=define.flag_values,
     )
     define.integer("pretrain_epochs", "Epochs of contrastive pretraining.")
     define.integer("classifier_epochs", "Epochs of the classifier on the frozen encoder.")
@@ -267,6 +282,13 @@ def _define_distribution_flags(define):
         "How --learning_rate (given for a batch of 256) follows the global --batch_size: "
         "auto (linear lr*batch/256 for sgd/lars, sqrt for lamb, none for adam/adamw/rmsprop), "
         "linear, sqrt or none.",
+    )
+    flags.register_multi_flags_validator(
+        ["sync_batchnorm", "gradient_cache_chunk_size"],
+        lambda values: not (values["sync_batchnorm"] and values["gradient_cache_chunk_size"]),
+        message="--sync_batchnorm cannot be combined with --gradient_cache_chunk_size "
+        "(gradient caching normalises each chunk by its own statistics).",
+        flag_values=define.flag_values,
     )
     flags.register_multi_flags_validator(
         ["strategy", "tpu", "tpu_zone", "gcp_project"],
