@@ -184,6 +184,7 @@ class TestCommandLine:
                 "--preset=imagenet_resnet50_supcon",
                 f"--dataset={mixed_folder}",
                 "--batch_size=16",
+                "--classifier_batch_size=16",
                 "--pretrain_epochs=1",
                 "--classifier_epochs=1",
                 "--warmup_epochs=0",
