@@ -201,6 +201,8 @@ def supervised_contrastive_loss(
     implementation="auto",
     block_size=None,
     gather_across_replicas=True,
+    denominator_mode="all",
+    positives_cap=None,
 ):
     """Per-sample supervised contrastive loss (functional form).
 
@@ -217,6 +219,24 @@ def supervised_contrastive_loss(
 
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020,
     Eq. 2 (`summation="out"`) and Eq. 3 (`summation="in"`).
+
+    Variants (docs/loss.md): `denominator_mode` changes which views form the
+    denominator of each term, with `N(i)` the anchor's negatives (views of samples
+    that are not positives of the anchor's sample):
+
+    * `"all"`: `A(i)`, every view but the anchor (the paper).
+    * `"one_positive"`: `{p} + N(i)`, the term's own positive and the negatives
+      (google-research `LossDenominatorMode.ONE_POSITIVE`; SINCERE, Feeney & Hughes,
+      arXiv 2309.14277): other positives no longer repel the anchor.
+    * `"only_negatives"`: `N(i)` (`ONLY_NEGATIVES`; the decoupled loss, DCL, of Yeh et
+      al., ECCV 2022, supervised form).
+
+    In `"one_positive"` and `"only_negatives"` an anchor with no negative has loss 0
+    (there is nothing to contrast against; never NaN). `positives_cap` keeps, per
+    anchor, its own sample's other views plus the views of the first `cap / V`
+    positive samples in batch order (the global batch when gathering); the other
+    positives leave the numerator and the denominator (google-research
+    `positives_cap`).
 
     Args:
         y_true: integer labels `[B]` or `[B, 1]`; one-hot or multi-hot labels `[B, C]`
@@ -254,6 +274,11 @@ def supervised_contrastive_loss(
             gradients either way.
         block_size: anchor rows per block of `"blocked"`; `None` picks about
             `kernels.DEFAULT_BLOCK_ELEMENTS` similarities per block.
+        denominator_mode: `"all"` (default), `"one_positive"` or `"only_negatives"`
+            (see above).
+        positives_cap: `None` (default, no cap) or the most positive views per anchor
+            besides its own sample's other views: a non-negative multiple of the number
+            of views V.
 
     Returns:
         A `[B]` float tensor (float32, or float64 for float64 embeddings): the loss of
@@ -271,7 +296,9 @@ def supervised_contrastive_loss(
         temperature, base_temperature, contrast_mode, summation
     )
     kernels.check_implementation(implementation, block_size)
+    kernels.check_variant(denominator_mode, positives_cap)
     features = _as_views(y_pred)
+    _check_cap_views(positives_cap, _num_views(features))
     if y_true is None and positive_mask is None and _num_views(features) < 2:
         raise ValueError(
             "Without labels (`y_true=None`, SimCLR) the positives are the other views of the "
@@ -303,8 +330,18 @@ def supervised_contrastive_loss(
         local_batch=local_batch,
         implementation=implementation,
         block_size=block_size,
+        variant=kernels.Variant(denominator_mode, positives_cap),
     )
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
+
+
+def _check_cap_views(positives_cap, num_views):
+    """A cap counts whole samples: it must be a multiple of the number of views."""
+    if positives_cap is not None and positives_cap % num_views:
+        raise ValueError(
+            f"`positives_cap` must be a multiple of the number of views ({num_views}): it "
+            f"counts all views of each kept positive sample; got {positives_cap}."
+        )
 
 
 def _multi_replica_context():
@@ -414,6 +451,7 @@ def _per_sample_loss(
     local_batch=None,
     implementation="auto",
     block_size=None,
+    variant=None,
 ):
     """Kernel entry: per-sample loss of the anchors against the whole contrast batch.
 
@@ -425,6 +463,7 @@ def _per_sample_loss(
         anchor_start, local_batch: the anchors are samples
             `anchor_start .. anchor_start + local_batch - 1` (default: all G samples).
         implementation, block_size: the kernel (see `kernels.anchor_losses`).
+        variant: a `kernels.Variant` (None: the paper's loss).
 
     Returns:
         `[local_batch]` loss per anchor sample (before the base-temperature scaling).
@@ -441,6 +480,7 @@ def _per_sample_loss(
         local_batch=local_batch,
         implementation=implementation,
         block_size=block_size,
+        variant=variant,
     )
 
 
@@ -542,6 +582,11 @@ class SupervisedContrastiveLoss(_LabelLoss):
             replicas, use the whole global batch (all replicas' embeddings and labels)
             as contrasts for this replica's anchors (default `True`, the paper's
             large-batch setting); `False` uses only the replica's own shard.
+        denominator_mode: `"all"` (the paper), `"one_positive"` (SINCERE) or
+            `"only_negatives"` (DCL); see `supervised_contrastive_loss`.
+        positives_cap: `None` or the most positive views per anchor besides its own
+            sample's other views (a multiple of the number of views; google-research's
+            `positives_cap`).
         reduction: Keras reduction, default `"sum_over_batch_size"`.
         name: loss name.
         dtype: Keras dtype of the loss computation (default float32; float16 and
@@ -575,6 +620,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
         implementation="auto",
         block_size=None,
         gather_across_replicas=True,
+        denominator_mode="all",
+        positives_cap=None,
         reduction="sum_over_batch_size",
         name="supervised_contrastive_loss",
         dtype=None,
@@ -582,6 +629,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _check_options(temperature, base_temperature, contrast_mode, summation)
         kernels.check_implementation(implementation, block_size)
+        kernels.check_variant(denominator_mode, positives_cap)
         if not isinstance(gather_across_replicas, bool):
             raise ValueError(
                 f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
@@ -594,6 +642,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
         self.implementation = implementation
         self.block_size = block_size
         self.gather_across_replicas = gather_across_replicas
+        self.denominator_mode = denominator_mode
+        self.positives_cap = positives_cap
 
     def call(self, y_true, y_pred):
         return supervised_contrastive_loss(
@@ -607,6 +657,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
             implementation=self.implementation,
             block_size=self.block_size,
             gather_across_replicas=self.gather_across_replicas,
+            denominator_mode=self.denominator_mode,
+            positives_cap=self.positives_cap,
         )
 
     def get_config(self):
@@ -621,6 +673,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
                 "implementation": self.implementation,
                 "block_size": self.block_size,
                 "gather_across_replicas": self.gather_across_replicas,
+                "denominator_mode": self.denominator_mode,
+                "positives_cap": self.positives_cap,
             }
         )
         return config
