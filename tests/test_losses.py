@@ -731,3 +731,96 @@ class TestVariants:
     def test_cap_not_multiple_of_views(self):
         with pytest.raises(ValueError, match=r"multiple of the number of views \(2\).*got 3"):
             supervised_contrastive_loss([0, 1], np.ones((2, 2, 3), "float32"), positives_cap=3)
+
+
+def soft_weights(rng, batch):
+    """A symmetric non-negative pair-weight matrix with some zero (negative) pairs."""
+    weights = rng.random((batch, batch)) * (rng.random((batch, batch)) < 0.5)
+    return (weights + weights.T) / 2
+
+
+class TestPairWeights:
+    @pytest.mark.parametrize(
+        "mode,summation", list(itertools.product(DENOMINATOR_MODES, ("out", "in")))
+    )
+    def test_matches_float64_transcription(self, mode, summation):
+        rng = np.random.default_rng(zlib.crc32(f"{mode}{summation}".encode()) % 2**16)
+        features = rng.normal(size=(7, 2, 5)).astype("float32")
+        weights = soft_weights(rng, 7)
+        for cap in (None, 2):
+            expected = variant_reference(
+                features, None, 0.2, "all", summation, mode, cap, weights=weights
+            )
+            for implementation, block_size in VARIANT_KERNELS:
+                got = supervised_contrastive_loss(
+                    weights.astype("float32"),
+                    features,
+                    temperature=0.2,
+                    summation=summation,
+                    denominator_mode=mode,
+                    positives_cap=cap,
+                    pair_weights=True,
+                    implementation=implementation,
+                    block_size=block_size,
+                ).numpy()
+                np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-5)
+
+    @pytest.mark.parametrize("implementation,block_size", VARIANT_KERNELS)
+    def test_gradient_matches_finite_differences(self, implementation, block_size):
+        rng = np.random.default_rng(41)
+        features = rng.normal(size=(5, 2, 3))
+        weights = soft_weights(rng, 5)
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            total = tf.reduce_sum(
+                supervised_contrastive_loss(
+                    weights,
+                    variable,
+                    temperature=0.3,
+                    pair_weights=True,
+                    implementation=implementation,
+                    block_size=block_size,
+                )
+            )
+        grads = tape.gradient(total, variable).numpy()
+        eps = 1e-6
+        numeric = np.zeros_like(features)
+        for index in np.ndindex(features.shape):
+            plus, minus = features.copy(), features.copy()
+            plus[index] += eps
+            minus[index] -= eps
+            numeric[index] = (
+                variant_reference(plus, None, 0.3, weights=weights).sum()
+                - variant_reference(minus, None, 0.3, weights=weights).sum()
+            ) / (2 * eps)
+        np.testing.assert_allclose(grads, numeric, rtol=1e-5, atol=1e-8)
+
+    def test_zero_one_weights_equal_integer_labels(self):
+        rng = np.random.default_rng(42)
+        features, labels, _ = make_batch(rng, 9, 2, 6, "int")
+        same = (labels[:, None] == labels[None, :]).astype("float32")
+        for shape in (same.shape, (9, 1, 9, 1)):
+            loss = SupervisedContrastiveLoss(pair_weights=True, reduction=None)
+            np.testing.assert_allclose(
+                loss(same.reshape(shape), features).numpy(),
+                supervised_contrastive_loss(labels, features).numpy(),
+                rtol=1e-5,
+            )
+
+    @pytest.mark.parametrize(
+        "weights,match",
+        [
+            (np.ones((4, 3)), r"square \[batch, batch\].*got shape \(4, 3\)"),
+            (np.ones((4,)), r"square \[batch, batch\].*got shape \(4,\)"),
+            (np.ones((3, 3)), "has 3 rows but `y_pred` has a batch of 4"),
+            (-np.eye(4), "non-negative.*smallest entry of -1.0"),
+        ],
+    )
+    def test_bad_weights(self, weights, match):
+        with pytest.raises(ValueError, match=match):
+            supervised_contrastive_loss(weights, np.ones((4, 2, 3), "float32"), pair_weights=True)
+
+    def test_pair_weights_flag_must_be_bool(self):
+        with pytest.raises(ValueError, match="`pair_weights` must be True or False, got 'yes'"):
+            SupervisedContrastiveLoss(pair_weights="yes")
