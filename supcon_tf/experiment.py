@@ -61,7 +61,7 @@ from supcon_tf.distribute import (
 from supcon_tf.encoders import build_encoder
 from supcon_tf.evaluation import KNNMonitor, evaluate_run
 from supcon_tf.layers import ProjectionHead
-from supcon_tf.losses import SupervisedContrastiveLoss
+from supcon_tf.losses import NPairsLoss, SupervisedContrastiveLoss
 from supcon_tf.models import (
     SupConModel,
     build_cross_entropy_classifier,
@@ -73,6 +73,19 @@ from supcon_tf.schedules import SCHEDULES
 
 PHASES = ("pretrain", "classifier", "baseline")
 METHODS = ("supcon", "simclr")
+LOSSES = ("supcon", "npairs")
+
+# The options of `SupervisedContrastiveLoss` that `loss="npairs"` does not have, with
+# the default it needs.
+SUPCON_ONLY_OPTIONS = {
+    "base_temperature": None,
+    "contrast_mode": "all",
+    "summation": "out",
+    "denominator_mode": "all",
+    "positives_cap": None,
+    "implementation": "auto",
+    "block_size": None,
+}
 
 # Configuration fields that may change between an interrupted run and its resumption
 # (the batch size is global, so a run may resume on other devices or another strategy).
@@ -87,6 +100,8 @@ _RESUMABLE_FIELDS = (
     "tpu_zone",
     "gcp_project",
     "deterministic",
+    "implementation",
+    "block_size",
 )
 
 
@@ -116,6 +131,19 @@ class ExperimentConfig:
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
             `pretrain_epochs + classifier_epochs`, the SupCon budget).
         temperature: loss temperature.
+        loss: pretraining loss: `"supcon"` (`SupervisedContrastiveLoss`, with the
+            options below) or `"npairs"` (`NPairsLoss`, the original Keras example's
+            loss; the options below must keep their defaults).
+        base_temperature: the loss is scaled by `temperature / base_temperature`
+            (`None`: no scaling).
+        contrast_mode: `"all"` (every view is an anchor) or `"one"` (view 0 only).
+        summation: `"out"` (Eq. 2 of the paper) or `"in"` (Eq. 3).
+        denominator_mode: `"all"` (the paper), `"one_positive"` (SINCERE) or
+            `"only_negatives"` (DCL); see docs/loss.md.
+        positives_cap: `None` or the most positive views per anchor besides its own
+            sample's other views (a multiple of `views`; google-research's cap).
+        implementation: loss kernel, `"auto"`, `"dense"` or `"blocked"`.
+        block_size: anchor rows per block of the blocked kernel (`None`: automatic).
         projection_units: embedding width of the projection head.
         projection_batch_norm: BatchNorm in the projection head's hidden layer.
         optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`).
@@ -185,6 +213,14 @@ class ExperimentConfig:
     classifier_epochs: int = 20
     baseline_epochs: int | None = None
     temperature: float = 0.1
+    loss: str = "supcon"
+    base_temperature: float | None = None
+    contrast_mode: str = "all"
+    summation: str = "out"
+    denominator_mode: str = "all"
+    positives_cap: int | None = None
+    implementation: str = "auto"
+    block_size: int | None = None
     projection_units: int = 128
     projection_batch_norm: bool = False
     optimizer: str = "adam"
@@ -240,6 +276,7 @@ class ExperimentConfig:
             )
         if not self.temperature > 0:
             raise ValueError(f"`temperature` must be positive, got {self.temperature!r}.")
+        self._check_loss()
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
         if self.lr_schedule not in SCHEDULES:
@@ -258,6 +295,30 @@ class ExperimentConfig:
         if not self.model_dir:
             raise ValueError("`model_dir` must be a folder path, got an empty string.")
         self._check_distribution()
+
+    def _check_loss(self):
+        if self.loss not in LOSSES:
+            raise ValueError(
+                f"Unknown `loss` {self.loss!r}. Expected one of {LOSSES}: 'supcon' is "
+                "SupervisedContrastiveLoss, 'npairs' the Keras example's NPairsLoss."
+            )
+        if self.loss == "npairs":
+            for name, default in SUPCON_ONLY_OPTIONS.items():
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"`{name}`={getattr(self, name)!r} is an option of loss='supcon' "
+                        f"only; with loss='npairs' it must stay {default!r}."
+                    )
+        # The loss validates its own options (named errors: what was given, what is allowed).
+        SupervisedContrastiveLoss(
+            temperature=self.temperature,
+            **{name: getattr(self, name) for name in SUPCON_ONLY_OPTIONS},
+        )
+        if self.positives_cap is not None and self.positives_cap % self.views:
+            raise ValueError(
+                f"`positives_cap` must be a multiple of `views` ({self.views}): it counts "
+                f"all views of each kept positive sample; got {self.positives_cap}."
+            )
 
     def _check_distribution(self):
         if self.strategy not in STRATEGIES:
@@ -380,7 +441,7 @@ class _Phases:
         )
         model.compile(
             optimizer=build_phase_optimizer(config, config.pretrain_epochs, len(data.x_train)),
-            loss=SupervisedContrastiveLoss(temperature=config.temperature),
+            loss=contrastive_loss(config),
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
         model(data.x_train[:2])
@@ -456,6 +517,24 @@ class _Phases:
             "history": history,
             "resumed_from_epoch": initial_epoch,
         }
+
+
+def contrastive_loss(config):
+    """The pretraining loss of `config` (`loss`, `temperature` and the loss options).
+
+    Example:
+
+    >>> contrastive_loss(ExperimentConfig(denominator_mode="one_positive")).denominator_mode
+    'one_positive'
+    >>> type(contrastive_loss(ExperimentConfig(loss="npairs"))).__name__
+    'NPairsLoss'
+    """
+    if config.loss == "npairs":
+        return NPairsLoss(temperature=config.temperature)
+    return SupervisedContrastiveLoss(
+        temperature=config.temperature,
+        **{name: getattr(config, name) for name in SUPCON_ONLY_OPTIONS},
+    )
 
 
 def _build_augmenter(config):

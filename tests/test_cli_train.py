@@ -79,9 +79,39 @@ class TestFlags:
         assert (config.temperature, config.baseline, config.optimizer) == (0.07, False, "sgd")
         assert config.model_dir == "/tmp/somewhere"
 
+    def test_loss_flags_reach_the_config(self):
+        flag_values = _parse(
+            "--loss=supcon",
+            "--base_temperature=0.07",
+            "--contrast_mode=one",
+            "--summation=in",
+            "--denominator_mode=only_negatives",
+            "--positives_cap=4",
+            "--implementation=blocked",
+            "--block_size=64",
+        )
+        config = config_from_flags(flag_values)
+        assert (config.base_temperature, config.contrast_mode, config.summation) == (
+            0.07,
+            "one",
+            "in",
+        )
+        assert (config.denominator_mode, config.positives_cap) == ("only_negatives", 4)
+        assert (config.implementation, config.block_size) == ("blocked", 64)
+        assert config_from_flags(_parse("--loss=npairs")).loss == "npairs"
+
     @pytest.mark.parametrize(
         ("arguments", "match"),
         [
+            (["--denominator_mode=sincere"], "denominator_mode"),
+            (["--positives_cap=-2"], "positives_cap"),
+            (["--positives_cap=3"], "--positives_cap must be a multiple of --views"),
+            (["--loss=triplet"], "loss"),
+            (["--loss=npairs", "--summation=in"], "--loss=npairs takes none of"),
+            (["--implementation=tiled"], "implementation"),
+            (["--block_size=0"], "block_size"),
+            (["--base_temperature=0"], "base_temperature"),
+            (["--contrast_mode=two"], "contrast_mode"),
             (["--views=0"], "views"),
             (["--encoder=vgg"], "encoder"),
             (["--optimizer=nesterov"], "optimizer"),

@@ -11,7 +11,12 @@ import pytest
 
 from supcon_tf import experiment
 from supcon_tf.checkpoints import TrainingCheckpoint
-from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.experiment import (
+    SUPCON_ONLY_OPTIONS,
+    ExperimentConfig,
+    contrastive_loss,
+    run_experiment,
+)
 
 
 class SimulatedKillError(Exception):
@@ -198,6 +203,16 @@ def test_changed_configuration_is_refused(finished_run):
         ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
         ({"temperature": -0.1}, "`temperature` must be positive, got -0.1"),
         ({"model_dir": ""}, "`model_dir` must be a folder path"),
+        ({"loss": "triplet"}, "Unknown `loss` 'triplet'"),
+        ({"denominator_mode": "dcl"}, "Unknown `denominator_mode`='dcl'"),
+        ({"positives_cap": -1}, "`positives_cap` must be None .* got -1"),
+        ({"positives_cap": 3}, r"multiple of `views` \(2\).*got 3"),
+        ({"summation": "inside"}, "Unknown `summation`='inside'"),
+        ({"contrast_mode": "two"}, "Unknown `contrast_mode`='two'"),
+        ({"base_temperature": 0.0}, "`base_temperature` must be a positive"),
+        ({"implementation": "tiled"}, "Unknown `implementation`='tiled'"),
+        ({"block_size": 0}, "`block_size` must be None .* got 0"),
+        ({"loss": "npairs", "summation": "in"}, "`summation`='in' is an option of loss='supcon'"),
     ],
 )
 def test_config_errors(overrides, match):
@@ -216,6 +231,23 @@ def test_config_errors(overrides, match):
 def test_run_errors(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         run_experiment(_config(tmp_path, "errors", **overrides))
+
+
+def test_contrastive_loss_carries_every_option():
+    config = ExperimentConfig(
+        temperature=0.2,
+        base_temperature=0.07,
+        contrast_mode="one",
+        summation="in",
+        denominator_mode="one_positive",
+        positives_cap=2,
+        implementation="dense",
+        block_size=8,
+    )
+    options = contrastive_loss(config).get_config()
+    for name in SUPCON_ONLY_OPTIONS:
+        assert options[name] == getattr(config, name), name
+    assert options["temperature"] == 0.2
 
 
 def test_run_experiment_needs_a_config():
