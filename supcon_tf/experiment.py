@@ -63,6 +63,7 @@ from supcon_tf.evaluation import KNNMonitor, evaluate_run
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import NPairsLoss, SupervisedContrastiveLoss
 from supcon_tf.models import (
+    HybridSupConModel,
     SupConModel,
     build_cross_entropy_classifier,
     build_linear_classifier,
@@ -71,8 +72,8 @@ from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate
 from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
 
-PHASES = ("pretrain", "classifier", "baseline")
-METHODS = ("supcon", "simclr")
+PHASES = ("pretrain", "classifier", "baseline", "hybrid")
+METHODS = ("supcon", "simclr", "hybrid")
 LOSSES = ("supcon", "npairs")
 
 # The options of `SupervisedContrastiveLoss` that `loss="npairs"` does not have, with
@@ -121,7 +122,12 @@ class ExperimentConfig:
         encoder: encoder name (see `supcon_tf.encoders.ENCODERS`).
         width_multiplier: encoder width multiplier.
         stem: ResNet stem, `"cifar"` or `"imagenet"`.
-        method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining.
+        method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining; `"hybrid"`:
+            SupCon pretraining and its frozen-encoder classifier (the two-stage
+            result) and, beside it, a one-stage `HybridSupConModel` trained on
+            `hybrid_weight x SupCon + cross-entropy` of a linear head for
+            `pretrain_epochs` (report.json "hybrid").
+        hybrid_weight: weight `lambda` of the SupCon term of `method="hybrid"`.
         views: augmented views per image in pretraining.
         batch_size: images per batch (each gives `views` views in pretraining). Global:
             all replicas together; each of R replicas gets `batch_size / R` images, and
@@ -221,6 +227,7 @@ class ExperimentConfig:
     positives_cap: int | None = None
     implementation: str = "auto"
     block_size: int | None = None
+    hybrid_weight: float = 1.0
     projection_units: int = 128
     projection_batch_norm: bool = False
     optimizer: str = "adam"
@@ -314,6 +321,19 @@ class ExperimentConfig:
             temperature=self.temperature,
             **{name: getattr(self, name) for name in SUPCON_ONLY_OPTIONS},
         )
+        if (
+            isinstance(self.hybrid_weight, bool)
+            or not isinstance(self.hybrid_weight, (int, float))
+            or not 0 < self.hybrid_weight < float("inf")
+        ):
+            raise ValueError(
+                f"`hybrid_weight` must be a positive finite number, got {self.hybrid_weight!r}."
+            )
+        if self.hybrid_weight != 1.0 and self.method != "hybrid":
+            raise ValueError(
+                f"`hybrid_weight`={self.hybrid_weight} applies only to method='hybrid', got "
+                f"method={self.method!r}."
+            )
         if self.positives_cap is not None and self.positives_cap % self.views:
             raise ValueError(
                 f"`positives_cap` must be a multiple of `views` ({self.views}): it counts "
@@ -396,6 +416,8 @@ def run_experiment(config):
             results["classifier"] = phases.run("classifier", phases.train_classifier)
             if config.baseline:
                 results["baseline"] = phases.run("baseline", phases.train_baseline)
+            if config.method == "hybrid":
+                results["hybrid"] = phases.run("hybrid", phases.train_hybrid)
         report = _report(config, data, strategy, results, time.perf_counter() - start)
         run.write_report(report)
         if config.evaluate:
@@ -445,7 +467,7 @@ class _Phases:
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
         model(data.x_train[:2])
-        labels = data.y_train if config.method == "supcon" else None
+        labels = None if config.method == "simclr" else data.y_train
         history, initial_epoch = fit_phase(
             model,
             config,
@@ -483,6 +505,50 @@ class _Phases:
         synchronize_batch_norm(model, config.sync_batchnorm)
         epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
         return self._classify("baseline", model, epochs)
+
+    def train_hybrid(self):
+        """One-stage `HybridSupConModel` on a new encoder; saves `hybrid.keras` (its classifier)."""
+        config, data = self.config, self.data
+        model = HybridSupConModel(
+            SupConModel(
+                self._new_encoder(),
+                projection_head=ProjectionHead(
+                    output_units=config.projection_units, batch_norm=config.projection_batch_norm
+                ),
+                augmenter=_build_augmenter(config),
+                num_views=config.views,
+            ),
+            num_classes=data.num_classes,
+            hybrid_weight=config.hybrid_weight,
+        )
+        model.compile(
+            optimizer=build_phase_optimizer(config, config.pretrain_epochs, len(data.x_train)),
+            loss=contrastive_loss(config),
+        )
+        synchronize_batch_norm(model, config.sync_batchnorm)
+        model(data.x_train[:2])
+        history, initial_epoch = fit_phase(
+            model,
+            config,
+            self.run_directory,
+            "hybrid",
+            data.x_train,
+            data.y_train,
+            config.pretrain_epochs,
+            should_stop=self.stop_requested,
+        )
+        classifier = model.classifier()
+        compile_classifier(classifier, config, 1, len(data.x_train))
+        classifier.save(self.run_directory.root / "hybrid.keras")
+        _, validation_accuracy = evaluate_split(classifier, config, data.x_val, data.y_val)
+        test_loss, test_accuracy = evaluate_split(classifier, config, data.x_test, data.y_test)
+        return {
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "validation_accuracy": validation_accuracy,
+            "history": history,
+            "resumed_from_epoch": initial_epoch,
+        }
 
     def _new_encoder(self):
         config = self.config
@@ -603,4 +669,7 @@ def _report(config, data, strategy, results, seconds):
     }
     if config.baseline:
         report["cross_entropy"] = summary(results["baseline"])
+    if "hybrid" in results:
+        # One-stage hybrid_weight x SupCon + CE, beside the two-stage "supcon" result.
+        report["hybrid"] = summary(results["hybrid"])
     return report

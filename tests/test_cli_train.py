@@ -99,6 +99,8 @@ class TestFlags:
         assert (config.denominator_mode, config.positives_cap) == ("only_negatives", 4)
         assert (config.implementation, config.block_size) == ("blocked", 64)
         assert config_from_flags(_parse("--loss=npairs")).loss == "npairs"
+        hybrid = config_from_flags(_parse("--method=hybrid", "--hybrid_weight=0.3"))
+        assert (hybrid.method, hybrid.hybrid_weight) == ("hybrid", 0.3)
 
     @pytest.mark.parametrize(
         ("arguments", "match"),
@@ -107,6 +109,8 @@ class TestFlags:
             (["--positives_cap=-2"], "positives_cap"),
             (["--positives_cap=3"], "--positives_cap must be a multiple of --views"),
             (["--loss=triplet"], "loss"),
+            (["--hybrid_weight=2"], "--hybrid_weight applies only to --method=hybrid"),
+            (["--method=hybrid", "--hybrid_weight=0"], "hybrid_weight"),
             (["--loss=npairs", "--summation=in"], "--loss=npairs takes none of"),
             (["--implementation=tiled"], "implementation"),
             (["--block_size=0"], "block_size"),

@@ -185,6 +185,25 @@ def test_simclr_pretraining(tmp_path):
     assert report["method"] == "simclr" and 0 <= report["supcon"]["test_accuracy"] <= 1
 
 
+def test_hybrid_is_reported_beside_the_two_stage_result(tmp_path):
+    config = _config(
+        tmp_path,
+        "hybrid",
+        method="hybrid",
+        hybrid_weight=0.5,
+        pretrain_epochs=2,
+        baseline=False,
+        evaluate=False,
+        knn_monitor=False,
+    )
+    report = run_experiment(config)
+    for method in ("supcon", "hybrid"):
+        assert 0.0 <= report[method]["test_accuracy"] <= 1.0
+    assert len(report["history"]["hybrid"]["loss"]) == 2
+    assert report["config"]["hybrid_weight"] == 0.5
+    assert (Path(config.model_dir) / "hybrid.keras").is_file()
+
+
 def test_changed_configuration_is_refused(finished_run):
     config, _ = finished_run
     with pytest.raises(ValueError, match=r"different configuration \(temperature: 0.5 -> 0.2\)"):
@@ -204,6 +223,8 @@ def test_changed_configuration_is_refused(finished_run):
         ({"temperature": -0.1}, "`temperature` must be positive, got -0.1"),
         ({"model_dir": ""}, "`model_dir` must be a folder path"),
         ({"loss": "triplet"}, "Unknown `loss` 'triplet'"),
+        ({"method": "hybrid", "hybrid_weight": 0.0}, "`hybrid_weight` must be a positive"),
+        ({"hybrid_weight": 2.0}, "applies only to method='hybrid', got method='supcon'"),
         ({"denominator_mode": "dcl"}, "Unknown `denominator_mode`='dcl'"),
         ({"positives_cap": -1}, "`positives_cap` must be None .* got -1"),
         ({"positives_cap": 3}, r"multiple of `views` \(2\).*got 3"),

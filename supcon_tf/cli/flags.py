@@ -103,7 +103,17 @@ def _define_model_flags(define):
 
 
 def _define_loss_flags(define):
-    define.choice("method", METHODS, "Pretraining: supcon (with labels) or simclr (without).")
+    define.choice(
+        "method",
+        METHODS,
+        "Pretraining: supcon (with labels) or simclr (without); hybrid also trains a "
+        "one-stage hybrid_weight x SupCon + CE model, reported beside the two-stage result.",
+    )
+    define.number(
+        "hybrid_weight",
+        "Weight lambda of the SupCon term of --method=hybrid (lambda x SupCon + CE).",
+        lower_bound=1e-9,
+    )
     define.integer("views", "Augmented views per image in pretraining.")
     define.number("temperature", "Temperature of the contrastive loss.", lower_bound=1e-6)
     define.choice(
@@ -153,6 +163,12 @@ def _define_loss_flags(define):
         ["method", "views"],
         lambda values: values["method"] != "simclr" or values["views"] >= 2,
         message="--method=simclr needs --views >= 2 (the other views are its only positives).",
+        flag_values=define.flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["method", "hybrid_weight"],
+        lambda values: values["method"] == "hybrid" or values["hybrid_weight"] == 1.0,
+        message="--hybrid_weight applies only to --method=hybrid.",
         flag_values=define.flag_values,
     )
     flags.register_multi_flags_validator(
