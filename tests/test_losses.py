@@ -575,6 +575,9 @@ GOOGLE_VALUES = [
 ]
 DENOMINATOR_MODES = ("all", "one_positive", "only_negatives")
 VARIANT_KERNELS = [("dense", None), ("blocked", 3)]
+# float32 against the float64 transcription: at most 4.1e-6 relative measured (temperature
+# 0.2, both kernels, every mode and cap); the bound leaves a factor of 5.
+VARIANT_RTOL, VARIANT_ATOL = 2e-5, 2e-6
 
 
 class TestVariants:
@@ -625,7 +628,7 @@ class TestVariants:
                     implementation=implementation,
                     block_size=block_size,
                 ).numpy()
-                np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-5)
+                np.testing.assert_allclose(got, expected, rtol=VARIANT_RTOL, atol=VARIANT_ATOL)
 
     def test_default_variant_equals_paper_reference(self):
         rng = np.random.default_rng(31)
@@ -763,7 +766,7 @@ class TestPairWeights:
                     implementation=implementation,
                     block_size=block_size,
                 ).numpy()
-                np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-5)
+                np.testing.assert_allclose(got, expected, rtol=VARIANT_RTOL, atol=VARIANT_ATOL)
 
     @pytest.mark.parametrize("implementation,block_size", VARIANT_KERNELS)
     def test_gradient_matches_finite_differences(self, implementation, block_size):
