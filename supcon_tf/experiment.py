@@ -72,9 +72,10 @@ from supcon_tf.evaluation import KNNMonitor, evaluate_run
 from supcon_tf.gradient_cache import check_chunk_size
 from supcon_tf.inputs import open_inputs
 from supcon_tf.layers import ProjectionHead
-from supcon_tf.losses import SupervisedContrastiveLoss
+from supcon_tf.losses import NPairsLoss, SupervisedContrastiveLoss
 from supcon_tf.models import (
     HIDDEN_ACTIVATIONS,
+    HybridSupConModel,
     SupConModel,
     build_cross_entropy_classifier,
     build_linear_classifier,
@@ -85,9 +86,22 @@ from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
 from supcon_tf.selection import BestEpoch
 
-PHASES = ("pretrain", "classifier", "baseline")
-METHODS = ("supcon", "simclr")
+PHASES = ("pretrain", "classifier", "baseline", "hybrid")
+METHODS = ("supcon", "simclr", "hybrid")
 PROJECTION_HEADS = ("mlp", "none")
+LOSSES = ("supcon", "npairs")
+
+# The options of `SupervisedContrastiveLoss` that `loss="npairs"` does not have, with
+# the default it needs.
+SUPCON_ONLY_OPTIONS = {
+    "base_temperature": None,
+    "contrast_mode": "all",
+    "summation": "out",
+    "denominator_mode": "all",
+    "positives_cap": None,
+    "implementation": "auto",
+    "block_size": None,
+}
 
 # Configuration fields that may change between an interrupted run and its resumption
 # (the batch size is global, so a run may resume on other devices or another strategy).
@@ -102,6 +116,8 @@ _RESUMABLE_FIELDS = (
     "tpu_zone",
     "gcp_project",
     "deterministic",
+    "implementation",
+    "block_size",
 )
 
 
@@ -133,7 +149,12 @@ class ExperimentConfig:
         encoder: encoder name (see `supcon_tf.encoders.ENCODERS`).
         width_multiplier: encoder width multiplier.
         stem: ResNet stem, `"cifar"` or `"imagenet"`.
-        method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining.
+        method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining; `"hybrid"`:
+            SupCon pretraining and its frozen-encoder classifier (the two-stage
+            result) and, beside it, a one-stage `HybridSupConModel` trained on
+            `hybrid_weight x SupCon + cross-entropy` of a linear head for
+            `pretrain_epochs` (report.json "hybrid").
+        hybrid_weight: weight `lambda` of the SupCon term of `method="hybrid"`.
         views: augmented views per image in pretraining.
         batch_size: images per batch (each gives `views` views in pretraining). Global:
             all replicas together; each of R replicas gets `batch_size / R` images, and
@@ -153,6 +174,19 @@ class ExperimentConfig:
         projection_head: `"mlp"` (`supcon_tf.layers.ProjectionHead`, the paper's) or
             `"none"` (the loss sees the encoder's features, as in the first Keras
             example).
+        loss: pretraining loss: `"supcon"` (`SupervisedContrastiveLoss`, with the
+            options below) or `"npairs"` (`NPairsLoss`, the original Keras example's
+            loss; the options below must keep their defaults).
+        base_temperature: the loss is scaled by `temperature / base_temperature`
+            (`None`: no scaling).
+        contrast_mode: `"all"` (every view is an anchor) or `"one"` (view 0 only).
+        summation: `"out"` (Eq. 2 of the paper) or `"in"` (Eq. 3).
+        denominator_mode: `"all"` (the paper), `"one_positive"` (SINCERE) or
+            `"only_negatives"` (DCL); see docs/loss.md.
+        positives_cap: `None` or the most positive views per anchor besides its own
+            sample's other views (a multiple of `views`; google-research's cap).
+        implementation: loss kernel, `"auto"`, `"dense"` or `"blocked"`.
+        block_size: anchor rows per block of the blocked kernel (`None`: automatic).
         projection_units: embedding width of the projection head.
         projection_batch_norm: BatchNorm in the projection head's hidden layer.
         optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`) of
@@ -247,6 +281,15 @@ class ExperimentConfig:
     baseline_epochs: int | None = None
     temperature: float = 0.1
     projection_head: str = "mlp"
+    loss: str = "supcon"
+    base_temperature: float | None = None
+    contrast_mode: str = "all"
+    summation: str = "out"
+    denominator_mode: str = "all"
+    positives_cap: int | None = None
+    implementation: str = "auto"
+    block_size: int | None = None
+    hybrid_weight: float = 1.0
     projection_units: int = 128
     projection_batch_norm: bool = False
     optimizer: str = "adam"
@@ -319,6 +362,7 @@ class ExperimentConfig:
             )
         if not self.temperature > 0:
             raise ValueError(f"`temperature` must be positive, got {self.temperature!r}.")
+        self._check_loss()
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
         if self.lr_schedule not in SCHEDULES:
@@ -394,6 +438,43 @@ class ExperimentConfig:
             raise ValueError(
                 "`early_stopping_patience` must be an integer >= 0 (0: no early stopping), "
                 f"got {patience!r}."
+            )
+
+    def _check_loss(self):
+        if self.loss not in LOSSES:
+            raise ValueError(
+                f"Unknown `loss` {self.loss!r}. Expected one of {LOSSES}: 'supcon' is "
+                "SupervisedContrastiveLoss, 'npairs' the Keras example's NPairsLoss."
+            )
+        if self.loss == "npairs":
+            for name, default in SUPCON_ONLY_OPTIONS.items():
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"`{name}`={getattr(self, name)!r} is an option of loss='supcon' "
+                        f"only; with loss='npairs' it must stay {default!r}."
+                    )
+        # The loss validates its own options (named errors: what was given, what is allowed).
+        SupervisedContrastiveLoss(
+            temperature=self.temperature,
+            **{name: getattr(self, name) for name in SUPCON_ONLY_OPTIONS},
+        )
+        if (
+            isinstance(self.hybrid_weight, bool)
+            or not isinstance(self.hybrid_weight, (int, float))
+            or not 0 < self.hybrid_weight < float("inf")
+        ):
+            raise ValueError(
+                f"`hybrid_weight` must be a positive finite number, got {self.hybrid_weight!r}."
+            )
+        if self.hybrid_weight != 1.0 and self.method != "hybrid":
+            raise ValueError(
+                f"`hybrid_weight`={self.hybrid_weight} applies only to method='hybrid', got "
+                f"method={self.method!r}."
+            )
+        if self.positives_cap is not None and self.positives_cap % self.views:
+            raise ValueError(
+                f"`positives_cap` must be a multiple of `views` ({self.views}): it counts "
+                f"all views of each kept positive sample; got {self.positives_cap}."
             )
 
     def _check_distribution(self):
@@ -495,6 +576,8 @@ def run_experiment(config):
             results["classifier"] = phases.run("classifier", phases.train_classifier)
             if config.baseline:
                 results["baseline"] = phases.run("baseline", phases.train_baseline)
+            if config.method == "hybrid":
+                results["hybrid"] = phases.run("hybrid", phases.train_hybrid)
         report = _report(config, inputs, strategy, results, time.perf_counter() - start)
         run.write_report(report)
         if config.evaluate and inputs.streamed:
@@ -558,7 +641,7 @@ class _Phases:
         )
         model.compile(
             optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
-            loss=SupervisedContrastiveLoss(temperature=config.temperature),
+            loss=contrastive_loss(config),
         )
         synchronize_batch_norm(model, config.sync_batchnorm)
         # A streamed dataset's pipeline draws the views (crops); in RAM the model does.
@@ -571,7 +654,7 @@ class _Phases:
                 end_epoch,
                 first_epoch,
                 step,
-                labels=config.method == "supcon",
+                labels=config.method != "simclr",
                 views=views,
             )
 
@@ -619,6 +702,57 @@ class _Phases:
         synchronize_batch_norm(model, config.sync_batchnorm)
         epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
         return self._classify("baseline", model, epochs, config)
+
+    def train_hybrid(self):
+        """One-stage `HybridSupConModel` on a new encoder; saves `hybrid.keras` (its classifier)."""
+        config, inputs = self.config, self.inputs
+        model = HybridSupConModel(
+            SupConModel(
+                self._new_encoder(),
+                projection_head=_projection_head(config),
+                augmenter=_build_augmenter(config, crop=not inputs.streamed),
+                num_views=config.views,
+            ),
+            num_classes=inputs.num_classes,
+            hybrid_weight=config.hybrid_weight,
+        )
+        model.compile(
+            optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
+            loss=contrastive_loss(config),
+        )
+        synchronize_batch_norm(model, config.sync_batchnorm)
+        views = config.views if inputs.streamed else None
+        model(inputs.example_images(views))
+
+        def training_batches(end_epoch, first_epoch, step):
+            return inputs.training_batches(config, end_epoch, first_epoch, step, views=views)
+
+        history, initial_epoch = fit_phase(
+            model,
+            config,
+            self.run_directory,
+            "hybrid",
+            training_batches,
+            inputs.num_train,
+            config.pretrain_epochs,
+            should_stop=self.stop_requested,
+        )
+        classifier = model.classifier()
+        compile_classifier(classifier, config, 1, inputs.num_train)
+        classifier.save(self.run_directory.root / "hybrid.keras")
+        _, validation_accuracy = evaluate_split(
+            classifier, inputs.evaluation_batches("validation", config.batch_size)
+        )
+        test_loss, test_accuracy = evaluate_split(
+            classifier, inputs.evaluation_batches("test", config.batch_size)
+        )
+        return {
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "validation_accuracy": validation_accuracy,
+            "history": history,
+            "resumed_from_epoch": initial_epoch,
+        }
 
     def _new_encoder(self):
         config = self.config
@@ -683,6 +817,24 @@ def _projection_head(config):
         return keras.layers.Identity(name="no_projection")
     return ProjectionHead(
         output_units=config.projection_units, batch_norm=config.projection_batch_norm
+    )
+
+
+def contrastive_loss(config):
+    """The pretraining loss of `config` (`loss`, `temperature` and the loss options).
+
+    Example:
+
+    >>> contrastive_loss(ExperimentConfig(denominator_mode="one_positive")).denominator_mode
+    'one_positive'
+    >>> type(contrastive_loss(ExperimentConfig(loss="npairs"))).__name__
+    'NPairsLoss'
+    """
+    if config.loss == "npairs":
+        return NPairsLoss(temperature=config.temperature)
+    return SupervisedContrastiveLoss(
+        temperature=config.temperature,
+        **{name: getattr(config, name) for name in SUPCON_ONLY_OPTIONS},
     )
 
 
@@ -763,4 +915,7 @@ def _report(config, inputs, strategy, results, seconds):
         # Unreadable images this process left out (with skip_corrupt_images).
         skipped = inputs.splits.skipped_images
         report["dataset"].update(skipped_images=list(skipped), num_skipped_images=len(skipped))
+    if "hybrid" in results:
+        # One-stage hybrid_weight x SupCon + CE, beside the two-stage "supcon" result.
+        report["hybrid"] = summary(results["hybrid"])
     return report

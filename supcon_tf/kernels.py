@@ -35,6 +35,13 @@ the logit of one positive "reference" column, both from the same product) plus (
 logit minus the mean positive logit, from the difference of contrast vectors); the
 gradient is that of the plain expression.
 
+Variants (`Variant`: a denominator mode other than "all", a positives cap, or
+weighted positives) go through one generic row loss, `_variant_row_loss`, evaluated
+on each block of logits in both kernels; its backward pass recomputes the block's
+logits and differentiates the row loss with respect to them (automatic
+differentiation on a `[block, M]` matrix), then folds that into the same two
+products, so the blocked kernel's memory stays O(block_size x M).
+
 The gradient of a row's log-sum-exp is that row's softmax `exp(l - shift) / sum`; the
 forward pass keeps the unnormalised exponentials and the row sums, and the custom
 gradient folds `upstream / sum` into the `[block, D]` factors of its two products, so
@@ -49,6 +56,7 @@ import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
 IMPLEMENTATIONS = ("auto", "dense", "blocked")
+DENOMINATOR_MODES = ("all", "one_positive", "only_negatives")
 
 # "auto" computes densely while the logit matrix has at most this many entries
 # (4096 x 4096: 64 MB in float32); see benchmarks/RESULTS.md for the measured crossover.
@@ -70,6 +78,8 @@ class Positives(NamedTuple):
     * `"hot"`: `values` holds `[G, C]` one-/multi-hot labels; positives share a label.
     * `"mask"`: `values` holds a boolean `[G, G]` matrix of positives between samples
       (diagonal included).
+    * `"weights"`: `values` holds a non-negative float `[G, G]` matrix of pair weights
+      (diagonal 1); a pair is a positive where its weight is positive.
 
     Example:
 
@@ -80,6 +90,65 @@ class Positives(NamedTuple):
 
     kind: str
     values: object = None
+
+
+class Variant(NamedTuple):
+    """Which terms enter an anchor's loss (defaults: the paper's Eq. 2 / Eq. 3).
+
+    * `denominator_mode`: `"all"` (every view but the anchor), `"one_positive"` (the
+      one positive of the term and the anchor's negatives: google-research
+      `LossDenominatorMode.ONE_POSITIVE`, SINCERE) or `"only_negatives"` (negatives
+      only: DCL).
+    * `positives_cap`: `None`, or the most positive views per anchor besides the
+      anchor's own other views (a multiple of the number of views V); the first
+      `cap / V` positive samples in batch order are kept, the others leave both the
+      numerator and the denominator.
+
+    Example:
+
+    >>> Variant().is_default
+    True
+    >>> Variant("only_negatives").is_default
+    False
+    """
+
+    denominator_mode: str = "all"
+    positives_cap: object = None
+
+    @property
+    def is_default(self):
+        return self.denominator_mode == "all" and self.positives_cap is None
+
+
+def check_variant(denominator_mode, positives_cap):
+    """Validates the variant options of a loss.
+
+    Args:
+        denominator_mode: one of `DENOMINATOR_MODES`.
+        positives_cap: `None` (no cap) or a non-negative integer.
+
+    Example:
+
+    >>> check_variant("one_positive", 4)
+    >>> check_variant("all", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `positives_cap` must be None (no cap) or a non-negative integer multiple of the number of views, got -1.
+    """
+    if denominator_mode not in DENOMINATOR_MODES:
+        raise ValueError(
+            f"Unknown `denominator_mode`={denominator_mode!r}. Expected one of "
+            f"{DENOMINATOR_MODES}: 'all' is the paper's denominator, 'one_positive' keeps "
+            "only the term's positive and the negatives (SINCERE), 'only_negatives' only "
+            "the negatives (DCL)."
+        )
+    if positives_cap is not None and (
+        isinstance(positives_cap, bool) or not isinstance(positives_cap, int) or positives_cap < 0
+    ):
+        raise ValueError(
+            "`positives_cap` must be None (no cap) or a non-negative integer multiple of the "
+            f"number of views, got {positives_cap!r}."
+        )
 
 
 def check_implementation(implementation, block_size):
@@ -240,6 +309,131 @@ def _mask_builder(positives, global_batch, num_views, dtype):
     return build
 
 
+def _sample_builder(positives, global_batch, dtype):
+    """Returns `build(anchor_samples[b]) -> [b, G]` pair weights between samples.
+
+    1 for a positive pair and 0 otherwise (or the caller's weights); the anchor's own
+    sample always has weight 1.
+    """
+    samples = tf.range(global_batch)
+
+    def own(anchor_samples):
+        return tf.equal(anchor_samples[:, None], samples[None, :])
+
+    if positives.kind == "samples":
+        relation = own
+    elif positives.kind == "labels":
+
+        def relation(anchor_samples):
+            anchor_labels = tf.gather(positives.values, anchor_samples)
+            return tf.equal(anchor_labels[:, None], positives.values[None, :])
+
+    elif positives.kind == "hot":
+        hot = tf.cast(positives.values, dtype)
+
+        def relation(anchor_samples):
+            return tf.matmul(tf.gather(hot, anchor_samples), hot, transpose_b=True) > 0
+
+    else:
+        matrix = tf.cast(positives.values, dtype)
+
+        def build(anchor_samples):
+            rows = tf.gather(matrix, anchor_samples)
+            return tf.where(own(anchor_samples), tf.ones_like(rows), rows)
+
+        return build
+
+    def build(anchor_samples):
+        return tf.cast(tf.logical_or(relation(anchor_samples), own(anchor_samples)), dtype)
+
+    return build
+
+
+def _safe_logsumexp(logits, include):
+    """Row log-sum-exp over `include`, and whether the row has any entry.
+
+    An empty row gets 0 (not `-inf`) with a zero gradient, so no NaN arises.
+    """
+    minus_infinity = tf.constant(-float("inf"), logits.dtype)
+    masked = tf.where(include, logits, minus_infinity)
+    nonempty = tf.reduce_any(include, axis=1)
+    shift = tf.stop_gradient(tf.where(nonempty, tf.reduce_max(masked, axis=1), 0.0))
+    sums = tf.reduce_sum(tf.exp(masked - shift[:, None]), axis=1)
+    safe_sums = tf.where(nonempty, sums, tf.ones_like(sums))
+    return shift + tf.math.log(safe_sums), nonempty
+
+
+def _variant_row_loss(
+    logits, anchor_samples, self_index, build_weights, num_views, variant, summation
+):
+    """Per-row loss of a variant from a `[b, M]` block of logits (self entries `-inf`).
+
+    With pair weights `w_ip` (0/1 for labels), `W_i = sum_p w_ip`, negatives `N(i)`
+    (the views of samples with weight 0) and positives `P(i)` (weight > 0, capped):
+
+        "all":            D_i = logsumexp over P(i) and N(i)
+        "only_negatives": D_i = logsumexp over N(i)
+        out:  L_i = sum_p w_ip (D_i - l_ip) / W_i
+        in:   L_i = D_i + log W_i - logsumexp_p (l_ip + log w_ip)
+        "one_positive" out: L_i = sum_p w_ip softplus(logsumexp_N(i) - l_ip) / W_i
+        "one_positive" in:  L_i = -log( sum_p (w_ip / W_i) sigmoid(l_ip - logsumexp_N(i)) )
+
+    A row without positive, or (modes "one_positive" and "only_negatives") without
+    negative, has loss 0.
+    """
+    dtype = logits.dtype
+    rows = tf.shape(logits)[0]
+    sample_weights = build_weights(anchor_samples)
+    uncapped = sample_weights > 0
+    if variant.positives_cap is not None:
+        global_batch = tf.shape(sample_weights)[1]
+        own = tf.equal(anchor_samples[:, None], tf.range(global_batch)[None, :])
+        others = tf.logical_and(uncapped, tf.logical_not(own))
+        rank = tf.cumsum(tf.cast(others, tf.int32), axis=1)
+        kept = tf.logical_and(others, rank <= variant.positives_cap // num_views)
+        sample_weights = tf.where(
+            tf.logical_or(kept, own), sample_weights, tf.zeros_like(sample_weights)
+        )
+    weights = tf.tile(sample_weights, [1, num_views])
+    weights = tf.tensor_scatter_nd_update(weights, self_index, tf.zeros([rows], dtype))
+    positive = weights > 0
+    negative = tf.logical_not(tf.tile(uncapped, [1, num_views]))
+    total = tf.reduce_sum(weights, axis=1)
+    has_positive = total > 0
+    safe_total = tf.where(has_positive, total, tf.ones_like(total))
+    zeros = tf.zeros_like(logits)
+    safe_logits = tf.where(positive, logits, zeros)
+    if variant.denominator_mode == "one_positive":
+        log_negatives, has_negative = _safe_logsumexp(logits, negative)
+        margin = log_negatives[:, None] - safe_logits
+        if summation == "out":
+            terms = tf.where(positive, weights * tf.math.softplus(margin), zeros)
+            loss = tf.reduce_sum(terms, axis=1) / safe_total
+        else:
+            log_terms = tf.math.log_sigmoid(-margin) + tf.math.log(
+                tf.where(positive, weights, tf.ones_like(weights))
+            )
+            log_mean, _ = _safe_logsumexp(log_terms, positive)
+            loss = tf.math.log(safe_total) - log_mean
+        valid = tf.logical_and(has_positive, has_negative)
+        # Without negatives every term is log(1) = 0 already; keep it exact.
+        return tf.where(valid, loss, tf.zeros_like(loss))
+    if variant.denominator_mode == "all":
+        log_denominator, _ = _safe_logsumexp(logits, tf.logical_or(positive, negative))
+        valid = has_positive
+    else:
+        log_denominator, has_negative = _safe_logsumexp(logits, negative)
+        valid = tf.logical_and(has_positive, has_negative)
+    if summation == "out":
+        gaps = tf.where(positive, weights * (log_denominator[:, None] - safe_logits), zeros)
+        loss = tf.reduce_sum(gaps, axis=1) / safe_total
+    else:
+        weighted = safe_logits + tf.math.log(tf.where(positive, weights, tf.ones_like(weights)))
+        log_positive, _ = _safe_logsumexp(weighted, positive)
+        loss = log_denominator + tf.math.log(safe_total) - log_positive
+    return tf.where(valid, loss, tf.zeros_like(loss))
+
+
 def _reference_columns(positives, num_views, global_batch, local_batch, rows, anchor_samples):
     """For each anchor row, one contrast column that is a positive whenever it has one.
 
@@ -276,6 +470,7 @@ def _row_terms(
     positive_term,
     include_self,
     block_size,
+    row_loss=None,
 ):
     """Per-row log-denominator and positive terms, with a custom gradient.
 
@@ -286,8 +481,10 @@ def _row_terms(
         self_columns: `[K]` column of each anchor row's own view.
         reference_columns: `[K]` a positive column per row (for `reference_gap`), or None.
         build_mask: `anchor_samples[b] -> bool [b, M]` positives, or None.
-        positive_term: None, `"sum"` (sum of positive logits) or `"logsumexp"`.
+        positive_term: None, `"sum"` (sum of positive logits), `"logsumexp"`, or
+            `"variant"` (the whole row loss is `row_loss`).
         block_size: rows per block, or None for one dense block.
+        row_loss: for `"variant"`: `(logits, anchor_samples, self_index) -> [b]` losses.
 
     Returns:
         `(log_denominator, reference_gap)` when `positive_term` is None, where
@@ -295,7 +492,8 @@ def _row_terms(
         cancellation (no gradient); else `(log_denominator, positive, count, gap)` where
         `positive` is the sum (`"sum"`) or log-sum-exp of the positive logits and `gap` is
         log-denominator minus mean positive logit, or minus `positive`, computed from the
-        row shifts without cancellation (no gradient); all `[K]`.
+        row shifts without cancellation (no gradient); all `[K]`. For `"variant"`:
+        `(loss,)`.
     """
     dtype = anchors.dtype
     minus_infinity = tf.constant(-float("inf"), dtype)
@@ -321,6 +519,13 @@ def _row_terms(
             logits = tf.tensor_scatter_nd_update(
                 logits, self_index, tf.fill([rows], minus_infinity)
             )
+        if positive_term == "variant":
+            return {
+                "logits": logits,
+                "self_index": self_index,
+                "samples": block_samples,
+                "loss": row_loss(logits, block_samples, self_index),
+            }
         shift, exps, sums = shifted_exponentials(logits, None)
         log_sums = tf.math.log(sums)
         state = {
@@ -355,6 +560,15 @@ def _row_terms(
 
     def backward_block(state, block_anchors, grad_denominator, grad_positive):
         """Returns the gradients of the block's anchors and its contrast contribution."""
+        if positive_term == "variant":
+            logits = state["logits"]
+            with tf.GradientTape() as tape:
+                tape.watch(logits)
+                loss = row_loss(logits, state["samples"], state["self_index"])
+            logits_grad = tape.gradient(loss, logits, output_gradients=grad_denominator)
+            anchor_grad = tf.matmul(logits_grad, contrast)
+            contrast_grad = tf.matmul(logits_grad, block_anchors, transpose_a=True)
+            return anchor_grad, contrast_grad
         exps = state["exps"]
         # dlogits = diag(g / sums) exps: fold g / sums into the [b, D] factors.
         row_scale = (grad_denominator * state["inverse_sums"])[:, None]
@@ -371,9 +585,12 @@ def _row_terms(
         contrast_grad = tf.matmul(logits_grad, block_anchors, transpose_a=True)
         return anchor_grad, contrast_grad
 
-    output_names = ("log_denominator",) + (
-        ("reference_gap",) if positive_term is None else ("positive", "count", "gap")
-    )
+    if positive_term == "variant":
+        output_names = ("loss",)
+    else:
+        output_names = ("log_denominator",) + (
+            ("reference_gap",) if positive_term is None else ("positive", "count", "gap")
+        )
 
     def outputs_of(state):
         return tuple(state[name] for name in output_names)
@@ -390,7 +607,7 @@ def _row_terms(
         state = forward_block(anchors, anchor_samples, self_columns, reference_columns)
 
         def grad(*grads):
-            grad_denominator, grad_positive = upstream(grads, state["log_denominator"])
+            grad_denominator, grad_positive = upstream(grads, state[output_names[0]])
             return backward_block(state, anchors, grad_denominator, grad_positive)
 
         return outputs_of(state), grad
@@ -475,6 +692,7 @@ def anchor_losses(
     local_batch=None,
     implementation="auto",
     block_size=None,
+    variant=None,
 ):
     """Per-sample loss of the local anchors against a (possibly larger) contrast set.
 
@@ -491,6 +709,8 @@ def anchor_losses(
         implementation: `"auto"`, `"dense"` or `"blocked"`.
         block_size: anchor rows per block for `"blocked"` (None: about
             `DEFAULT_BLOCK_ELEMENTS` logits per block).
+        variant: a `Variant` (denominator mode, positives cap); weighted positives
+            come as `Positives("weights", ...)`.
 
     Returns:
         `[local_batch]` loss per anchor sample, averaged over its anchor views.
@@ -508,6 +728,7 @@ def anchor_losses(
     True
     """
     check_implementation(implementation, block_size)
+    variant = Variant() if variant is None else variant
     arguments = (features, positives, temperature, contrast_mode, summation)
     options = dict(
         include_self=include_self,
@@ -515,6 +736,7 @@ def anchor_losses(
         local_batch=local_batch,
         implementation=implementation,
         block_size=block_size,
+        variant=variant,
     )
     if tf.executing_eagerly() and _blocked_when_static(features, contrast_mode, implementation):
         # Eagerly, the blocked loop is a Python loop whose every intermediate is a live
@@ -552,6 +774,7 @@ def _anchor_losses(
     local_batch,
     implementation,
     block_size,
+    variant,
 ):
     """`anchor_losses` in a graph (see there)."""
     num_views = features.shape[1]
@@ -570,8 +793,21 @@ def _anchor_losses(
     anchor_samples = anchor_start + rows % local_batch
     self_columns = (rows // local_batch) * global_batch + anchor_samples
 
-    linear_positives = summation == "out" and positives.kind in ("labels", "samples")
-    if linear_positives:
+    use_variant = not variant.is_default or positives.kind == "weights"
+    linear_positives = (
+        not use_variant and summation == "out" and positives.kind in ("labels", "samples")
+    )
+    row_loss = None
+    if use_variant:
+        positive_term, build_mask, reference_columns = "variant", None, None
+        build_weights = _sample_builder(positives, global_batch, dtype)
+
+        def row_loss(logits, samples, self_index):
+            return _variant_row_loss(
+                logits, samples, self_index, build_weights, num_views, variant, summation
+            )
+
+    elif linear_positives:
         positive_term, build_mask = None, None
         if include_self:
             reference_columns = self_columns
@@ -602,6 +838,7 @@ def _anchor_losses(
             positive_term,
             include_self,
             block_size=blocks,
+            row_loss=row_loss,
         )
 
     implementation = choose_implementation(
@@ -616,7 +853,10 @@ def _anchor_losses(
         )
     else:
         terms = terms_of(implementation)
-    if linear_positives:
+    if use_variant:
+        (loss,) = terms
+        counts = tf.ones_like(loss)
+    elif linear_positives:
         log_denominator, reference_gap = terms
         positive_sums, counts = _positive_sums(
             features, anchors, anchor_samples, positives, include_self

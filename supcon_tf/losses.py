@@ -141,7 +141,43 @@ def label_tensor(y_true):
     )
 
 
-def _positives(y_true, batch_size, positive_mask=None):
+def _pair_weights(y_true, batch_size):
+    """Validates a `[G, G]` (or `[G, 1, G, 1]`) non-negative pair-weight matrix."""
+    y_true = tf.convert_to_tensor(y_true)
+    if not y_true.dtype.is_floating and not y_true.dtype.is_integer:
+        raise ValueError(
+            "With `pair_weights=True`, `y_true` must be a numeric [batch, batch] weight "
+            f"matrix, got dtype {y_true.dtype.name}."
+        )
+    shape = y_true.shape
+    if shape.rank == 4 and shape[1] == 1 and shape[3] == 1:
+        y_true = y_true[:, 0, :, 0]
+        shape = y_true.shape
+    if shape.rank != 2 or (None not in (shape[0], shape[1]) and shape[0] != shape[1]):
+        raise ValueError(
+            "With `pair_weights=True`, `y_true` must be a square [batch, batch] (or "
+            f"[batch, 1, batch, 1]) matrix of pair weights, got shape {shape}."
+        )
+    _check_batch("y_true", y_true, batch_size)
+    if y_true.dtype not in (tf.float32, tf.float64):
+        y_true = tf.cast(y_true, tf.float32)
+    if tf.executing_eagerly():
+        smallest = float(tf.reduce_min(y_true)) if tf.size(y_true) > 0 else 0.0
+        if not smallest >= 0:
+            raise ValueError(
+                "With `pair_weights=True`, `y_true` must hold non-negative, finite weights "
+                f"(0 marks a negative pair), got a smallest entry of {smallest}."
+            )
+    else:
+        check = tf.debugging.assert_non_negative(
+            y_true, message="`y_true` pair weights must be non-negative"
+        )
+        with tf.control_dependencies([check]):
+            y_true = tf.identity(y_true)
+    return kernels.Positives("weights", y_true)
+
+
+def _positives(y_true, batch_size, positive_mask=None, pair_weights=False):
     """Validates the labels (or mask) and describes the positive pairs between samples.
 
     Returns a `kernels.Positives`: integer labels, one-/multi-hot labels, an explicit
@@ -170,6 +206,12 @@ def _positives(y_true, batch_size, positive_mask=None):
             positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
         eye = tf.eye(tf.shape(positive_mask)[0], dtype=tf.bool)
         return kernels.Positives("mask", tf.logical_or(positive_mask, eye))
+    if pair_weights:
+        if y_true is None:
+            raise ValueError(
+                "`pair_weights=True` needs `y_true` as a [batch, batch] weight matrix, got None."
+            )
+        return _pair_weights(y_true, batch_size)
     if y_true is None:
         return kernels.Positives("samples")
     y_true = label_tensor(y_true)
@@ -203,6 +245,9 @@ def supervised_contrastive_loss(
     gather_across_replicas=True,
     memory_embeddings=None,
     memory_labels=None,
+    denominator_mode="all",
+    positives_cap=None,
+    pair_weights=False,
 ):
     """Per-sample supervised contrastive loss (functional form).
 
@@ -219,6 +264,32 @@ def supervised_contrastive_loss(
 
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020,
     Eq. 2 (`summation="out"`) and Eq. 3 (`summation="in"`).
+
+    Variants (docs/loss.md): `denominator_mode` changes which views form the
+    denominator of each term, with `N(i)` the anchor's negatives (views of samples
+    that are not positives of the anchor's sample):
+
+    * `"all"`: `A(i)`, every view but the anchor (the paper).
+    * `"one_positive"`: `{p} + N(i)`, the term's own positive and the negatives
+      (google-research `LossDenominatorMode.ONE_POSITIVE`; SINCERE, Feeney & Hughes,
+      arXiv 2309.14277): other positives no longer repel the anchor.
+    * `"only_negatives"`: `N(i)` (`ONLY_NEGATIVES`; the decoupled loss, DCL, of Yeh et
+      al., ECCV 2022, supervised form).
+
+    In `"one_positive"` and `"only_negatives"` an anchor with no negative has loss 0
+    (there is nothing to contrast against; never NaN). `positives_cap` keeps, per
+    anchor, its own sample's other views plus the views of the first `cap / V`
+    positive samples in batch order (the global batch when gathering); the other
+    positives leave the numerator and the denominator (google-research
+    `positives_cap`).
+
+    Weighted positives (`pair_weights=True`): `y_true` is a `[B, B]` (or
+    `[B, 1, B, 1]`) non-negative matrix `w` of pair similarities (graded or soft
+    label similarity); the own-sample diagonal is taken as 1. Pairs with `w > 0` are
+    positives and each positive term is weighted: with `W_i = sum_p w_ip`,
+    `L_out(i) = -sum_p w_ip log prob_ip / W_i` and
+    `L_in(i) = -log(sum_p w_ip prob_ip / W_i)`; pairs with `w = 0` are the negatives.
+    Integer and multi-hot labels are the 0/1 case.
 
     Args:
         y_true: integer labels `[B]` or `[B, 1]`; one-hot or multi-hot labels `[B, C]`
@@ -264,6 +335,14 @@ def supervised_contrastive_loss(
         memory_labels: the bank's labels, in the format of `y_true` (integer `[K]`, or
             one-/multi-hot `[K, C]`); required with labels, `None` without (SimCLR:
             the bank holds only negatives).
+        denominator_mode: `"all"` (default), `"one_positive"` or `"only_negatives"`
+            (see above).
+        positives_cap: `None` (default, no cap) or the most positive views per anchor
+            besides its own sample's other views: a non-negative multiple of the number
+            of views V.
+        pair_weights: `y_true` is a `[B, B]` non-negative pair-weight matrix (see
+            above); when gathering across `R > 1` replicas, this replica's rows of the
+            global matrix, `[B, R * B]`.
 
     Returns:
         A `[B]` float tensor (float32, or float64 for float64 embeddings): the loss of
@@ -281,7 +360,9 @@ def supervised_contrastive_loss(
         temperature, base_temperature, contrast_mode, summation
     )
     kernels.check_implementation(implementation, block_size)
+    kernels.check_variant(denominator_mode, positives_cap)
     features = _as_views(y_pred)
+    _check_cap_views(positives_cap, _num_views(features))
     if y_true is None and positive_mask is None and _num_views(features) < 2:
         raise ValueError(
             "Without labels (`y_true=None`, SimCLR) the positives are the other views of the "
@@ -289,12 +370,19 @@ def supervised_contrastive_loss(
             f"got shape {features.shape}."
         )
     memory = _memory_bank(memory_embeddings, memory_labels, features, y_true, positive_mask)
+    if memory is not None and pair_weights:
+        raise ValueError(
+            "A memory bank finds its positives by label; it cannot be combined with "
+            "`pair_weights=True` (a [B, B] weight matrix has no rows for the bank)."
+        )
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
     if not isinstance(gather_across_replicas, bool):
         raise ValueError(
             f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
         )
+    if not isinstance(pair_weights, bool):
+        raise ValueError(f"`pair_weights` must be True or False, got {pair_weights!r}.")
     # Without several replicas the anchors are the whole batch; with them, this replica's
     # samples against every replica's (the global batch).
     anchor_start, local_batch = 0, None
@@ -326,6 +414,8 @@ def supervised_contrastive_loss(
         local_batch=local_batch,
         implementation=implementation,
         block_size=block_size,
+        variant=kernels.Variant(denominator_mode, positives_cap),
+        pair_weights=pair_weights,
     )
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
 
@@ -399,6 +489,15 @@ def _flat_labels(labels):
     if labels.shape.rank == 2 and labels.shape[1] == 1:
         return tf.reshape(labels, [-1])
     return labels
+
+
+def _check_cap_views(positives_cap, num_views):
+    """A cap counts whole samples: it must be a multiple of the number of views."""
+    if positives_cap is not None and positives_cap % num_views:
+        raise ValueError(
+            f"`positives_cap` must be a multiple of the number of views ({num_views}): it "
+            f"counts all views of each kept positive sample; got {positives_cap}."
+        )
 
 
 def _multi_replica_context():
@@ -508,6 +607,8 @@ def _per_sample_loss(
     local_batch=None,
     implementation="auto",
     block_size=None,
+    variant=None,
+    pair_weights=False,
 ):
     """Kernel entry: per-sample loss of the anchors against the whole contrast batch.
 
@@ -519,11 +620,13 @@ def _per_sample_loss(
         anchor_start, local_batch: the anchors are samples
             `anchor_start .. anchor_start + local_batch - 1` (default: all G samples).
         implementation, block_size: the kernel (see `kernels.anchor_losses`).
+        variant: a `kernels.Variant` (None: the paper's loss).
+        pair_weights: `y_true` is a `[G, G]` pair-weight matrix.
 
     Returns:
         `[local_batch]` loss per anchor sample (before the base-temperature scaling).
     """
-    positives = _positives(y_true, features.shape[0], positive_mask)
+    positives = _positives(y_true, features.shape[0], positive_mask, pair_weights)
     return kernels.anchor_losses(
         features,
         positives,
@@ -535,6 +638,7 @@ def _per_sample_loss(
         local_batch=local_batch,
         implementation=implementation,
         block_size=block_size,
+        variant=variant,
     )
 
 
@@ -636,6 +740,14 @@ class SupervisedContrastiveLoss(_LabelLoss):
             replicas, use the whole global batch (all replicas' embeddings and labels)
             as contrasts for this replica's anchors (default `True`, the paper's
             large-batch setting); `False` uses only the replica's own shard.
+        denominator_mode: `"all"` (the paper), `"one_positive"` (SINCERE) or
+            `"only_negatives"` (DCL); see `supervised_contrastive_loss`.
+        positives_cap: `None` or the most positive views per anchor besides its own
+            sample's other views (a multiple of the number of views; google-research's
+            `positives_cap`).
+        pair_weights: `y_true` is a `[B, B]` non-negative matrix of pair weights
+            (graded or soft label similarity) instead of labels; see
+            `supervised_contrastive_loss`.
         reduction: Keras reduction, default `"sum_over_batch_size"`.
         name: loss name.
         dtype: Keras dtype of the loss computation (default float32; float16 and
@@ -671,6 +783,9 @@ class SupervisedContrastiveLoss(_LabelLoss):
         implementation="auto",
         block_size=None,
         gather_across_replicas=True,
+        denominator_mode="all",
+        positives_cap=None,
+        pair_weights=False,
         reduction="sum_over_batch_size",
         name="supervised_contrastive_loss",
         dtype=None,
@@ -678,6 +793,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _check_options(temperature, base_temperature, contrast_mode, summation)
         kernels.check_implementation(implementation, block_size)
+        kernels.check_variant(denominator_mode, positives_cap)
         if not isinstance(gather_across_replicas, bool):
             raise ValueError(
                 f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
@@ -690,6 +806,11 @@ class SupervisedContrastiveLoss(_LabelLoss):
         self.implementation = implementation
         self.block_size = block_size
         self.gather_across_replicas = gather_across_replicas
+        self.denominator_mode = denominator_mode
+        self.positives_cap = positives_cap
+        if not isinstance(pair_weights, bool):
+            raise ValueError(f"`pair_weights` must be True or False, got {pair_weights!r}.")
+        self.pair_weights = pair_weights
 
     def call(self, y_true, y_pred, memory_embeddings=None, memory_labels=None):
         return supervised_contrastive_loss(
@@ -705,6 +826,9 @@ class SupervisedContrastiveLoss(_LabelLoss):
             gather_across_replicas=self.gather_across_replicas,
             memory_embeddings=memory_embeddings,
             memory_labels=memory_labels,
+            denominator_mode=self.denominator_mode,
+            positives_cap=self.positives_cap,
+            pair_weights=self.pair_weights,
         )
 
     def get_config(self):
@@ -719,6 +843,9 @@ class SupervisedContrastiveLoss(_LabelLoss):
                 "implementation": self.implementation,
                 "block_size": self.block_size,
                 "gather_across_replicas": self.gather_across_replicas,
+                "denominator_mode": self.denominator_mode,
+                "positives_cap": self.positives_cap,
+                "pair_weights": self.pair_weights,
             }
         )
         return config

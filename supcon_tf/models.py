@@ -9,7 +9,9 @@ The two-phase workflow of Khosla et al. (2020):
    the frozen encoder, run in inference mode.
 
 `build_cross_entropy_classifier` is the baseline: the same encoder architecture
-trained end to end with cross-entropy.
+trained end to end with cross-entropy. `HybridSupConModel` is the one-stage
+alternative: a `SupConModel` and a linear head trained together on
+`hybrid_weight x SupCon + cross-entropy`.
 
 Example:
 
@@ -381,3 +383,133 @@ def build_cross_entropy_classifier(
     encoder.trainable = True
     head = (hidden_units, dropout, hidden_activation, False)
     return _classifier(encoder, num_classes, head, False, "cross_entropy_classifier")
+
+
+@keras.saving.register_keras_serializable(package="supcon_tf")
+class HybridSupConModel(keras.Model):
+    """One-stage training: `hybrid_weight x SupCon + cross-entropy` of a linear head.
+
+    Composes a `SupConModel` (encoder, projection head, augmenter, views) with a
+    linear classifier on the encoder's features of every view. On each batch the
+    objective is
+
+        hybrid_weight * contrastive(y, embeddings) + CE(y, logits)
+
+    with the compiled loss as the contrastive term (e.g. `SupervisedContrastiveLoss`)
+    and the cross-entropy averaged over all views. `call` returns
+    `(embeddings [B, V, D], logits [B, V, C])`; `classifier()` gives the trained
+    encoder and head as an image-to-logits model.
+
+    Args:
+        supcon_model: the `SupConModel` whose parts are trained.
+        num_classes: number of classes of the linear head.
+        hybrid_weight: weight `lambda > 0` of the contrastive term.
+        **kwargs: `name`, `dtype`, ... of `keras.Model`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from supcon_tf.encoders import build_encoder
+    >>> from supcon_tf.losses import SupervisedContrastiveLoss
+    >>> supcon = SupConModel(build_encoder("small_cnn", (8, 8, 1), width_multiplier=0.25))
+    >>> model = HybridSupConModel(supcon, num_classes=4, hybrid_weight=0.5)
+    >>> model.compile(optimizer="adam", loss=SupervisedContrastiveLoss())
+    >>> images = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
+    >>> history = model.fit(images, np.arange(16) % 4, batch_size=8, epochs=1, verbose=0)
+    >>> tuple(model.classifier()(images[:2]).shape)
+    (2, 4)
+    """
+
+    def __init__(self, supcon_model, num_classes, hybrid_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(supcon_model, SupConModel):
+            raise ValueError(
+                f"`supcon_model` must be a SupConModel, got {type(supcon_model).__name__}."
+            )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        if (
+            isinstance(hybrid_weight, bool)
+            or not isinstance(hybrid_weight, (int, float))
+            or not 0 < hybrid_weight < float("inf")
+        ):
+            raise ValueError(
+                f"`hybrid_weight` must be a positive finite number, got {hybrid_weight!r}."
+            )
+        self.supcon_model = supcon_model
+        self.num_classes = num_classes
+        self.hybrid_weight = float(hybrid_weight)
+        self.head = keras.layers.Dense(num_classes, name="hybrid_head")
+        self.cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @property
+    def encoder(self):
+        return self.supcon_model.encoder
+
+    def build(self, input_shape):
+        self.supcon_model.build(input_shape)
+        image_shape = self.supcon_model._image_shape(input_shape)
+        self.head.build(self.encoder.compute_output_shape(image_shape))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        training = bool(training)
+        parts = self.supcon_model
+        views = parts.draw_views(inputs, training)  # [V, B, H, W, C]
+        features = self.encoder(ops.reshape(views, (-1, *views.shape[2:])), training=training)
+        projections = parts.projection_head(features, training=training)
+        logits = self.head(features)
+
+        def by_sample(values):
+            # View-major [V * B, K] -> [B, V, K].
+            values = ops.reshape(values, (parts.num_views, -1, values.shape[-1]))
+            return ops.transpose(values, (1, 0, 2))
+
+        return by_sample(projections), by_sample(logits)
+
+    def loss_parts(self, y, y_pred, sample_weight=None):
+        """`(contrastive, cross_entropy)`: the two terms of the objective."""
+        embeddings, logits = y_pred
+        contrastive = self.loss(y, embeddings, sample_weight=sample_weight)
+        views = self.supcon_model.num_views
+        labels = ops.reshape(ops.repeat(ops.reshape(y, (1, -1)), views, axis=0), (-1,))
+        flat_logits = ops.reshape(ops.transpose(logits, (1, 0, 2)), (-1, self.num_classes))
+        weights = None
+        if sample_weight is not None:
+            weights = ops.reshape(
+                ops.repeat(ops.reshape(sample_weight, (1, -1)), views, axis=0), (-1,)
+            )
+        cross_entropy = self.cross_entropy(labels, flat_logits, sample_weight=weights)
+        return contrastive, cross_entropy
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """`hybrid_weight x contrastive + cross-entropy` (+ layer regularisation losses)."""
+        if y is None:
+            raise ValueError("The hybrid objective needs labels: call fit(x, y), got y=None.")
+        contrastive, cross_entropy = self.loss_parts(y, y_pred, sample_weight)
+        total = self.hybrid_weight * contrastive + ops.cast(cross_entropy, contrastive.dtype)
+        for loss in self.losses:
+            total = total + ops.cast(ops.sum(loss), total.dtype)
+        return total
+
+    def classifier(self):
+        """The encoder and linear head as an image-to-logits model (no augmentation)."""
+        inputs = keras.Input(self.encoder.input_shape[1:])
+        return keras.Model(inputs, self.head(self.encoder(inputs)), name="hybrid_classifier")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "supcon_model": keras.saving.serialize_keras_object(self.supcon_model),
+                "num_classes": self.num_classes,
+                "hybrid_weight": self.hybrid_weight,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["supcon_model"] = keras.saving.deserialize_keras_object(config["supcon_model"])
+        return cls(**config)

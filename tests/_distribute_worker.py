@@ -74,6 +74,19 @@ def _custom_loop_cases(strategy, model, arrays):
         gathered = SupervisedContrastiveLoss(temperature=0.1)
         local = SupervisedContrastiveLoss(temperature=0.1, gather_across_replicas=False)
 
+        # Loss variants (tests/test_distribute.py VARIANT_CASES): gathered like the rest.
+        one_positive = SupervisedContrastiveLoss(
+            temperature=0.1, denominator_mode="one_positive", positives_cap=2
+        )
+        only_negatives = SupervisedContrastiveLoss(
+            temperature=0.1,
+            denominator_mode="only_negatives",
+            summation="in",
+            implementation="blocked",
+            block_size=3,
+        )
+        weighted = SupervisedContrastiveLoss(temperature=0.1, pair_weights=True)
+
     def masked(mask_rows, embeddings):
         per_sample = supervised_contrastive_loss(
             None, embeddings, temperature=0.1, positive_mask=mask_rows
@@ -81,31 +94,35 @@ def _custom_loop_cases(strategy, model, arrays):
         return tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
 
     cases = {
-        "labels": lambda labels, _, embeddings: gathered(labels, embeddings),
-        "simclr": lambda _, __, embeddings: gathered(None, embeddings),
-        "mask": lambda _, mask_rows, embeddings: masked(mask_rows, embeddings),
-        "local": lambda labels, _, embeddings: local(labels, embeddings),
+        "labels": lambda labels, _, __, embeddings: gathered(labels, embeddings),
+        "simclr": lambda _, __, ___, embeddings: gathered(None, embeddings),
+        "mask": lambda _, mask_rows, __, embeddings: masked(mask_rows, embeddings),
+        "local": lambda labels, _, __, embeddings: local(labels, embeddings),
+        "one_positive": lambda labels, _, __, embeddings: one_positive(labels, embeddings),
+        "only_negatives": lambda labels, _, __, embeddings: only_negatives(labels, embeddings),
+        # This replica's rows of the global [G, G] weight matrix.
+        "weighted": lambda _, __, weight_rows, embeddings: weighted(weight_rows, embeddings),
     }
 
     @tf.function
-    def step(inputs, labels, mask_rows):
-        def replica_step(x, labels, mask_rows):
+    def step(inputs, labels, mask_rows, weight_rows):
+        def replica_step(x, labels, mask_rows, weight_rows):
             context = tf.distribute.get_replica_context()
             outputs = {}
             for name, loss_function in cases.items():
                 with tf.GradientTape() as tape:
-                    loss = loss_function(labels, mask_rows, model(x, training=True))
+                    loss = loss_function(labels, mask_rows, weight_rows, model(x, training=True))
                 gradients = tape.gradient(loss, model.trainable_variables)
                 outputs[name] = (loss, context.all_reduce("sum", gradients))
             return outputs
 
-        outputs = strategy.run(replica_step, args=(inputs, labels, mask_rows))
+        outputs = strategy.run(replica_step, args=(inputs, labels, mask_rows, weight_rows))
         return {
             name: (strategy.reduce("sum", loss, axis=None), gradients)
             for name, (loss, gradients) in outputs.items()
         }
 
-    outputs = step(*(_shards(strategy, arrays[key]) for key in ("x", "labels", "mask")))
+    outputs = step(*(_shards(strategy, arrays[key]) for key in ("x", "labels", "mask", "weights")))
     results = {}
     for name, (loss, gradients) in outputs.items():
         results[f"{name}_loss"] = float(loss)

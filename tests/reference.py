@@ -124,3 +124,83 @@ def npairs_reference(labels, logits):
         log_z = _logsumexp(list(logits[i]))
         losses.append(-sum(logits[i, j] - log_z for j in same) / len(same))
     return float(np.mean(losses))
+
+
+def variant_reference(
+    features,
+    labels=None,
+    temperature=0.1,
+    contrast_mode="all",
+    summation="out",
+    denominator_mode="all",
+    positives_cap=None,
+    mask=None,
+    weights=None,
+    normalize=True,
+):
+    """Per-sample loss of the denominator / cap / weight variants, in float64 loops.
+
+    For anchor view i, with s_ic = z_i.z_c / tau, pair weights w_ic (1 for a positive,
+    0 else, or the given `weights`; the anchor's own sample always 1), positives
+    P(i) = {c != i : w_ic > 0} after the cap, negatives N(i) = {c : w_ic = 0} (before
+    the cap) and W_i = sum_{p in P(i)} w_ip, the probability of positive p is
+
+        "all" (Khosla et al. 2020, Eq. 2):  exp(s_ip) / sum_{a in P(i) + N(i)} exp(s_ia)
+        "one_positive" (SINCERE, Feeney & Hughes, arXiv 2309.14277;
+            google-research ONE_POSITIVE):  exp(s_ip) / (exp(s_ip) + sum_{n in N(i)} exp(s_in))
+        "only_negatives" (DCL, Yeh et al., ECCV 2022, supervised form;
+            google-research ONLY_NEGATIVES):  exp(s_ip) / sum_{n in N(i)} exp(s_in)
+
+    and the loss is -sum_p w_ip log prob_p / W_i ("out", Eq. 2) or
+    -log(sum_p w_ip prob_p / W_i) ("in", Eq. 3). The cap (google-research
+    `positives_cap`) keeps the anchor's own other views and the views of the first
+    `cap / V` other positive samples in batch order; the rest leave P(i) and N(i).
+    An anchor with no positive, or (not "all") no negative, contributes 0.
+    """
+    f = as_views(features)
+    if normalize:
+        f = _normalize(f)
+    batch, views, _ = f.shape
+    positive = positives_from(labels, batch, mask)
+
+    def weight(b, c):
+        if b == c:
+            return 1.0
+        if weights is not None:
+            return float(weights[b][c])
+        return 1.0 if positive(b, c) else 0.0
+
+    anchor_views = range(views) if contrast_mode == "all" else [0]
+    per_sample = np.zeros(batch)
+    for b in range(batch):
+        others = [c for c in range(batch) if c != b and weight(b, c) > 0]
+        kept = others if positives_cap is None else others[: positives_cap // views]
+        total = 0.0
+        for v in anchor_views:
+            sims = {
+                (c, u): float(f[b, v] @ f[c, u]) / temperature
+                for c in range(batch)
+                for u in range(views)
+            }
+            pos = [(c, u) for (c, u) in sims if (c in kept or c == b) and (c, u) != (b, v)]
+            neg = [(c, u) for (c, u) in sims if weight(b, c) == 0]
+            if not pos or (denominator_mode != "all" and not neg):
+                continue
+            w = {p: weight(b, p[0]) for p in pos}
+            total_weight = sum(w.values())
+            log_prob = {}
+            for p in pos:
+                if denominator_mode == "all":
+                    log_den = _logsumexp([sims[a] for a in pos + neg])
+                elif denominator_mode == "one_positive":
+                    log_den = _logsumexp([sims[p]] + [sims[n] for n in neg])
+                else:
+                    log_den = _logsumexp([sims[n] for n in neg])
+                log_prob[p] = sims[p] - log_den
+            if summation == "out":
+                value = -sum(w[p] * log_prob[p] for p in pos) / total_weight
+            else:
+                value = -math.log(sum(w[p] * math.exp(log_prob[p]) for p in pos) / total_weight)
+            total += value
+        per_sample[b] = total / len(anchor_views)
+    return per_sample

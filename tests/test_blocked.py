@@ -233,6 +233,28 @@ class TestGradients:
         scale = np.abs(dense[1]).max()
         np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-4, atol=1e-5 * scale)
 
+    @pytest.mark.parametrize("mode", ("all", "one_positive", "only_negatives"))
+    def test_float32_blocked_equals_dense_for_variants(self, mode):
+        features, labels, _ = make_batch(6, 300, 2, 32, "int", num_classes=10)
+
+        def run(implementation, block_size):
+            return loss_and_gradient(
+                lambda z: supervised_contrastive_loss(
+                    labels,
+                    z,
+                    denominator_mode=mode,
+                    positives_cap=10,
+                    implementation=implementation,
+                    block_size=block_size,
+                ),
+                features,
+            )
+
+        dense, blocked = run("dense", None), run("blocked", 77)
+        np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-5, atol=1e-6)
+        scale = np.abs(dense[1]).max()
+        np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-4, atol=1e-5 * scale)
+
 
 class TestLocalAnchors:
     @pytest.mark.parametrize(

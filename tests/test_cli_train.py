@@ -116,6 +116,29 @@ class TestFlags:
         }
         assert names <= set(flag_groups()["optimisation"])
 
+    def test_loss_flags_reach_the_config(self):
+        flag_values = _parse(
+            "--loss=supcon",
+            "--base_temperature=0.07",
+            "--contrast_mode=one",
+            "--summation=in",
+            "--denominator_mode=only_negatives",
+            "--positives_cap=4",
+            "--implementation=blocked",
+            "--block_size=64",
+        )
+        config = config_from_flags(flag_values)
+        assert (config.base_temperature, config.contrast_mode, config.summation) == (
+            0.07,
+            "one",
+            "in",
+        )
+        assert (config.denominator_mode, config.positives_cap) == ("only_negatives", 4)
+        assert (config.implementation, config.block_size) == ("blocked", 64)
+        assert config_from_flags(_parse("--loss=npairs")).loss == "npairs"
+        hybrid = config_from_flags(_parse("--method=hybrid", "--hybrid_weight=0.3"))
+        assert (hybrid.method, hybrid.hybrid_weight) == ("hybrid", 0.3)
+
     @pytest.mark.parametrize(
         ("arguments", "match"),
         [
@@ -124,6 +147,17 @@ class TestFlags:
             (["--classifier_batch_size=0"], "classifier_batch_size"),
             (["--early_stopping_patience=-1"], "early_stopping_patience"),
             (["--classifier_weight_decay=-0.1"], "classifier_weight_decay"),
+            (["--denominator_mode=sincere"], "denominator_mode"),
+            (["--positives_cap=-2"], "positives_cap"),
+            (["--positives_cap=3"], "--positives_cap must be a multiple of --views"),
+            (["--loss=triplet"], "loss"),
+            (["--hybrid_weight=2"], "--hybrid_weight applies only to --method=hybrid"),
+            (["--method=hybrid", "--hybrid_weight=0"], "hybrid_weight"),
+            (["--loss=npairs", "--summation=in"], "--loss=npairs takes none of"),
+            (["--implementation=tiled"], "implementation"),
+            (["--block_size=0"], "block_size"),
+            (["--base_temperature=0"], "base_temperature"),
+            (["--contrast_mode=two"], "contrast_mode"),
             (["--views=0"], "views"),
             (["--encoder=vgg"], "encoder"),
             (["--optimizer=nesterov"], "optimizer"),

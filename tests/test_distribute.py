@@ -35,7 +35,7 @@ from supcon_tf.distribute import (
     synchronize_batch_norm,
 )
 from tests._distribute_worker import build_embedding_model
-from tests.reference import supcon_reference
+from tests.reference import supcon_reference, variant_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 8
@@ -67,6 +67,9 @@ def make_inputs(path, seed=1):
         "x": rng.normal(size=(GLOBAL_BATCH, views, features)).astype("float32"),
         "labels": np.array([0, 1, 2, 0, 1, 2, 0, 1]),
         "mask": rng.random((GLOBAL_BATCH, GLOBAL_BATCH)) < 0.3,
+        "weights": (
+            rng.random((GLOBAL_BATCH, GLOBAL_BATCH)) * (rng.random((GLOBAL_BATCH,) * 2) < 0.5)
+        ).astype("float32"),
         "w1": (0.5 * rng.normal(size=(features, hidden))).astype("float32"),
         "b1": (0.1 * rng.normal(size=hidden)).astype("float32"),
         "w2": (0.5 * rng.normal(size=(hidden, dim))).astype("float32"),
@@ -105,7 +108,29 @@ def reference_cases(arrays):
                 supervised_contrastive_loss(None, z, temperature=0.1, positive_mask=mask)
             ),
         ),
+        **{
+            name: single_device(
+                arrays,
+                lambda z, options=options: SupervisedContrastiveLoss(temperature=0.1, **options)(
+                    arrays["weights"] if options.get("pair_weights") else labels, z
+                ),
+            )
+            for name, options in VARIANT_CASES.items()
+        },
     }
+
+
+# The loss variants the worker computes gathered (same options as tests/_distribute_worker.py).
+VARIANT_CASES = {
+    "one_positive": {"denominator_mode": "one_positive", "positives_cap": 2},
+    "only_negatives": {
+        "denominator_mode": "only_negatives",
+        "summation": "in",
+        "implementation": "blocked",
+        "block_size": 3,
+    },
+    "weighted": {"pair_weights": True},
+}
 
 
 def per_shard_reference(arrays, replicas):
@@ -184,6 +209,27 @@ class TestMirroredStrategy:
     def test_custom_loop_equals_single_device_full_batch(self, mirrored_run, case):
         arrays, results = mirrored_run
         assert int(results["num_replicas"]) in (2, 4)
+        expected_loss, expected_gradients = reference_cases(arrays)[case]
+        np.testing.assert_allclose(results[f"{case}_loss"], expected_loss, rtol=LOSS_RTOL)
+        assert_gradients_close(worker_gradients(results, case), expected_gradients)
+
+    @pytest.mark.parametrize("case", list(VARIANT_CASES))
+    def test_variants_gathered_equal_float64_transcription(self, mirrored_run, case):
+        # Each replica's anchors against the gathered global batch: the loss of the whole
+        # batch (float64 oracle, tests/reference.py) and single-device gradients.
+        arrays, results = mirrored_run
+        options = dict(VARIANT_CASES[case])
+        options.pop("implementation", None)
+        options.pop("block_size", None)
+        weights = arrays["weights"] if options.pop("pair_weights", False) else None
+        oracle = variant_reference(
+            embeddings_float64(arrays, arrays["x"]),
+            None if weights is not None else arrays["labels"],
+            0.1,
+            weights=weights,
+            **options,
+        ).mean()
+        np.testing.assert_allclose(results[f"{case}_loss"], oracle, rtol=LOSS_RTOL)
         expected_loss, expected_gradients = reference_cases(arrays)[case]
         np.testing.assert_allclose(results[f"{case}_loss"], expected_loss, rtol=LOSS_RTOL)
         assert_gradients_close(worker_gradients(results, case), expected_gradients)

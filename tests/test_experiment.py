@@ -11,7 +11,12 @@ import pytest
 
 from supcon_tf import experiment
 from supcon_tf.checkpoints import TrainingCheckpoint
-from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.experiment import (
+    SUPCON_ONLY_OPTIONS,
+    ExperimentConfig,
+    contrastive_loss,
+    run_experiment,
+)
 
 
 class SimulatedKillError(Exception):
@@ -237,6 +242,25 @@ def test_simclr_pretraining(tmp_path):
     assert report["method"] == "simclr" and 0 <= report["supcon"]["test_accuracy"] <= 1
 
 
+def test_hybrid_is_reported_beside_the_two_stage_result(tmp_path):
+    config = _config(
+        tmp_path,
+        "hybrid",
+        method="hybrid",
+        hybrid_weight=0.5,
+        pretrain_epochs=2,
+        baseline=False,
+        evaluate=False,
+        knn_monitor=False,
+    )
+    report = run_experiment(config)
+    for method in ("supcon", "hybrid"):
+        assert 0.0 <= report[method]["test_accuracy"] <= 1.0
+    assert len(report["history"]["hybrid"]["loss"]) == 2
+    assert report["config"]["hybrid_weight"] == 0.5
+    assert (Path(config.model_dir) / "hybrid.keras").is_file()
+
+
 def test_changed_configuration_is_refused(finished_run):
     config, _ = finished_run
     with pytest.raises(ValueError, match=r"different configuration \(temperature: 0.5 -> 0.2\)"):
@@ -263,6 +287,18 @@ def test_changed_configuration_is_refused(finished_run):
         ({"classifier_weight_decay": -1.0}, "`classifier_weight_decay` must be >= 0"),
         ({"classifier_batch_size": 0}, "`classifier_batch_size` must be a positive integer"),
         ({"early_stopping_patience": -2}, "`early_stopping_patience` must be an integer >= 0"),
+        ({"loss": "triplet"}, "Unknown `loss` 'triplet'"),
+        ({"method": "hybrid", "hybrid_weight": 0.0}, "`hybrid_weight` must be a positive"),
+        ({"hybrid_weight": 2.0}, "applies only to method='hybrid', got method='supcon'"),
+        ({"denominator_mode": "dcl"}, "Unknown `denominator_mode`='dcl'"),
+        ({"positives_cap": -1}, "`positives_cap` must be None .* got -1"),
+        ({"positives_cap": 3}, r"multiple of `views` \(2\).*got 3"),
+        ({"summation": "inside"}, "Unknown `summation`='inside'"),
+        ({"contrast_mode": "two"}, "Unknown `contrast_mode`='two'"),
+        ({"base_temperature": 0.0}, "`base_temperature` must be a positive"),
+        ({"implementation": "tiled"}, "Unknown `implementation`='tiled'"),
+        ({"block_size": 0}, "`block_size` must be None .* got 0"),
+        ({"loss": "npairs", "summation": "in"}, "`summation`='in' is an option of loss='supcon'"),
     ],
 )
 def test_config_errors(overrides, match):
@@ -300,6 +336,23 @@ def test_classifier_stage_replaces_the_optimisation_settings():
     assert stage.batch_size == config.batch_size  # classifier_batch_size=None
     assert dataclasses.replace(config, classifier_batch_size=32).classifier_stage().batch_size == 32
     assert (config.optimizer, config.learning_rate) == ("lars", 0.5)  # unchanged
+
+
+def test_contrastive_loss_carries_every_option():
+    config = ExperimentConfig(
+        temperature=0.2,
+        base_temperature=0.07,
+        contrast_mode="one",
+        summation="in",
+        denominator_mode="one_positive",
+        positives_cap=2,
+        implementation="dense",
+        block_size=8,
+    )
+    options = contrastive_loss(config).get_config()
+    for name in SUPCON_ONLY_OPTIONS:
+        assert options[name] == getattr(config, name), name
+    assert options["temperature"] == 0.2
 
 
 def test_run_experiment_needs_a_config():

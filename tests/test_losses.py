@@ -16,7 +16,7 @@ from supcon_tf import (
     npairs_loss,
     supervised_contrastive_loss,
 )
-from tests.reference import npairs_reference, supcon_reference
+from tests.reference import npairs_reference, supcon_reference, variant_reference
 
 RTOL = 2e-4
 LABEL_KINDS = ("int", "int_column", "one_hot", "multi_hot", "none", "mask")
@@ -548,3 +548,282 @@ class TestErrors:
     def test_npairs_bad_logits(self):
         with pytest.raises(ValueError, match="logit matrix"):
             npairs_loss([0, 1], np.ones((2,), "float32"))
+
+
+# google-research/google-research, supcon/losses_test.py,
+# testLossForSummationLocationsAndDenominatorModes: hand-checked per-sample values for
+# these three samples of two views (not normalised, temperature 1, labels (0, 0, 1), or
+# (0, 0, 0) for the cap of 2): (summation, denominator mode, positives cap, expected).
+GOOGLE_FEATURES = [
+    [[0.01, 0.02, 0.14], [0.38, 0.61, 0.50]],
+    [[0.86, 0.97, 0.33], [0.26, 0.68, 0.45]],
+    [[0.32, 0.64, 0.28], [0.45, 0.74, 0.73]],
+]
+GOOGLE_VALUES = [
+    ("out", "all", None, [1.6755852, 1.7973773, 1.58471]),
+    ("out", "one_positive", None, [1.1782627, 1.3435497, 1.58471]),
+    ("out", "only_negatives", None, [0.79652834, 1.0154991, 1.3529458]),
+    ("out", "all", 4, [1.6755852, 1.7973773, 1.58471]),
+    ("out", "all", 2, [1.1385298, 1.1824025, 1.1557417]),
+    ("out", "all", 0, [1.3769293, 1.0785717, 1.58471]),
+    ("in", "all", None, [1.6356678, 1.7135872, 1.58471]),
+    ("in", "one_positive", None, [1.1571673, 1.2941568, 1.58471]),
+    ("in", "only_negatives", None, [0.756611, 0.93170905, 1.3529458]),
+    ("in", "all", 4, [1.6356678, 1.7135872, 1.58471]),
+    ("in", "all", 2, [1.0986123, 1.0986123, 1.0986123]),
+    ("in", "all", 0, [1.3769293, 1.0785717, 1.58471]),
+]
+DENOMINATOR_MODES = ("all", "one_positive", "only_negatives")
+VARIANT_KERNELS = [("dense", None), ("blocked", 3)]
+# float32 against the float64 transcription: at most 4.1e-6 relative measured (temperature
+# 0.2, both kernels, every mode and cap); the bound leaves a factor of 5.
+VARIANT_RTOL, VARIANT_ATOL = 2e-5, 2e-6
+
+
+class TestVariants:
+    @pytest.mark.parametrize("summation,mode,cap,expected", GOOGLE_VALUES)
+    @pytest.mark.parametrize("implementation,block_size", VARIANT_KERNELS)
+    def test_google_research_hand_checked_values(
+        self, summation, mode, cap, expected, implementation, block_size
+    ):
+        labels = [0, 0, 0] if cap == 2 else [0, 0, 1]
+        loss = SupervisedContrastiveLoss(
+            temperature=1.0,
+            normalize=False,
+            summation=summation,
+            denominator_mode=mode,
+            positives_cap=cap,
+            implementation=implementation,
+            block_size=block_size,
+            reduction=None,
+        )
+        got = loss(np.eye(2)[labels], np.array(GOOGLE_FEATURES, "float32")).numpy()
+        # Their test checks 5 decimal places; float32 here is within 3e-7 of them.
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+    @pytest.mark.parametrize(
+        "mode,summation,cap,label_kind",
+        list(itertools.product(DENOMINATOR_MODES, ("out", "in"), (None, 1), ("int", "mask")))
+        + [(mode, "out", 1, "multi_hot") for mode in DENOMINATOR_MODES],
+    )
+    def test_matches_float64_transcription(self, mode, summation, cap, label_kind):
+        seed = zlib.crc32(f"{mode}-{summation}-{cap}-{label_kind}".encode()) % 2**16
+        rng = np.random.default_rng(seed)
+        for contrast_mode, batch, views in [("all", 7, 2), ("one", 6, 2), ("all", 9, 1)]:
+            features, labels, mask = make_batch(rng, batch, views, 5, label_kind)
+            view_cap = None if cap is None else cap * views
+            expected = variant_reference(
+                features, labels, 0.2, contrast_mode, summation, mode, view_cap, mask=mask
+            )
+            for implementation, block_size in VARIANT_KERNELS:
+                got = supervised_contrastive_loss(
+                    labels,
+                    features,
+                    temperature=0.2,
+                    contrast_mode=contrast_mode,
+                    summation=summation,
+                    positive_mask=mask,
+                    denominator_mode=mode,
+                    positives_cap=view_cap,
+                    implementation=implementation,
+                    block_size=block_size,
+                ).numpy()
+                np.testing.assert_allclose(got, expected, rtol=VARIANT_RTOL, atol=VARIANT_ATOL)
+
+    def test_default_variant_equals_paper_reference(self):
+        rng = np.random.default_rng(31)
+        features, labels, _ = make_batch(rng, 8, 2, 5, "int")
+        np.testing.assert_allclose(
+            variant_reference(features, labels, 0.2),
+            supcon_reference(features, labels, 0.2),
+            rtol=1e-12,
+        )
+
+    @pytest.mark.parametrize(
+        "mode,summation,cap", itertools.product(DENOMINATOR_MODES, ("out", "in"), (None, 2))
+    )
+    @pytest.mark.parametrize("implementation,block_size", VARIANT_KERNELS)
+    def test_gradient_matches_finite_differences(
+        self, mode, summation, cap, implementation, block_size
+    ):
+        rng = np.random.default_rng(32)
+        features, labels, _ = make_batch(rng, 5, 2, 3, "int", num_classes=2)
+        features = features.astype("float64")
+        row_weights = np.arange(1.0, 6.0)
+        options = dict(summation=summation, denominator_mode=mode, positives_cap=cap)
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            per_sample = supervised_contrastive_loss(
+                labels,
+                variable,
+                temperature=0.3,
+                implementation=implementation,
+                block_size=block_size,
+                **options,
+            )
+            total = tf.reduce_sum(per_sample * row_weights)
+        grads = tape.gradient(total, variable).numpy()
+
+        def reference_total(values):
+            return float(
+                np.sum(
+                    variant_reference(values, labels, 0.3, "all", summation, mode, cap)
+                    * row_weights
+                )
+            )
+
+        eps = 1e-6
+        numeric = np.zeros_like(features)
+        for index in np.ndindex(features.shape):
+            plus, minus = features.copy(), features.copy()
+            plus[index] += eps
+            minus[index] -= eps
+            numeric[index] = (reference_total(plus) - reference_total(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads, numeric, rtol=1e-5, atol=1e-8)
+
+    @pytest.mark.parametrize("mode", ("one_positive", "only_negatives"))
+    @pytest.mark.parametrize("implementation,block_size", VARIANT_KERNELS)
+    def test_anchor_without_negative_is_zero_not_nan(self, mode, implementation, block_size):
+        # Every sample has the same label: no anchor has a negative.
+        features = tf.constant(np.random.default_rng(33).normal(size=(4, 2, 3)), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            per_sample = supervised_contrastive_loss(
+                [5, 5, 5, 5],
+                features,
+                denominator_mode=mode,
+                implementation=implementation,
+                block_size=block_size,
+            )
+        grads = tape.gradient(per_sample, features).numpy()
+        np.testing.assert_array_equal(per_sample.numpy(), np.zeros(4))
+        np.testing.assert_array_equal(grads, np.zeros_like(grads))
+
+    def test_huge_cap_is_no_cap(self):
+        rng = np.random.default_rng(34)
+        features, labels, _ = make_batch(rng, 10, 2, 5, "int")
+        np.testing.assert_allclose(
+            supervised_contrastive_loss(labels, features, positives_cap=40).numpy(),
+            supervised_contrastive_loss(labels, features).numpy(),
+            rtol=1e-5,
+        )
+
+    def test_get_config_round_trip(self):
+        loss = SupervisedContrastiveLoss(denominator_mode="one_positive", positives_cap=4)
+        clone = SupervisedContrastiveLoss.from_config(loss.get_config())
+        assert (clone.denominator_mode, clone.positives_cap) == ("one_positive", 4)
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+        assert restored.get_config() == loss.get_config()
+
+    @pytest.mark.parametrize(
+        "option,value,match",
+        [
+            ("denominator_mode", "negatives", "Unknown `denominator_mode`='negatives'"),
+            ("positives_cap", -2, "`positives_cap` must be None .* got -2"),
+            ("positives_cap", 1.5, "`positives_cap` must be None .* got 1.5"),
+            ("positives_cap", True, "`positives_cap` must be None .* got True"),
+        ],
+    )
+    def test_bad_options(self, option, value, match):
+        with pytest.raises(ValueError, match=match):
+            SupervisedContrastiveLoss(**{option: value})
+        with pytest.raises(ValueError, match=match):
+            supervised_contrastive_loss([0, 1], np.ones((2, 2, 3), "float32"), **{option: value})
+
+    def test_cap_not_multiple_of_views(self):
+        with pytest.raises(ValueError, match=r"multiple of the number of views \(2\).*got 3"):
+            supervised_contrastive_loss([0, 1], np.ones((2, 2, 3), "float32"), positives_cap=3)
+
+
+def soft_weights(rng, batch):
+    """A symmetric non-negative pair-weight matrix with some zero (negative) pairs."""
+    weights = rng.random((batch, batch)) * (rng.random((batch, batch)) < 0.5)
+    return (weights + weights.T) / 2
+
+
+class TestPairWeights:
+    @pytest.mark.parametrize(
+        "mode,summation", list(itertools.product(DENOMINATOR_MODES, ("out", "in")))
+    )
+    def test_matches_float64_transcription(self, mode, summation):
+        rng = np.random.default_rng(zlib.crc32(f"{mode}{summation}".encode()) % 2**16)
+        features = rng.normal(size=(7, 2, 5)).astype("float32")
+        weights = soft_weights(rng, 7)
+        for cap in (None, 2):
+            expected = variant_reference(
+                features, None, 0.2, "all", summation, mode, cap, weights=weights
+            )
+            for implementation, block_size in VARIANT_KERNELS:
+                got = supervised_contrastive_loss(
+                    weights.astype("float32"),
+                    features,
+                    temperature=0.2,
+                    summation=summation,
+                    denominator_mode=mode,
+                    positives_cap=cap,
+                    pair_weights=True,
+                    implementation=implementation,
+                    block_size=block_size,
+                ).numpy()
+                np.testing.assert_allclose(got, expected, rtol=VARIANT_RTOL, atol=VARIANT_ATOL)
+
+    @pytest.mark.parametrize("implementation,block_size", VARIANT_KERNELS)
+    def test_gradient_matches_finite_differences(self, implementation, block_size):
+        rng = np.random.default_rng(41)
+        features = rng.normal(size=(5, 2, 3))
+        weights = soft_weights(rng, 5)
+        variable = tf.constant(features)
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            total = tf.reduce_sum(
+                supervised_contrastive_loss(
+                    weights,
+                    variable,
+                    temperature=0.3,
+                    pair_weights=True,
+                    implementation=implementation,
+                    block_size=block_size,
+                )
+            )
+        grads = tape.gradient(total, variable).numpy()
+        eps = 1e-6
+        numeric = np.zeros_like(features)
+        for index in np.ndindex(features.shape):
+            plus, minus = features.copy(), features.copy()
+            plus[index] += eps
+            minus[index] -= eps
+            numeric[index] = (
+                variant_reference(plus, None, 0.3, weights=weights).sum()
+                - variant_reference(minus, None, 0.3, weights=weights).sum()
+            ) / (2 * eps)
+        np.testing.assert_allclose(grads, numeric, rtol=1e-5, atol=1e-8)
+
+    def test_zero_one_weights_equal_integer_labels(self):
+        rng = np.random.default_rng(42)
+        features, labels, _ = make_batch(rng, 9, 2, 6, "int")
+        same = (labels[:, None] == labels[None, :]).astype("float32")
+        for shape in (same.shape, (9, 1, 9, 1)):
+            loss = SupervisedContrastiveLoss(pair_weights=True, reduction=None)
+            np.testing.assert_allclose(
+                loss(same.reshape(shape), features).numpy(),
+                supervised_contrastive_loss(labels, features).numpy(),
+                rtol=1e-5,
+            )
+
+    @pytest.mark.parametrize(
+        "weights,match",
+        [
+            (np.ones((4, 3)), r"square \[batch, batch\].*got shape \(4, 3\)"),
+            (np.ones((4,)), r"square \[batch, batch\].*got shape \(4,\)"),
+            (np.ones((3, 3)), "has 3 rows but `y_pred` has a batch of 4"),
+            (-np.eye(4), "non-negative.*smallest entry of -1.0"),
+        ],
+    )
+    def test_bad_weights(self, weights, match):
+        with pytest.raises(ValueError, match=match):
+            supervised_contrastive_loss(weights, np.ones((4, 2, 3), "float32"), pair_weights=True)
+
+    def test_pair_weights_flag_must_be_bool(self):
+        with pytest.raises(ValueError, match="`pair_weights` must be True or False, got 'yes'"):
+            SupervisedContrastiveLoss(pair_weights="yes")

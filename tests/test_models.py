@@ -3,11 +3,17 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from supcon_tf.encoders import build_encoder
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
-from supcon_tf.models import SupConModel, build_cross_entropy_classifier, build_linear_classifier
+from supcon_tf.models import (
+    HybridSupConModel,
+    SupConModel,
+    build_cross_entropy_classifier,
+    build_linear_classifier,
+)
 from tests.reference import supcon_reference
 
 SHAPE = (8, 8, 1)
@@ -261,3 +267,84 @@ class TestClassifiers:
         arguments = {"encoder": _encoder(), "num_classes": 2, **kwargs}
         with pytest.raises(ValueError, match=match):
             build(**arguments)
+
+
+def _hybrid(hybrid_weight=0.7):
+    supcon = SupConModel(_encoder(), projection_head=ProjectionHead(16), num_views=2)
+    model = HybridSupConModel(supcon, num_classes=3, hybrid_weight=hybrid_weight)
+    model.compile(optimizer="sgd", loss=SupervisedContrastiveLoss(temperature=0.2))
+    return model
+
+
+class TestHybrid:
+    def test_gradient_is_the_weighted_sum_of_its_parts(self):
+        # d(lambda * SupCon + CE) = lambda * dSupCon + dCE, each part from its own tape;
+        # the parts are recomputed independently: SupCon from the embeddings (the loss
+        # class), CE by hand from the logits (log-softmax over every view).
+        images, labels = _data(12)
+        labels = labels % 3
+        model = _hybrid(0.7)
+        model(images[:2])
+        variables = model.trainable_variables
+
+        def gradients(objective):
+            with tf.GradientTape() as tape:
+                embeddings, logits = model(images, training=True)
+                value = objective(embeddings, logits)
+            return [
+                g if g is not None else tf.zeros_like(v)
+                for g, v in zip(tape.gradient(value, variables), variables, strict=True)
+            ]
+
+        def supcon(embeddings, _):
+            return SupervisedContrastiveLoss(temperature=0.2)(labels, embeddings)
+
+        def cross_entropy(_, logits):
+            log_probabilities = tf.nn.log_softmax(logits, axis=-1)
+            picked = tf.gather(log_probabilities, labels, axis=2, batch_dims=1)
+            return -tf.reduce_mean(picked)
+
+        def total(embeddings, logits):
+            return model.compute_loss(images, labels, (embeddings, logits))
+
+        whole = gradients(total)
+        parts = [
+            0.7 * a + b for a, b in zip(gradients(supcon), gradients(cross_entropy), strict=True)
+        ]
+        for got, expected in zip(whole, parts, strict=True):
+            np.testing.assert_allclose(
+                got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6 * np.abs(expected).max()
+            )
+
+    def test_fit_and_classifier(self):
+        images, labels = _data(16)
+        model = _hybrid()
+        history = model.fit(images, labels % 3, batch_size=8, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        assert tuple(model.classifier()(images[:3]).shape) == (3, 3)
+
+    def test_get_config_round_trip(self):
+        model = _hybrid(0.25)
+        restored = HybridSupConModel.from_config(model.get_config())
+        assert (restored.num_classes, restored.hybrid_weight) == (3, 0.25)
+        assert restored.supcon_model.num_views == 2
+
+    @pytest.mark.parametrize(
+        "arguments,match",
+        [
+            ({"hybrid_weight": 0.0}, "`hybrid_weight` must be a positive finite number, got 0.0"),
+            ({"hybrid_weight": "big"}, "`hybrid_weight` must be a positive finite number"),
+            ({"num_classes": 1}, "`num_classes` must be an integer >= 2, got 1"),
+        ],
+    )
+    def test_bad_arguments(self, arguments, match):
+        supcon = SupConModel(_encoder())
+        options = {"num_classes": 3, **arguments}
+        with pytest.raises(ValueError, match=match):
+            HybridSupConModel(supcon, **options)
+
+    def test_needs_a_supcon_model(self):
+        with pytest.raises(
+            ValueError, match="`supcon_model` must be a SupConModel, got Sequential"
+        ):
+            HybridSupConModel(keras.Sequential(), num_classes=3)

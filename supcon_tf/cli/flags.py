@@ -15,7 +15,15 @@ from absl import flags
 from supcon_tf.augment import AUGMENTATIONS
 from supcon_tf.distribute import LEARNING_RATE_SCALINGS, MIXED_PRECISION_POLICIES, STRATEGIES
 from supcon_tf.encoders import ENCODERS, STEMS
-from supcon_tf.experiment import METHODS, PROJECTION_HEADS, ExperimentConfig
+from supcon_tf.experiment import (
+    LOSSES,
+    METHODS,
+    PROJECTION_HEADS,
+    SUPCON_ONLY_OPTIONS,
+    ExperimentConfig,
+)
+from supcon_tf.kernels import DENOMINATOR_MODES, IMPLEMENTATIONS
+from supcon_tf.losses import CONTRAST_MODES, SUMMATIONS
 from supcon_tf.models import HIDDEN_ACTIVATIONS
 from supcon_tf.optimizers import OPTIMIZERS
 from supcon_tf.presets import PRESETS, apply_preset
@@ -135,7 +143,17 @@ def _define_model_flags(define):
 
 
 def _define_loss_flags(define):
-    define.choice("method", METHODS, "Pretraining: supcon (with labels) or simclr (without).")
+    define.choice(
+        "method",
+        METHODS,
+        "Pretraining: supcon (with labels) or simclr (without); hybrid also trains a "
+        "one-stage hybrid_weight x SupCon + CE model, reported beside the two-stage result.",
+    )
+    define.number(
+        "hybrid_weight",
+        "Weight lambda of the SupCon term of --method=hybrid (lambda x SupCon + CE).",
+        lower_bound=1e-9,
+    )
     define.integer("views", "Augmented views per image in pretraining.")
     define.number("temperature", "Temperature of the contrastive loss.", lower_bound=1e-6)
     define.integer(
@@ -143,6 +161,43 @@ def _define_loss_flags(define):
         "Label-aware memory bank (XBM / MoCo queue): the last N samples' embeddings and "
         "labels are extra contrasts of every anchor (0: off).",
         lower_bound=0,
+    )
+    define.choice(
+        "loss", LOSSES, "supcon (SupervisedContrastiveLoss) or npairs (the Keras example's)."
+    )
+    flags.DEFINE_float(
+        "base_temperature",
+        _DEFAULTS.base_temperature,
+        "The loss is scaled by temperature / base_temperature (default: no scaling; the "
+        "reference PyTorch code uses 0.07).",
+        lower_bound=1e-6,
+        flag_values=define.flag_values,
+    )
+    define.choice("contrast_mode", CONTRAST_MODES, "Anchors: all views, or one (view 0 only).")
+    define.choice("summation", SUMMATIONS, "out (Eq. 2 of the paper) or in (Eq. 3).")
+    define.choice(
+        "denominator_mode",
+        DENOMINATOR_MODES,
+        "all (the paper), one_positive (SINCERE) or only_negatives (DCL): which views "
+        "form each term's denominator.",
+    )
+    flags.DEFINE_integer(
+        "positives_cap",
+        _DEFAULTS.positives_cap,
+        "At most this many positive views per anchor besides its own sample's other views "
+        "(a multiple of --views; default: no cap).",
+        lower_bound=0,
+        flag_values=define.flag_values,
+    )
+    define.choice(
+        "implementation", IMPLEMENTATIONS, "Loss kernel: auto, dense or blocked (huge batches)."
+    )
+    flags.DEFINE_integer(
+        "block_size",
+        _DEFAULTS.block_size,
+        "Anchor rows per block of the blocked kernel (default: automatic).",
+        lower_bound=1,
+        flag_values=define.flag_values,
     )
     flags.register_validator(
         "views",
@@ -154,6 +209,30 @@ def _define_loss_flags(define):
         ["method", "views"],
         lambda values: values["method"] != "simclr" or values["views"] >= 2,
         message="--method=simclr needs --views >= 2 (the other views are its only positives).",
+        flag_values=define.flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["method", "hybrid_weight"],
+        lambda values: values["method"] == "hybrid" or values["hybrid_weight"] == 1.0,
+        message="--hybrid_weight applies only to --method=hybrid.",
+        flag_values=define.flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["positives_cap", "views"],
+        lambda values: (
+            values["positives_cap"] is None or values["positives_cap"] % values["views"] == 0
+        ),
+        message="--positives_cap must be a multiple of --views (it counts whole samples).",
+        flag_values=define.flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["loss", *SUPCON_ONLY_OPTIONS],
+        lambda values: (
+            values["loss"] != "npairs"
+            or all(values[name] == default for name, default in SUPCON_ONLY_OPTIONS.items())
+        ),
+        message="--loss=npairs takes none of --base_temperature, --contrast_mode, --summation, "
+        "--denominator_mode, --positives_cap, --implementation, --block_size (supcon options).",
         flag_values=define.flag_values,
     )
 

@@ -60,6 +60,8 @@ def main(argv):
         logging.error("%s", error)
         sys.exit(1)
     print(f"SupCon ({report['method']}) test accuracy: {report['supcon']['test_accuracy']:.4f}")
+    if "hybrid" in report:
+        print(f"Hybrid (one-stage) test accuracy: {report['hybrid']['test_accuracy']:.4f}")
     if "cross_entropy" in report:
         print(f"Cross-entropy test accuracy: {report['cross_entropy']['test_accuracy']:.4f}")
     print(f"Report: {model_dir / 'report.json'}")
