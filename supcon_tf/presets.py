@@ -352,6 +352,7 @@ PRESETS = {
             "pretrain_epochs": 50,
             "classifier_epochs": 50,
             "baseline_epochs": 50,
+            "loss": "npairs",
             "temperature": 0.05,
             "optimizer": "adam",
             "learning_rate": 0.001,
