@@ -631,33 +631,11 @@ class _Phases:
     def pretrain(self):
         """Contrastive pretraining of a new encoder; saves `encoder.keras`."""
         config, inputs = self.config, self.inputs
-        model = SupConModel(
-            self._new_encoder(),
-            projection_head=_projection_head(config),
-            augmenter=_build_augmenter(config, crop=not inputs.streamed),
-            num_views=config.views,
+        model = self._new_supcon_model(
             gradient_cache_chunk_size=config.gradient_cache_chunk_size,
             memory_size=config.memory_size,
         )
-        model.compile(
-            optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
-            loss=contrastive_loss(config),
-        )
-        synchronize_batch_norm(model, config.sync_batchnorm)
-        # A streamed dataset's pipeline draws the views (crops); in RAM the model does.
-        views = config.views if inputs.streamed else None
-        model(inputs.example_images(views))
-
-        def training_batches(end_epoch, first_epoch, step):
-            return inputs.training_batches(
-                config,
-                end_epoch,
-                first_epoch,
-                step,
-                labels=config.method != "simclr",
-                views=views,
-            )
-
+        training_batches = self._prepare_contrastive(model, labels=config.method != "simclr")
         history, initial_epoch = fit_phase(
             model,
             config,
@@ -707,26 +685,11 @@ class _Phases:
         """One-stage `HybridSupConModel` on a new encoder; saves `hybrid.keras` (its classifier)."""
         config, inputs = self.config, self.inputs
         model = HybridSupConModel(
-            SupConModel(
-                self._new_encoder(),
-                projection_head=_projection_head(config),
-                augmenter=_build_augmenter(config, crop=not inputs.streamed),
-                num_views=config.views,
-            ),
+            self._new_supcon_model(),
             num_classes=inputs.num_classes,
             hybrid_weight=config.hybrid_weight,
         )
-        model.compile(
-            optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
-            loss=contrastive_loss(config),
-        )
-        synchronize_batch_norm(model, config.sync_batchnorm)
-        views = config.views if inputs.streamed else None
-        model(inputs.example_images(views))
-
-        def training_batches(end_epoch, first_epoch, step):
-            return inputs.training_batches(config, end_epoch, first_epoch, step, views=views)
-
+        training_batches = self._prepare_contrastive(model, labels=True)
         history, initial_epoch = fit_phase(
             model,
             config,
@@ -753,6 +716,36 @@ class _Phases:
             "history": history,
             "resumed_from_epoch": initial_epoch,
         }
+
+    def _new_supcon_model(self, **options):
+        """A `SupConModel` on a new encoder with the configured head, augmenter and views."""
+        config = self.config
+        return SupConModel(
+            self._new_encoder(),
+            projection_head=_projection_head(config),
+            augmenter=_build_augmenter(config, crop=not self.inputs.streamed),
+            num_views=config.views,
+            **options,
+        )
+
+    def _prepare_contrastive(self, model, labels):
+        """Compiles and builds a contrastive `model`; returns its training-batch factory."""
+        config, inputs = self.config, self.inputs
+        model.compile(
+            optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
+            loss=contrastive_loss(config),
+        )
+        synchronize_batch_norm(model, config.sync_batchnorm)
+        # A streamed dataset's pipeline draws the views (crops); in RAM the model does.
+        views = config.views if inputs.streamed else None
+        model(inputs.example_images(views))
+
+        def training_batches(end_epoch, first_epoch, step):
+            return inputs.training_batches(
+                config, end_epoch, first_epoch, step, labels=labels, views=views
+            )
+
+        return training_batches
 
     def _new_encoder(self):
         config = self.config
