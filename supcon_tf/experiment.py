@@ -702,19 +702,25 @@ class _Phases:
         )
         classifier = model.classifier()
         compile_classifier(classifier, config, 1, inputs.num_train)
-        classifier.save(self.run_directory.root / "hybrid.keras")
+        return {
+            **self._save_and_score(classifier, "hybrid", config.batch_size),
+            "history": history,
+            "resumed_from_epoch": initial_epoch,
+        }
+
+    def _save_and_score(self, model, name, batch_size):
+        """Saves `<name>.keras`; returns its validation and test accuracy and test loss."""
+        model.save(self.run_directory.root / f"{name}.keras")
         _, validation_accuracy = evaluate_split(
-            classifier, inputs.evaluation_batches("validation", config.batch_size)
+            model, self.inputs.evaluation_batches("validation", batch_size)
         )
         test_loss, test_accuracy = evaluate_split(
-            classifier, inputs.evaluation_batches("test", config.batch_size)
+            model, self.inputs.evaluation_batches("test", batch_size)
         )
         return {
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
             "validation_accuracy": validation_accuracy,
-            "history": history,
-            "resumed_from_epoch": initial_epoch,
         }
 
     def _new_supcon_model(self, **options):
@@ -787,17 +793,8 @@ class _Phases:
         selected_epoch = epochs_trained
         if best_epoch and config.select_best_epoch:
             selected_epoch = best_epoch.restore(model) or epochs_trained
-        model.save(self.run_directory.root / f"{phase}.keras")
-        _, validation_accuracy = evaluate_split(
-            model, inputs.evaluation_batches("validation", config.batch_size)
-        )
-        test_loss, test_accuracy = evaluate_split(
-            model, inputs.evaluation_batches("test", config.batch_size)
-        )
         return {
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
-            "validation_accuracy": validation_accuracy,
+            **self._save_and_score(model, phase, config.batch_size),
             "selected_epoch": selected_epoch,
             "epochs_trained": epochs_trained,
             "history": history,
