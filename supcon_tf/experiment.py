@@ -141,8 +141,13 @@ class ExperimentConfig:
         data_dir: folder with local copies of named datasets (and TFDS's data folder).
         validation_fraction: share of the training data held out for validation.
         image_size: side of the square crops of a streamed dataset (random-resized
-            crops per view for training, a central crop of 0.875 for evaluation);
-            `None` for datasets held in RAM, which keep their own size.
+            crops per view for training, a central crop for evaluation); `None` for
+            datasets held in RAM, which keep their own size.
+        crop_min_area: smallest training crop of a streamed dataset, as a fraction of
+            the image area; 1.0 trains on whole images; `None`: 0.08 at 96 px and
+            above, 0.2 below (see `supcon_tf.data.streaming.crop_settings`).
+        center_crop_fraction: evaluation crop of a streamed dataset, as a fraction of
+            the shorter side; `None`: 0.875 at 96 px and above, 1.0 below.
         skip_corrupt_images: leave unreadable images of a streamed dataset out (listed
             in `report.json` under `dataset.skipped_images`) instead of stopping with
             an error naming the file.
@@ -267,6 +272,8 @@ class ExperimentConfig:
     data_dir: str | None = None
     validation_fraction: float = 0.1
     image_size: int | None = None
+    crop_min_area: float | None = None
+    center_crop_fraction: float | None = None
     skip_corrupt_images: bool = False
     encoder: str = "small_cnn"
     width_multiplier: float = 1.0
@@ -348,6 +355,12 @@ class ExperimentConfig:
             raise ValueError(
                 f"`image_size` must be a positive integer or None, got {self.image_size!r}."
             )
+        for name in ("crop_min_area", "center_crop_fraction"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1
+            ):
+                raise ValueError(f"`{name}` must be None or a number in (0, 1], got {value!r}.")
         if self.baseline_epochs is not None and (
             not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 1
         ):

@@ -32,6 +32,7 @@ from supcon_tf.data import (
     make_training_stream,
     open_streaming_dataset,
 )
+from supcon_tf.data.streaming import crop_settings
 from supcon_tf.encoders import build_encoder
 
 # Side of the probe images used to measure an encoder's downsampling factor.
@@ -59,7 +60,9 @@ def open_inputs(config):
             seed=config.seed,
             skip_corrupt_images=config.skip_corrupt_images,
         )
-        return StreamInputs(splits, config.image_size)
+        return StreamInputs(
+            splits, config.image_size, config.crop_min_area, config.center_crop_fraction
+        )
     if config.image_size is not None:
         raise ValueError(
             f"`image_size`={config.image_size} applies to streamed datasets (image folders, "
@@ -151,13 +154,20 @@ class ArrayInputs:
 
 
 class StreamInputs:
-    """A streamed dataset (`supcon_tf.data.StreamingSplits`) cropped to `image_size`."""
+    """A streamed dataset (`supcon_tf.data.StreamingSplits`) cropped to `image_size`.
+
+    `crop_min_area` and `center_crop_fraction` (`None`: by image size, see
+    `supcon_tf.data.streaming.crop_settings`) set the training and evaluation crops.
+    """
 
     streamed = True
 
-    def __init__(self, splits, image_size):
+    def __init__(self, splits, image_size, crop_min_area=None, center_crop_fraction=None):
         self.splits = splits
         self.image_size = image_size
+        self.crop_min_area, self.center_crop_fraction = crop_settings(
+            image_size, crop_min_area, center_crop_fraction
+        )
         self.name = splits.name
         self.num_classes = splits.num_classes
         self.input_shape = splits.input_shape(image_size)
@@ -174,7 +184,6 @@ class StreamInputs:
         self, config, epochs, initial_epoch, steps_done, labels=True, augmenter=None, views=None
     ):
         """The distributed training stream: per-replica batches from every input pipeline."""
-        min_crop_area = 0.08 if self.image_size >= 96 else 0.2
 
         def dataset_fn(input_context):
             stream = make_training_stream(
@@ -187,7 +196,7 @@ class StreamInputs:
                 initial_step=steps_done,
                 seed=config.seed,
                 augment=augmenter,
-                min_crop_area=min_crop_area,
+                min_crop_area=self.crop_min_area,
                 input_context=input_context,
             )
             return stream if labels else stream.map(lambda images, _: images)
@@ -198,4 +207,6 @@ class StreamInputs:
         """Central-crop batches of `"validation"` or `"test"`; `None` if the split is empty."""
         if self.splits.split(split).num_examples == 0:
             return None
-        return make_evaluation_stream(self.splits, split, batch_size, self.image_size)
+        return make_evaluation_stream(
+            self.splits, split, batch_size, self.image_size, self.center_crop_fraction
+        )

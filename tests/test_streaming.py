@@ -26,7 +26,13 @@ from supcon_tf.data import (
     open_streaming_dataset,
     write_shards,
 )
-from supcon_tf.data.streaming import central_crop, input_error_message, random_resized_crop
+from supcon_tf.data import load_dataset
+from supcon_tf.data.streaming import (
+    central_crop,
+    crop_settings,
+    input_error_message,
+    random_resized_crop,
+)
 from supcon_tf.data.tfrecords import IMAGE_KEY, LABEL_KEY, image_example
 from tests._streaming_worker import ID_TRAIN_PER_CLASS, identities, write_id_folder
 
@@ -175,6 +181,63 @@ class TestCrops:
         )
         actual = central_crop(tf.constant(image), size).numpy()
         np.testing.assert_allclose(actual, expected, atol=2e-6)
+
+    def test_crop_settings_follow_the_image_size(self):
+        assert crop_settings(224) == (0.08, 0.875)
+        assert crop_settings(96) == (0.08, 0.875)
+        assert crop_settings(95) == (0.2, 1.0)
+        assert crop_settings(32, min_crop_area=1.0, center_crop_fraction=0.5) == (1.0, 0.5)
+        for bad in (0, 1.5, -0.1, True, "0.5"):
+            with pytest.raises(ValueError, match=r"`min_crop_area` must be a number in \(0, 1\]"):
+                crop_settings(32, min_crop_area=bad)
+            with pytest.raises(ValueError, match=r"`center_crop_fraction` must be a number in"):
+                crop_settings(32, center_crop_fraction=bad)
+
+    def test_whole_image_crops_are_the_image(self):
+        image = np.random.default_rng(1).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+        expected = image.astype(np.float32) / 255.0
+        for seed in range(3):
+            crop = random_resized_crop(tf.constant(image), 32, [seed, 0], min_crop_area=1.0)
+            np.testing.assert_array_equal(crop.numpy(), expected)
+        np.testing.assert_array_equal(central_crop(tf.constant(image), 32, 1.0), expected)
+        assert not np.array_equal(central_crop(tf.constant(image), 32, 0.875), expected)
+
+
+def write_png_folder(root, per_class=6, size=32, seed=0):
+    """Random 32-px PNGs (lossless) in 2 classes, both splits."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            folder = Path(root, split, name)
+            folder.mkdir(parents=True)
+            for index in range(per_class):
+                pixels = rng.integers(0, 256, (size, size, 3)).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return Path(root)
+
+
+def test_small_images_streamed_whole_are_the_in_ram_pixels(tmp_path):
+    """At their own size with `min_crop_area=1`, streamed images equal the in-RAM arrays."""
+    root = write_png_folder(tmp_path)
+    in_ram = load_dataset(str(root), validation_fraction=0)
+    splits = open_streaming_dataset(root, validation_fraction=0)
+
+    def sorted_rows(images):
+        rows = np.asarray(images).reshape(len(images), -1)
+        return rows[np.lexsort(rows.T[::-1])]
+
+    stream = make_training_stream(splits, 4, 32, views=2, epochs=1, min_crop_area=1.0)
+    views = np.concatenate([images.numpy() for images, _ in stream])
+    np.testing.assert_array_equal(views[:, 0], views[:, 1])
+    # TF divides by 255 as a product by its reciprocal: one rounding apart (measured 6e-8).
+    ulp = np.finfo(np.float32).eps
+    np.testing.assert_allclose(
+        sorted_rows(views[:, 0]), sorted_rows(in_ram.x_train), rtol=0, atol=ulp
+    )
+    test = np.concatenate(
+        [images.numpy() for images, _ in make_evaluation_stream(splits, "test", 5, 32)]
+    )
+    np.testing.assert_allclose(sorted_rows(test), sorted_rows(in_ram.x_test), rtol=0, atol=ulp)
 
 
 class TestTrainingStream:

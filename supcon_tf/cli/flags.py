@@ -87,10 +87,24 @@ def _define_data_flags(define):
         "image_size",
         _DEFAULTS.image_size,
         "Streams the dataset as square crops of this side: random-resized crops per view "
-        "for training, a central crop (0.875) for evaluation. Images may have any size. "
+        "for training, a central crop for evaluation. Images may have any size. "
         "Unset: the dataset is held in RAM at its own size.",
         lower_bound=1,
         flag_values=define.flag_values,
+    )
+    define.number(
+        "crop_min_area",
+        "Smallest random-resized training crop of a streamed dataset (fraction of the "
+        "area); 1 trains on whole images. Default: 0.08 from 96 px up, 0.2 below.",
+        lower_bound=1e-6,
+        upper_bound=1.0,
+    )
+    define.number(
+        "center_crop_fraction",
+        "Central evaluation crop of a streamed dataset (fraction of the shorter side). "
+        "Default: 0.875 from 96 px up, 1 (whole image) below.",
+        lower_bound=1e-6,
+        upper_bound=1.0,
     )
     define.boolean(
         "skip_corrupt_images",

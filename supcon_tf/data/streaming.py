@@ -14,8 +14,13 @@ random-resized crop of the decoded image at `image_size` (the SimCLR/SupCon
 convention) drawn with a stateless seed of `(seed, epoch, position in the epoch)`, so
 the stream is the same whether or not a run was interrupted: `initial_epoch` and
 `initial_step` resume it at a given batch without decoding what came before.
-`make_evaluation_stream` resizes a central crop of 0.875 of the shorter side (the
-ImageNet convention). Images come out as float32 RGB in `[0, 1]`.
+`make_evaluation_stream` resizes a central crop of the shorter side. The crop sizes
+follow the image size, as in the paper's code: images of `SMALL_IMAGE_SIZE` (96) px
+and above train on crops of 8-100 % of the area and evaluate on a central crop of
+0.875 (the ImageNet convention); smaller ones (CIFAR-10 at 32 px) train on 20-100 %
+and evaluate on the whole image. `min_crop_area=1.0` trains on whole images (no crop:
+a small dataset streamed at its own size then sees exactly the pixels it would in
+RAM). Images come out as float32 RGB in `[0, 1]`.
 
 A corrupt or truncated image stops the stream with an error naming its file; with
 `skip_corrupt_images=True` it is left out, logged and listed in
@@ -57,6 +62,8 @@ from supcon_tf.data import folders, tfrecords
 TFDS_PREFIX = "tfds:"
 # Resize + central crop of this fraction of the shorter side for evaluation (224 / 256).
 EVALUATION_CROP_FRACTION = 0.875
+# Images below this side (CIFAR-size) get the CIFAR crops: area 0.2-1, no central crop.
+SMALL_IMAGE_SIZE = 96
 # Records kept in the shuffle buffer of TFRecord / TFDS streams (folders need none:
 # their file list is permuted as a whole every epoch).
 SHUFFLE_BUFFER_RECORDS = 4096
@@ -519,6 +526,7 @@ def random_resized_crop(image, image_size, seed, min_crop_area=0.08):
     The crop covers a fraction of the image area uniform in `[min_crop_area, 1]` with
     an aspect ratio in `[3/4, 4/3]` (Szegedy et al., 2015; SimCLR), drawn from the
     stateless `seed` (shape `[2]`); after 10 failed draws the whole image is used.
+    `min_crop_area=1.0` resizes the whole image (no crop).
 
     Example:
 
@@ -526,6 +534,9 @@ def random_resized_crop(image, image_size, seed, min_crop_area=0.08):
     >>> tuple(random_resized_crop(image, 24, seed=[0, 1]).shape)
     (24, 24, 3)
     """
+    _check_fraction("min_crop_area", min_crop_area)
+    if min_crop_area == 1.0:
+        return _resized(image, image_size)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
@@ -548,12 +559,38 @@ def central_crop(image, image_size, fraction=EVALUATION_CROP_FRACTION):
     >>> tuple(central_crop(tf.cast(image, tf.uint8), 8, fraction=0.5).shape)
     (8, 8, 3)
     """
+    _check_fraction("fraction", fraction)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     shorter = tf.cast(tf.minimum(height, width), tf.float32)
     side = tf.maximum(tf.cast(tf.round(fraction * shorter), tf.int32), 1)
     top, left = (height - side) // 2, (width - side) // 2
     return _resized(image[top : top + side, left : left + side], image_size)
+
+
+def crop_settings(image_size, min_crop_area=None, center_crop_fraction=None):
+    """`(min_crop_area, center_crop_fraction)` for `image_size`, `None` meaning the default.
+
+    The defaults follow the paper's code: ImageNet-size crops (`>= SMALL_IMAGE_SIZE`)
+    train on 8-100 % of the area and evaluate on a 0.875 central crop; CIFAR-size ones
+    train on 20-100 % and evaluate on the whole image.
+
+    >>> crop_settings(224), crop_settings(32), crop_settings(32, 1.0, 0.875)
+    ((0.08, 0.875), (0.2, 1.0), (1.0, 0.875))
+    """
+    small = image_size < SMALL_IMAGE_SIZE
+    if min_crop_area is None:
+        min_crop_area = 0.2 if small else 0.08
+    if center_crop_fraction is None:
+        center_crop_fraction = 1.0 if small else EVALUATION_CROP_FRACTION
+    _check_fraction("min_crop_area", min_crop_area)
+    _check_fraction("center_crop_fraction", center_crop_fraction)
+    return min_crop_area, center_crop_fraction
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"`{name}` must be a number in (0, 1], got {value!r}.")
 
 
 def _check_batch(batch_size, input_context):
@@ -592,7 +629,7 @@ def make_training_stream(
     initial_step=0,
     seed=0,
     augment=None,
-    min_crop_area=0.08,
+    min_crop_area=None,
     input_context=None,
 ):
     """Training batches of random-resized crops, epoch after epoch, for one input pipeline.
@@ -617,8 +654,9 @@ def make_training_stream(
         seed: seed of the file order, record shuffle and crops.
         augment: optional Keras layer applied to each batch (to every view) with
             `training=True`, in parallel.
-        min_crop_area: smallest crop area (fraction of the image): 0.08 for ImageNet,
-            0.2 for CIFAR-10 in SupCon's code.
+        min_crop_area: smallest crop area (fraction of the image); `None`: 0.08 for
+            ImageNet-size crops, 0.2 below `SMALL_IMAGE_SIZE` (SupCon's code); 1.0: no
+            crop, the whole image resized.
         input_context: the `tf.distribute.InputContext` of this pipeline (`None`: one
             pipeline, global batches).
 
@@ -630,6 +668,7 @@ def make_training_stream(
             than input pipelines.
     """
     _check_image_size(image_size)
+    min_crop_area, _ = crop_settings(image_size, min_crop_area)
     per_replica = _check_batch(batch_size, input_context)
     steps = training_steps_per_epoch(splits, batch_size)
     if not 0 <= initial_epoch < epochs:
@@ -689,20 +728,26 @@ def make_training_stream(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def make_evaluation_stream(splits, split, batch_size, image_size, input_context=None):
-    """One pass over a split in file order: central crops (0.875) resized to `image_size`.
+def make_evaluation_stream(
+    splits, split, batch_size, image_size, center_crop_fraction=None, input_context=None
+):
+    """One pass over a split in file order: central crops resized to `image_size`.
 
     Args:
         splits: a `StreamingSplits`.
         split: `"train"`, `"validation"` or `"test"`.
         batch_size: global batch size (per replica with an `input_context`).
         image_size: side of the square crops.
+        center_crop_fraction: side of the central crop, as a fraction of the shorter
+            side; `None`: 0.875 for ImageNet-size crops, 1.0 (the whole image) below
+            `SMALL_IMAGE_SIZE`.
         input_context: optional `tf.distribute.InputContext` (shards by file).
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`; the last batch may be smaller.
     """
     _check_image_size(image_size)
+    _, center_crop_fraction = crop_settings(image_size, center_crop_fraction=center_crop_fraction)
     per_replica = _check_batch(batch_size, input_context)
     pipelines, pipeline_id, _ = _input_shard(input_context)
     chosen = splits.split(split)
@@ -711,7 +756,7 @@ def make_evaluation_stream(splits, split, batch_size, image_size, input_context=
     elements = _decode(splits, _records(splits, chosen, None, pipelines, pipeline_id, False))
     images = elements.map(
         lambda element: (
-            central_crop(element["image"], image_size),
+            central_crop(element["image"], image_size, center_crop_fraction),
             tf.cast(element["label"], tf.int32),
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
