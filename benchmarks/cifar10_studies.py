@@ -4,20 +4,27 @@
 small CNN, no augmentation, 50 + 50 epochs, batch 256), both arms, per seed.
 
 `budget`: SupCon (`--preset=cifar10_cpu_budget`) against cross-entropy with the same
-encoder and augmentation, and the 2020 example's protocol, each arm given the same
-wall-clock training time (`--minutes`). A one-epoch timing run of each preset measures
-the seconds per epoch of every phase; the epochs of each arm are then the most that fit
-the budget (SupCon: pretraining after the classifier's epochs are paid for; its
-classifier keeps the preset's epoch count). The table reports the measured phase times
-next to the accuracies, so the budget actually used is visible.
+encoder and augmentation, and the 2020 example's protocol (its SupCon arm), each arm given
+the same wall-clock training time (`--minutes`). One-epoch timing runs measure the
+seconds per epoch of every phase; the epochs of each arm are then the most that fit the
+budget (SupCon: pretraining after the classifier's epochs are paid for; its classifier
+keeps the preset's epoch count). The SupCon recipe is chosen on the validation split:
+each `--candidates` entry (extra flags on top of the preset that change SupCon's settings
+only, e.g. views, temperature, projection head) trains at the first seed,
+the one with the best validation accuracy trains at the other seeds; the cross-entropy
+arm trains alongside the first candidate at the first seed and alongside the winner at
+the others. The table reports the measured phase times next to the accuracies, so the
+budget actually used is visible. Pin the study to one core (`taskset -c 1 python ...`)
+to give every arm the same machine while other work runs on the other core.
 
 Every arm runs `python -m supcon_tf.train` in its own process; model selection uses the
 validation split (see the presets), the test split is evaluated once per model.
 
     tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C /tmp/cifar10
     python benchmarks/cifar10_studies.py keras_example_2020 --data_dir=/tmp/cifar10 --seeds 0
-    python benchmarks/cifar10_studies.py budget --data_dir=/tmp/cifar10 --minutes=20 \\
-        --seeds 0 1 2 --root=runs/cifar10_budget
+    taskset -c 1 python benchmarks/cifar10_studies.py budget --data_dir=/tmp/cifar10 \\
+        --minutes=6 --seeds 0 1 2 --candidates="--views=1" "--views=2" \\
+        --root=runs/cifar10_budget
 
 Both print a markdown table and write `<root>/results.json`. These take hours on a 2-core
 CPU (50 + 50 epochs of the 2020 protocol alone: several hours per seed there).
@@ -34,7 +41,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from supcon_tf.presets import get_preset  # noqa: E402
+
 STUDIES = ("keras_example_2020", "budget")
+EPOCH_FLAGS = ("pretrain_epochs", "classifier_epochs", "baseline_epochs")
 
 
 def train(model_dir, preset, data_dir, seed, extra=()):
@@ -57,14 +69,13 @@ def train(model_dir, preset, data_dir, seed, extra=()):
     return json.loads((Path(model_dir) / "report.json").read_text())
 
 
-def seconds_per_epoch(root, preset, data_dir):
+def seconds_per_epoch(model_dir, preset, data_dir, extra=(), baseline=True):
     """`{phase: seconds}` of one epoch of each phase of `preset` (a timing run)."""
-    extra = ["--pretrain_epochs=1", "--classifier_epochs=1", "--baseline_epochs=1"]
-    report = train(root / f"timing_{preset}", preset, data_dir, seed=0, extra=extra)
-    return {
-        phase: report["timings"][f"{phase}_seconds"]
-        for phase in ("pretrain", "classifier", "baseline")
-    }
+    epochs = ["--pretrain_epochs=1", "--classifier_epochs=1", "--baseline_epochs=1"]
+    extra = [*extra, *epochs, *([] if baseline else ["--nobaseline"])]
+    report = train(model_dir, preset, data_dir, seed=0, extra=extra)
+    phases = ("pretrain", "classifier", "baseline") if baseline else ("pretrain", "classifier")
+    return {phase: report["timings"][f"{phase}_seconds"] for phase in phases}
 
 
 def budget_epochs(per_epoch, budget_seconds, classifier_epochs=None):
@@ -94,26 +105,30 @@ def budget_epochs(per_epoch, budget_seconds, classifier_epochs=None):
 
 
 def rows_of(report, arm_prefix, seed):
-    """One row per arm of a supcon-train report."""
-    timings = report["timings"]
-    return [
+    """One row per arm of a supcon-train report (SupCon, and cross-entropy if it ran)."""
+    timings, config = report["timings"], report["config"]
+    rows = [
         {
             "arm": f"{arm_prefix} SupCon",
             "seed": seed,
             "test_accuracy": report["supcon"]["test_accuracy"],
             "validation_accuracy": report["supcon"]["validation_accuracy"],
-            "epochs": report["config"]["pretrain_epochs"],
+            "epochs": f"{config['pretrain_epochs']} + {config['classifier_epochs']}",
             "train_seconds": timings["pretrain_seconds"] + timings["classifier_seconds"],
-        },
-        {
-            "arm": f"{arm_prefix} cross-entropy",
-            "seed": seed,
-            "test_accuracy": report["cross_entropy"]["test_accuracy"],
-            "validation_accuracy": report["cross_entropy"]["validation_accuracy"],
-            "epochs": report["config"]["baseline_epochs"],
-            "train_seconds": timings["baseline_seconds"],
-        },
+        }
     ]
+    if "cross_entropy" in report:
+        rows.append(
+            {
+                "arm": f"{arm_prefix} cross-entropy",
+                "seed": seed,
+                "test_accuracy": report["cross_entropy"]["test_accuracy"],
+                "validation_accuracy": report["cross_entropy"]["validation_accuracy"],
+                "epochs": str(config["baseline_epochs"]),
+                "train_seconds": timings["baseline_seconds"],
+            }
+        )
+    return rows
 
 
 def table(rows):
@@ -134,26 +149,69 @@ def table(rows):
     return "\n".join(lines)
 
 
-def run_study(study, data_dir, seeds, root, minutes):
-    rows = []
+def run_study(study, data_dir, seeds, root, minutes, candidates=("",)):
     if study == "keras_example_2020":
+        rows = []
         for seed in seeds:
             report = train(root / f"seed{seed}", "keras_example_2020", data_dir, seed)
             rows += rows_of(report, "2020 protocol (50 + 50 epochs)", seed)
         return rows
+    return run_budget_study(data_dir, seeds, root, minutes, candidates)
+
+
+def run_budget_study(data_dir, seeds, root, minutes, candidates):
+    """The budget recipe (chosen among `candidates` on validation), cross-entropy, 2020."""
     budget_seconds = 60 * minutes
-    # The budget recipe's classifier keeps its 10 epochs; the 2020 protocol splits evenly.
-    arms = (
-        ("cifar10_cpu_budget", "budget recipe", 10),
-        ("keras_example_2020", "2020 protocol", None),
+    label = f"{minutes:g} min"
+    first, *others = seeds
+    # The budget recipe keeps its classifier epochs; the 2020 protocol splits evenly.
+    classifier_epochs = get_preset("cifar10_cpu_budget")["flags"]["classifier_epochs"]
+    timings = [
+        seconds_per_epoch(
+            root / f"timing_candidate{index}",
+            "cifar10_cpu_budget",
+            data_dir,
+            candidate.split(),
+            baseline=index == 0,
+        )
+        for index, candidate in enumerate(candidates)
+    ]
+    baseline_epochs = budget_epochs(timings[0], budget_seconds, classifier_epochs)[
+        "baseline_epochs"
+    ]
+
+    def budget_run(index, seed, baseline):
+        epochs = budget_epochs({**timings[0], **timings[index]}, budget_seconds, classifier_epochs)
+        epochs["baseline_epochs"] = baseline_epochs
+        extra = [*candidates[index].split(), *(f"--{k}={v}" for k, v in epochs.items())]
+        if not baseline:
+            extra.append("--nobaseline")
+        model_dir = root / f"cifar10_cpu_budget_candidate{index}_seed{seed}"
+        report = train(model_dir, "cifar10_cpu_budget", data_dir, seed, extra)
+        rows = rows_of(report, f"budget recipe {candidates[index] or '(preset)'}, {label}", seed)
+        # The candidates differ in SupCon's settings only: one cross-entropy arm.
+        for row in rows[1:]:
+            row["arm"] = f"budget recipe, {label}, cross-entropy"
+        return rows
+
+    rows = []
+    for index in range(len(candidates)):
+        rows += budget_run(index, first, baseline=index == 0)
+    supcon_rows = [row for row in rows if row["arm"].endswith("SupCon")]
+    chosen = max(range(len(candidates)), key=lambda i: supcon_rows[i]["validation_accuracy"])
+    print(f"Chosen on validation: {candidates[chosen] or '(preset)'}", flush=True)
+    for seed in others:
+        rows += budget_run(chosen, seed, baseline=True)
+
+    per_epoch = seconds_per_epoch(
+        root / "timing_keras_example_2020", "keras_example_2020", data_dir, baseline=False
     )
-    for preset, label, classifier_epochs in arms:
-        per_epoch = seconds_per_epoch(root, preset, data_dir)
-        epochs = budget_epochs(per_epoch, budget_seconds, classifier_epochs)
-        extra = [f"--{name}={value}" for name, value in epochs.items()]
-        for seed in seeds:
-            report = train(root / f"{preset}_seed{seed}", preset, data_dir, seed, extra)
-            rows += rows_of(report, f"{label}, {minutes} min", seed)
+    epochs = budget_epochs({**per_epoch, "baseline": 1.0}, budget_seconds)
+    extra = [f"--{name}={epochs[name]}" for name in ("pretrain_epochs", "classifier_epochs")]
+    for seed in seeds:
+        model_dir = root / f"keras_example_2020_seed{seed}"
+        report = train(model_dir, "keras_example_2020", data_dir, seed, [*extra, "--nobaseline"])
+        rows += rows_of(report, f"2020 protocol, {label}", seed)
     return rows
 
 
@@ -163,11 +221,24 @@ def main():
     parser.add_argument("--data_dir", required=True, help="CIFAR-10 image folder or .npz.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--minutes", type=float, default=20.0, help="Budget per arm (budget).")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=[""],
+        help="budget: SupCon recipes to choose from on validation (extra flags each).",
+    )
     parser.add_argument("--root", default=None, help="Folder of the runs.")
     arguments = parser.parse_args()
     root = Path(arguments.root or f"runs/cifar10_{arguments.study}")
     root.mkdir(parents=True, exist_ok=True)
-    rows = run_study(arguments.study, arguments.data_dir, arguments.seeds, root, arguments.minutes)
+    rows = run_study(
+        arguments.study,
+        arguments.data_dir,
+        arguments.seeds,
+        root,
+        arguments.minutes,
+        arguments.candidates,
+    )
     (root / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))
 

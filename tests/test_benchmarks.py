@@ -147,6 +147,54 @@ class TestStudyScripts:
         ]
         assert "| a | 0.8500 (0.8000-0.9000) | 0.1000 (0.1000-0.1000) | 3, 5 |" in table(rows)
 
+    def test_budget_study_chooses_the_recipe_on_validation(self, monkeypatch, tmp_path):
+        from benchmarks import cifar10_studies
+
+        calls = []
+
+        def fake_train(model_dir, preset, data_dir, seed, extra=()):
+            flags = dict(flag.lstrip("-").partition("=")[::2] for flag in extra)
+            calls.append((preset, seed, flags))
+            views = flags.get("views", "2")
+            accuracy = {"1": 0.4, "2": 0.5}[views] if preset == "cifar10_cpu_budget" else 0.3
+            report = {
+                "config": {name: int(flags.get(name, 0)) for name in cifar10_studies.EPOCH_FLAGS},
+                "timings": {"pretrain_seconds": 10.0 * int(views), "classifier_seconds": 2.0},
+                "supcon": {"test_accuracy": accuracy + 0.01, "validation_accuracy": accuracy},
+            }
+            if "nobaseline" not in flags:
+                report["timings"]["baseline_seconds"] = 4.0
+                report["cross_entropy"] = {"test_accuracy": 0.45, "validation_accuracy": 0.44}
+            return report
+
+        monkeypatch.setattr(cifar10_studies, "train", fake_train)
+        rows = cifar10_studies.run_study(
+            "budget", "data", [0, 1], tmp_path, minutes=1, candidates=["--views=1", "--views=2"]
+        )
+        runs = [(preset, seed, flags.get("views")) for preset, seed, flags in calls]
+        classifier_epochs = cifar10_studies.get_preset("cifar10_cpu_budget")["flags"][
+            "classifier_epochs"
+        ]
+        # Timing runs, both candidates at seed 0, the winner (2 views) at seed 1, then 2020.
+        assert [run for run in runs if run[0] == "cifar10_cpu_budget"] == [
+            ("cifar10_cpu_budget", 0, "1"),
+            ("cifar10_cpu_budget", 0, "2"),
+            ("cifar10_cpu_budget", 0, "1"),
+            ("cifar10_cpu_budget", 0, "2"),
+            ("cifar10_cpu_budget", 1, "2"),
+        ]
+        winner = calls[4][2]
+        # 2 views: 20 s per pretraining epoch; the classifier's epochs are paid first.
+        assert int(winner["pretrain_epochs"]) == (60 - 2 * classifier_epochs) // 20
+        assert int(winner["baseline_epochs"]) == 60 // 4
+        arms = [row["arm"] for row in rows]
+        assert arms.count("budget recipe --views=2, 1 min SupCon") == 2
+        assert arms.count("budget recipe, 1 min, cross-entropy") == 2
+        assert arms.count("2020 protocol, 1 min SupCon") == 2
+        assert "| 2020 protocol, 1 min SupCon | 2 | 0.3100 (0.3100-0.3100)" in (
+            cifar10_studies.table(rows)
+        )
+
     def test_budget_epochs_fit_the_budget(self):
         from benchmarks.cifar10_studies import budget_epochs
 
