@@ -320,6 +320,11 @@ class TestEvaluationStream:
         labels = np.concatenate([labels.numpy() for _, labels in batches])
         np.testing.assert_array_equal(labels, [0] * 4 + [1] * 4)
 
+    def test_cardinality_is_known_for_fit(self, id_folder, id_shards):
+        for source in (id_folder, id_shards):
+            stream = make_evaluation_stream(open_streaming_dataset(source), "test", 3, 16)
+            assert int(stream.cardinality()) == 3 == len(list(stream))
+
     def test_unknown_or_empty_split(self, id_folder):
         splits = open_streaming_dataset(id_folder, validation_fraction=0)
         with pytest.raises(ValueError, match="Unknown split 'val'"):

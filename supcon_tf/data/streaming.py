@@ -762,7 +762,13 @@ def make_evaluation_stream(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return images.batch(per_replica).prefetch(tf.data.AUTOTUNE)
+    batches = images.batch(per_replica)
+    if pipelines == 1 and not splits.skip_corrupt_images:
+        # Decoding one image per element hides the count; Keras' `fit` wants it for
+        # its validation data (or warns that the input "ran out of data").
+        count = -(-chosen.num_examples // per_replica)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(count))
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def input_error_message(error):
