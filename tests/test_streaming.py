@@ -21,12 +21,12 @@ from supcon_tf.data import (
     StreamingSplits,
     StreamSplit,
     is_streamed,
+    load_dataset,
     make_evaluation_stream,
     make_training_stream,
     open_streaming_dataset,
     write_shards,
 )
-from supcon_tf.data import load_dataset
 from supcon_tf.data.streaming import (
     central_crop,
     crop_settings,
