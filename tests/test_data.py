@@ -1,10 +1,17 @@
 """Tests of supcon_tf.data: sources, splits, errors and the tf.data pipelines."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from supcon_tf.data import DatasetSplits, load_dataset, make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write_png(path, image):
@@ -265,6 +272,43 @@ class TestMakeDataset:
         for order in full:
             assert sorted(order.tolist()) == labels.tolist()
         assert len({tuple(order) for order in full}) == 4  # a new order every epoch
+
+    def test_epoch_stream_images_match_labels(self):
+        labels = np.arange(12, dtype="int32")
+        images = labels.astype("float32").reshape(-1, 1, 1, 1)
+        for images_batch, labels_batch in make_dataset(
+            images, labels, batch_size=5, shuffle=True, epochs=3, drop_remainder=True
+        ):
+            assert images_batch.shape == (5, 1, 1, 1)
+            np.testing.assert_array_equal(images_batch.numpy().reshape(-1), labels_batch)
+
+    def test_memory_does_not_grow_with_epochs(self):
+        """Peak RSS of the first batches of a 2- and a 60-epoch stream of 100 MB of images."""
+        script = (
+            "import resource, sys, numpy as np\n"
+            "from supcon_tf.data import make_dataset\n"
+            "x = np.ones((25_000, 32, 32, 1), np.float32)\n"
+            "stream = iter(make_dataset(x, np.zeros(25_000), 256, shuffle=True, "
+            "epochs=int(sys.argv[1]), drop_remainder=True))\n"
+            "for _ in range(3): next(stream)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+
+        def peak_kb(epochs):
+            result = subprocess.run(
+                [sys.executable, "-c", script, str(epochs)],
+                env=environment,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=300,
+            )
+            return int(result.stdout.split()[-1])
+
+        # The images are 100 MB; a chain of per-epoch image shuffle buffers added about
+        # 0.8 of them per epoch (60 epochs: ~5 GB more).
+        assert peak_kb(60) - peak_kb(2) < 50_000
 
     def test_augment_is_applied_in_training_mode(self):
         calls = []

@@ -385,6 +385,32 @@ def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, 
     )
 
 
+def _epochs_of_batches(x, y, batch_size, shuffle, seed, drop_remainder, first_epoch, end_epoch):
+    """Batches of epochs `first_epoch .. end_epoch - 1`, each permuted from `(seed, epoch)`.
+
+    Only the sample indices are permuted and batched; each batch then gathers its
+    images, so memory holds the arrays once whatever the number of epochs (a chain
+    of per-epoch shuffle buffers of the images grew with the epochs).
+    """
+    images = tf.convert_to_tensor(x)
+    labels = None if y is None else tf.convert_to_tensor(y)
+    num_samples = len(x)
+
+    def epoch_batches(epoch):
+        order = tf.range(num_samples, dtype=tf.int64)
+        if shuffle:
+            epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder)
+
+    def gather(indices):
+        batch = tf.gather(images, indices)
+        return batch if labels is None else (batch, tf.gather(labels, indices))
+
+    indices = tf.data.Dataset.range(first_epoch, end_epoch).flat_map(epoch_batches)
+    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def make_dataset(
     x,
     y=None,
@@ -402,7 +428,7 @@ def make_dataset(
         x: images `[N, H, W, C]`.
         y: optional labels `[N]`; the pipeline yields `(images, labels)` when given.
         batch_size: samples per batch.
-        shuffle: shuffle the samples (full-size buffer).
+        shuffle: shuffle the samples (each epoch a full permutation).
         seed: shuffling seed.
         augment: optional Keras layer (or callable) applied to each batch with
             `training=True`, in parallel.
@@ -434,27 +460,19 @@ def make_dataset(
             f"`drop_remainder=True` with {num_samples} samples and batch size {batch_size} "
             "leaves no batch; lower the batch size."
         )
-    base = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
-
-    def one_epoch(epoch_seed, reshuffle):
-        dataset = base
-        if shuffle:
-            dataset = dataset.shuffle(
-                num_samples, seed=epoch_seed, reshuffle_each_iteration=reshuffle
-            )
-        return dataset.batch(batch_size, drop_remainder=drop_remainder)
-
     if epochs is None:
-        dataset = one_epoch(seed, reshuffle=True)
+        dataset = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+        if shuffle:
+            dataset = dataset.shuffle(num_samples, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     else:
         if initial_epoch >= epochs:
             raise ValueError(
                 f"`initial_epoch`={initial_epoch} must be smaller than `epochs`={epochs}."
             )
-        dataset = None
-        for epoch in range(initial_epoch, epochs):
-            epoch_dataset = one_epoch(seed * 100_003 + epoch, reshuffle=False)
-            dataset = epoch_dataset if dataset is None else dataset.concatenate(epoch_dataset)
+        dataset = _epochs_of_batches(
+            x, y, batch_size, shuffle, seed, drop_remainder, initial_epoch, epochs
+        )
     if augment is not None:
 
         def augment_batch(*batch):
