@@ -23,7 +23,7 @@ validation split (see the presets), the test split is evaluated once per model.
     tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C /tmp/cifar10
     python benchmarks/cifar10_studies.py keras_example_2020 --data_dir=/tmp/cifar10 --seeds 0
     taskset -c 1 python benchmarks/cifar10_studies.py budget --data_dir=/tmp/cifar10 \\
-        --minutes=6 --seeds 0 1 2 --candidates="--views=1" "--views=2" \\
+        --minutes=7 --seeds 0 1 2 --candidate="--views=1" --candidate="--views=2" \\
         --root=runs/cifar10_budget
 
 Both print a markdown table and write `<root>/results.json`. These take hours on a 2-core
@@ -222,10 +222,11 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--minutes", type=float, default=20.0, help="Budget per arm (budget).")
     parser.add_argument(
-        "--candidates",
-        nargs="+",
-        default=[""],
-        help="budget: SupCon recipes to choose from on validation (extra flags each).",
+        "--candidate",
+        action="append",
+        dest="candidates",
+        help="budget, repeatable: a SupCon recipe to choose from on validation, as extra "
+        'flags of supcon-train (--candidate="--views=1"). Default: the preset as it is.',
     )
     parser.add_argument("--root", default=None, help="Folder of the runs.")
     arguments = parser.parse_args()
@@ -237,7 +238,7 @@ def main():
         arguments.seeds,
         root,
         arguments.minutes,
-        arguments.candidates,
+        arguments.candidates or [""],
     )
     (root / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))
