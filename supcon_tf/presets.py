@@ -392,10 +392,8 @@ PRESETS = {
             "cross_entropy_top1_accuracy": 0.7114,
         },
         "notes": [
-            "supcon-train pretrains with SupervisedContrastiveLoss, which with one view "
-            "differs from the example's n-pairs loss only in leaving each sample out of its "
-            "own positives and denominator; examples/keras_supcon_example_2020.py uses "
-            "NPairsLoss itself.",
+            "Pretraining uses the example's n-pairs loss (loss=npairs, NPairsLoss), as "
+            "examples/keras_supcon_example_2020.py does.",
             "The example monitors the test split during training (validation_data=(x_test, "
             "y_test)) and reports the last epoch; the preset trains on the whole training "
             "split too (validation_fraction=0) and keeps the last epoch.",
