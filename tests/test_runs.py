@@ -10,9 +10,9 @@ from supcon_tf.runs import RunDirectory
 class TestRunDirectory:
     def test_phase_paths(self, tmp_path):
         paths = RunDirectory(tmp_path).phase_paths("classifier")
-        assert paths.backup == tmp_path / "backup" / "classifier"
-        assert paths.logs == tmp_path / "logs" / "classifier"
-        assert paths.marker == tmp_path / "phases" / "classifier.json"
+        assert paths.backup == str(tmp_path / "backup" / "classifier")
+        assert paths.logs == str(tmp_path / "logs" / "classifier")
+        assert paths.marker == str(tmp_path / "phases" / "classifier.json")
 
     def test_record_config_writes_and_accepts_the_same_one(self, tmp_path):
         run = RunDirectory(tmp_path / "run")
