@@ -18,6 +18,7 @@ Run (prints a markdown table; `--output` keeps the JSON):
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from supcon_tf.data import load_dataset
 from supcon_tf.evaluation import expected_calibration_error
 from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.files import join
 from supcon_tf.runs import RunDirectory
 
 
@@ -117,9 +119,9 @@ def run_seed(root, seed, overrides, candidates):
         )
         run = RunDirectory(config.model_dir)
         # The candidate reuses the pretrained encoder: its pretraining phase is finished.
-        shutil.copy(pretrained.root / "encoder.keras", run.root / "encoder.keras")
+        shutil.copy(join(pretrained.root, "encoder.keras"), join(run.root, "encoder.keras"))
         marker = run.phase_paths("pretrain").marker
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
         shutil.copy(pretrained.phase_paths("pretrain").marker, marker)
         candidate = run_experiment(config)
         accuracy, ece = validation_scores(config.model_dir, data, "classifier")

@@ -50,6 +50,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf.files import write_atomically
+
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
 
@@ -73,31 +75,6 @@ def training_position(global_step, steps_per_epoch):
     if steps_per_epoch < 1:
         raise ValueError(f"`steps_per_epoch` must be a positive integer, got {steps_per_epoch!r}.")
     return divmod(int(global_step), int(steps_per_epoch))
-
-
-def write_atomically(path, data):
-    """Writes `data` (bytes or str) to `path` through a temporary file and a rename.
-
-    A reader sees the old file or the complete new one, never a part; works on every
-    `tf.io.gfile` file system (local, `gs://`).
-
-    Example:
-
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "a", "b.txt")
-    >>> write_atomically(path, "hello")
-    >>> open(path).read()
-    'hello'
-    """
-    path = str(path)
-    folder = os.path.dirname(path)
-    if folder:
-        tf.io.gfile.makedirs(folder)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    mode = "wb" if isinstance(data, bytes) else "w"
-    with tf.io.gfile.GFile(temporary, mode) as file:
-        file.write(data)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):

@@ -41,10 +41,12 @@ Example:
 
 import contextlib
 import math
-from pathlib import Path
+import os
 
 import keras
 import tensorflow as tf
+
+from supcon_tf.files import join
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
@@ -533,10 +535,10 @@ def worker_model_dir(model_dir, strategy):
 
     Example:
 
-    >>> str(worker_model_dir("runs/a", build_strategy("default")))
-    'runs/a'
+    >>> worker_model_dir("gs://bucket/run", build_strategy("default"))
+    'gs://bucket/run'
     """
     if is_chief(strategy):
-        return Path(model_dir)
+        return os.fspath(model_dir)
     resolver = strategy.cluster_resolver
-    return Path(model_dir) / "workers" / f"{resolver.task_type}_{resolver.task_id}"
+    return join(model_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")

@@ -69,6 +69,7 @@ from supcon_tf.distribute import (
 )
 from supcon_tf.encoders import build_encoder
 from supcon_tf.evaluation import KNNMonitor, evaluate_run
+from supcon_tf.files import join
 from supcon_tf.gradient_cache import check_chunk_size
 from supcon_tf.inputs import open_inputs
 from supcon_tf.layers import ProjectionHead
@@ -624,7 +625,7 @@ def _distribute(config):
     per_replica_batch_size(config.classifier_stage().batch_size, strategy)
     # Workers other than the chief write their files into a folder of their own.
     model_dir = worker_model_dir(config.model_dir, strategy)
-    return strategy, dataclasses.replace(config, model_dir=str(model_dir))
+    return strategy, dataclasses.replace(config, model_dir=model_dir)
 
 
 class _Phases:
@@ -660,13 +661,15 @@ class _Phases:
             callbacks=_knn_monitors(model.encoder, inputs, config),
             should_stop=self.stop_requested,
         )
-        model.encoder.save(self.run_directory.root / "encoder.keras")
+        model.encoder.save(join(self.run_directory.root, "encoder.keras"))
         return {"history": history, "resumed_from_epoch": initial_epoch}
 
     def train_classifier(self):
         """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
         config = self.config
-        encoder = keras.saving.load_model(self.run_directory.root / "encoder.keras", safe_mode=True)
+        encoder = keras.saving.load_model(
+            join(self.run_directory.root, "encoder.keras"), safe_mode=True
+        )
         model = build_linear_classifier(
             encoder,
             self.inputs.num_classes,
@@ -723,7 +726,7 @@ class _Phases:
 
     def _save_and_score(self, model, name, batch_size):
         """Saves `<name>.keras`; returns its validation and test accuracy and test loss."""
-        model.save(self.run_directory.root / f"{name}.keras")
+        model.save(join(self.run_directory.root, f"{name}.keras"))
         _, validation_accuracy = evaluate_split(
             model, self.inputs.evaluation_batches("validation", batch_size)
         )
@@ -788,7 +791,7 @@ class _Phases:
         best_epoch = None
         if inputs.num_validation and (config.select_best_epoch or config.early_stopping_patience):
             best_epoch = BestEpoch(
-                self.run_directory.root / "best" / phase, config.early_stopping_patience
+                join(self.run_directory.root, "best", phase), config.early_stopping_patience
             )
         history, initial_epoch = fit_phase(
             model,

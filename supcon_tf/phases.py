@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from supcon_tf.data import make_dataset
 from supcon_tf.distribute import evaluate_classifier, fit_with_custom_loop, needs_custom_loop
+from supcon_tf.files import join
 from supcon_tf.optimizers import build_optimizer
 from supcon_tf.schedules import build_schedule
 
@@ -183,11 +184,24 @@ def _fit(model, config, stream, first_epoch, end_epoch, steps, validation_data, 
 def _phase_callbacks(config, run, phase, checkpoint, tensorboard):
     """The log and checkpoint callbacks of a phase: an epoch's log row precedes its checkpoint."""
     logs = run.phase_paths(phase).logs
-    logs.mkdir(parents=True, exist_ok=True)
-    callbacks = [keras.callbacks.CSVLogger(str(logs / "history.csv"), append=True), checkpoint]
+    tf.io.gfile.makedirs(logs)
+    callbacks = [_GFileCSVLogger(join(logs, "history.csv"), append=True), checkpoint]
     if tensorboard and _tensorboard_available():
-        callbacks.append(keras.callbacks.TensorBoard(str(logs)))
+        callbacks.append(keras.callbacks.TensorBoard(logs))
     return callbacks
+
+
+class _GFileCSVLogger(keras.callbacks.CSVLogger):
+    """Keras' `CSVLogger`, which also closes a `gs://` (`tf.io.gfile`) file at the end of `fit`.
+
+    Keras opens a `scheme://` path as a `tf.io.gfile.GFile`, which has no `closed`
+    attribute, so its `on_train_end` fails there; this one closes whatever it opened.
+    """
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None:
+            self.csv_file.close()
+            self.csv_file = None
 
 
 def _tensorboard_available():

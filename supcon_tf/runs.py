@@ -19,6 +19,11 @@ resumption rules (atomic writes, locks, stopping on a signal) have one home:
 JSON files are written atomically (temporary file + rename), and `stop_on_sigterm`
 turns SIGTERM (preemption) into a save at the next step boundary.
 
+`model_dir` may be a local path or any `tf.io.gfile` URL (`gs://bucket/run` on TPU
+VMs; see `supcon_tf.files`): every read and write goes through `tf.io.gfile`, and
+paths are strings. One limit: an object store has no atomic exclusive create, so
+there the lock is best effort (see `RunDirectory.lock`).
+
 Example:
 
 >>> import tempfile
@@ -46,14 +51,18 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from supcon_tf.checkpoints import TrainingCheckpoint, latest_position, write_atomically
+from supcon_tf.checkpoints import TrainingCheckpoint, latest_position
+from supcon_tf.files import is_file, is_remote, join, read_text, remove, write_atomically
 
 LOCK_FILE = "run.lock"
+
+# On an object store the lock is written, then read back after this long: a process
+# that wrote over it in the meantime is seen (see `RunDirectory.lock`).
+REMOTE_LOCK_SETTLE_SECONDS = 1.0
 
 
 class RunLockedError(RuntimeError):
@@ -62,11 +71,11 @@ class RunLockedError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class PhasePaths:
-    """The folders and files of one phase in a run folder."""
+    """The folders and files of one phase in a run folder (path strings)."""
 
-    backup: Path
-    logs: Path
-    marker: Path
+    backup: str
+    logs: str
+    marker: str
 
 
 def write_json(path, payload):
@@ -86,7 +95,7 @@ def resume_position(backup_dir, steps_per_epoch):
     >>> resume_position(tempfile.mkdtemp(), steps_per_epoch=5)
     (0, 0)
     """
-    return latest_position(str(backup_dir), steps_per_epoch)
+    return latest_position(os.fspath(backup_dir), steps_per_epoch)
 
 
 class StopSignal:
@@ -135,19 +144,23 @@ class RunDirectory:
     """The output folder of one run: configuration, backups, logs, markers, report.
 
     Args:
-        model_dir: the folder (created if missing).
+        model_dir: the folder (created if missing): a local path or a `tf.io.gfile`
+            URL such as `gs://bucket/run`.
+
+    Attributes:
+        root: `model_dir` as a string; the paths of `phase_paths` are strings too.
     """
 
     def __init__(self, model_dir):
-        self.root = Path(model_dir)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = os.fspath(model_dir)
+        tf.io.gfile.makedirs(self.root)
 
     def phase_paths(self, phase):
         """The `PhasePaths` of `phase`."""
         return PhasePaths(
-            backup=self.root / "backup" / phase,
-            logs=self.root / "logs" / phase,
-            marker=self.root / "phases" / f"{phase}.json",
+            backup=join(self.root, "backup", phase),
+            logs=join(self.root, "logs", phase),
+            marker=join(self.root, "phases", f"{phase}.json"),
         )
 
     @contextlib.contextmanager
@@ -158,42 +171,37 @@ class RunDirectory:
         taken over, with a warning. A lock of another host cannot be checked; delete
         `run.lock` by hand once that process is gone.
 
+        On a local disk the lock is created exclusively (a hard link: of two processes
+        starting together, exactly one gets it). An object store (`gs://`) has no
+        exclusive create: the lock is written with this process's host and PID, read
+        back `REMOTE_LOCK_SETTLE_SECONDS` later, and refused if another process's
+        owner is found there. This is best effort: two processes that start within
+        the store's latency of each other may both go on.
+
         Raises:
             RunLockedError: another live process holds the lock.
         """
-        path = self.root / LOCK_FILE
+        path = join(self.root, LOCK_FILE)
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        if not self._create_lock(path, owner):
+        create = _create_remote_lock if is_remote(path) else _create_local_lock
+        if not create(path, owner):
             holder = _read_lock(path)
             if not _is_stale(holder):
-                raise RunLockedError(_locked_message(path, holder))
+                raise RunLockedError(_locked_message(self.root, path, holder))
             logging.warning(
                 "Taking over the stale lock %s of process %s on %s (it no longer runs).",
                 path,
                 holder.get("pid"),
                 holder.get("host"),
             )
-            path.unlink(missing_ok=True)
-            if not self._create_lock(path, owner):
-                raise RunLockedError(_locked_message(path, _read_lock(path)))
+            remove(path)
+            if not create(path, owner):
+                raise RunLockedError(_locked_message(self.root, path, _read_lock(path)))
         try:
             yield self
         finally:
-            if _read_lock(path).get("pid") == owner["pid"]:
-                path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _create_lock(path, owner):
-        """Creates the lock file, complete, unless one exists (a hard link is atomic); whether it did."""
-        temporary = path.with_name(f"{path.name}.{owner['pid']}.tmp")
-        temporary.write_text(json.dumps(owner))
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        finally:
-            temporary.unlink(missing_ok=True)
-        return True
+            if _same_owner(_read_lock(path), owner):
+                remove(path)
 
     def record_config(self, config, resumable_fields=()):
         """Writes `config.json`, refusing a folder that holds a run with another configuration.
@@ -205,8 +213,8 @@ class RunDirectory:
         Raises:
             ValueError: when a key outside `resumable_fields` differs.
         """
-        path = self.root / "config.json"
-        if path.is_file():
+        path = join(self.root, "config.json")
+        if is_file(path):
             previous = _read_json(path, "the run's configuration")
             differences = sorted(
                 key
@@ -231,7 +239,7 @@ class RunDirectory:
         removed (not before: a run killed in between resumes from its last state).
         """
         paths = self.phase_paths(phase)
-        if paths.marker.is_file():
+        if is_file(paths.marker):
             try:
                 return _read_json(paths.marker, f"the {phase} completion marker")
             except ValueError as error:
@@ -241,8 +249,8 @@ class RunDirectory:
         result = train()
         result["seconds"] = time.perf_counter() - start
         write_json(paths.marker, result)
-        if tf.io.gfile.exists(str(paths.backup)):
-            tf.io.gfile.rmtree(str(paths.backup))
+        if tf.io.gfile.exists(paths.backup):
+            tf.io.gfile.rmtree(paths.backup)
         return result
 
     def resume_position(self, phase, steps_per_epoch):
@@ -252,7 +260,7 @@ class RunDirectory:
     def checkpoint(self, phase, steps_per_epoch, epochs, backup_steps, should_stop=None):
         """The `TrainingCheckpoint` of `phase`: every `backup_steps` steps and every epoch end."""
         return TrainingCheckpoint(
-            str(self.phase_paths(phase).backup),
+            self.phase_paths(phase).backup,
             steps_per_epoch=steps_per_epoch,
             epochs=epochs,
             save_every=backup_steps,
@@ -262,18 +270,49 @@ class RunDirectory:
 
     def write_report(self, report):
         """Writes `report.json`."""
-        write_json(self.root / "report.json", report)
+        write_json(join(self.root, "report.json"), report)
 
 
 def _read_json(path, what):
     """The JSON object in `path`; a `ValueError` naming `what` when it is damaged."""
     try:
-        payload = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
+        payload = json.loads(read_text(path))
+    except (OSError, ValueError, tf.errors.OpError) as error:
         raise ValueError(f"Cannot read {what} {path}: {error}") from error
     if not isinstance(payload, dict):
         raise ValueError(f"Cannot read {what} {path}: expected a JSON object.")
     return payload
+
+
+def _create_local_lock(path, owner):
+    """Creates the lock file, complete, unless one exists (a hard link is atomic); whether it did."""
+    temporary = f"{path}.{owner['pid']}.tmp"
+    with open(temporary, "w") as file:
+        file.write(json.dumps(owner))
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+    return True
+
+
+def _create_remote_lock(path, owner):
+    """Writes the lock unless one exists, then reads it back; whether this process holds it.
+
+    Best effort: an object store has no exclusive create (see `RunDirectory.lock`).
+    """
+    if is_file(path):
+        return False
+    write_atomically(path, json.dumps(owner))
+    time.sleep(REMOTE_LOCK_SETTLE_SECONDS)
+    return _same_owner(_read_lock(path), owner)
+
+
+def _same_owner(holder, owner):
+    """Whether the lock's `holder` is `owner` (same host, PID and start time)."""
+    return all(holder.get(key) == owner[key] for key in ("pid", "host", "started"))
 
 
 def _read_lock(path):
@@ -299,11 +338,11 @@ def _is_stale(holder):
     return False
 
 
-def _locked_message(path, holder):
+def _locked_message(root, path, holder):
     started = holder.get("started")
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else "?"
     return (
-        f"{path.parent} is in use by process {holder.get('pid')} on host "
+        f"{root} is in use by process {holder.get('pid')} on host "
         f"{holder.get('host')} (started {when}); wait for it to finish or stop it. If it "
         f"no longer runs, delete {path}."
     )

@@ -29,9 +29,11 @@ True
 import json
 import math
 import os
-from pathlib import Path
 
 import keras
+import tensorflow as tf
+
+from supcon_tf.files import is_file, join, read_text, write_atomically
 
 MONITORED = ("val_accuracy", "val_loss")
 
@@ -43,7 +45,8 @@ class BestEpoch(keras.callbacks.Callback):
     among equal both, the earliest epoch.
 
     Args:
-        directory: folder for `best.weights.h5` and `best.json` (created when needed).
+        directory: folder for `best.weights.h5` and `best.json` (created when needed); a
+            local path or a `tf.io.gfile` URL (`gs://...`).
         patience: stop training after this many epochs without a better one (0: never).
     """
 
@@ -53,18 +56,18 @@ class BestEpoch(keras.callbacks.Callback):
             raise ValueError(
                 f"`patience` must be an integer >= 0 (0: no early stopping), got {patience!r}."
             )
-        self.directory = Path(directory)
+        self.directory = os.fspath(directory)
         self.patience = patience
         self.best = None
         self._first_epoch = None
 
     @property
     def weights_path(self):
-        return self.directory / "best.weights.h5"
+        return join(self.directory, "best.weights.h5")
 
     @property
     def state_path(self):
-        return self.directory / "best.json"
+        return join(self.directory, "best.json")
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch is None:
@@ -99,17 +102,15 @@ class BestEpoch(keras.callbacks.Callback):
 
     def _write_best(self):
         # Weights first, then the record that points at them, each replaced atomically.
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / "best.tmp.weights.h5"
+        tf.io.gfile.makedirs(self.directory)
+        temporary = join(self.directory, "best.tmp.weights.h5")
         self.model.save_weights(temporary)
-        os.replace(temporary, self.weights_path)
-        temporary = self.state_path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.best, indent=2) + "\n")
-        os.replace(temporary, self.state_path)
+        tf.io.gfile.rename(temporary, self.weights_path, overwrite=True)
+        write_atomically(self.state_path, json.dumps(self.best, indent=2) + "\n")
 
     def _read_state(self):
-        if self.state_path.is_file() and self.weights_path.is_file():
-            return json.loads(self.state_path.read_text())
+        if is_file(self.state_path) and is_file(self.weights_path):
+            return json.loads(read_text(self.state_path))
         return None
 
     def restore(self, model):

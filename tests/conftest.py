@@ -1,7 +1,8 @@
-"""Shared test fixtures: quiet TensorFlow logs and the optional real-data archive."""
+"""Shared test fixtures: quiet TensorFlow logs, the optional real-data archive, `ram://`."""
 
 import os
 import tarfile
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -51,3 +52,17 @@ def cifar10_subset_dir(tmp_path_factory, cifar10_archive):
     return extract_cifar10_subset(
         cifar10_archive, destination, train_per_class=40, test_per_class=10
     )
+
+
+@pytest.fixture
+def ram_dir():
+    """A new folder on TensorFlow's in-memory file system (`ram://`), removed afterwards.
+
+    It stands in for a `gs://` bucket: the same `tf.io.gfile` code paths, no network.
+    """
+    import tensorflow as tf
+
+    folder = f"ram://supcon-test-{uuid.uuid4().hex}"
+    yield folder
+    if tf.io.gfile.exists(folder):
+        tf.io.gfile.rmtree(folder)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import keras
@@ -33,6 +34,7 @@ from supcon_tf.distribute import (
     scale_learning_rate,
     set_mixed_precision,
     synchronize_batch_norm,
+    worker_model_dir,
 )
 from tests._distribute_worker import build_embedding_model
 from tests.reference import supcon_reference, variant_reference
@@ -466,6 +468,17 @@ class TestStrategies:
     def test_devices_need_the_mirrored_strategy(self):
         with pytest.raises(ValueError, match="`devices` only applies to the 'mirrored'"):
             build_strategy("default", devices=["/cpu:0"])
+
+    def test_worker_model_dir_keeps_a_gs_url(self):
+        # A non-chief worker of a two-worker cluster (a stand-in with the resolver's API).
+        cluster = tf.train.ClusterSpec({"worker": ["host1:1", "host2:2"]})
+        resolver = types.SimpleNamespace(
+            task_type="worker", task_id=1, cluster_spec=lambda: cluster
+        )
+        worker = types.SimpleNamespace(cluster_resolver=resolver)
+        assert not is_chief(worker)
+        assert worker_model_dir("gs://bucket/run", worker) == "gs://bucket/run/workers/worker_1"
+        assert worker_model_dir("gs://bucket/run", build_strategy("default")) == "gs://bucket/run"
 
 
 class TestGlobalBatch:

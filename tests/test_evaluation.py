@@ -32,6 +32,7 @@ from supcon_tf.evaluation import (
     update_report_json,
     write_report_md,
 )
+from supcon_tf.files import write_atomically
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -612,6 +613,14 @@ class TestCli:
             "validation_fraction": 0.2,
             "seed": 1,
         }
+
+    def test_run_settings_of_a_gfile_run(self, ram_dir):
+        from supcon_tf.cli.evaluate import run_settings
+
+        write_atomically(f"{ram_dir}/flags.json", json.dumps({"dataset": "digits", "seed": 2}))
+        assert run_settings(ram_dir)["seed"] == 2
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            run_settings(f"{ram_dir}/missing")
 
     def test_run_settings_errors(self, tmp_path):
         from supcon_tf.cli.evaluate import run_settings

@@ -3,11 +3,13 @@
 import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from supcon_tf import experiment
 from supcon_tf.checkpoints import TrainingCheckpoint
@@ -17,6 +19,7 @@ from supcon_tf.experiment import (
     contrastive_loss,
     run_experiment,
 )
+from supcon_tf.files import is_file, read_text
 
 
 class SimulatedKillError(Exception):
@@ -358,3 +361,91 @@ def test_contrastive_loss_carries_every_option():
 def test_run_experiment_needs_a_config():
     with pytest.raises(ValueError, match="must be an ExperimentConfig, got dict"):
         run_experiment({"dataset": "digits"})
+
+
+# ----------------------------------------------------------------------------- gs:// model dirs
+
+
+def _gfile_json(path):
+    return json.loads(read_text(path))
+
+
+def test_run_on_a_gfile_model_dir_writes_there_and_resumes(tmp_path, ram_dir, monkeypatch):
+    # ram:// (TensorFlow's in-memory file system) goes through the gs:// code paths.
+    model_dir = f"{ram_dir}/run"
+    config = _config(
+        tmp_path,
+        "unused",
+        model_dir=model_dir,
+        pretrain_epochs=1,
+        classifier_epochs=2,
+        baseline_epochs=1,
+        evaluate=False,
+    )
+    monkeypatch.chdir(tmp_path)  # pathlib would have made a local "ram:" folder here
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, "classifier", epochs=1)
+        with pytest.raises(SimulatedKillError):
+            run_experiment(config)
+    assert _gfile_json(f"{model_dir}/config.json") == dataclasses.asdict(config)
+    assert is_file(f"{model_dir}/phases/pretrain.json")
+    assert not is_file(f"{model_dir}/phases/classifier.json")
+    assert tf.io.gfile.listdir(f"{model_dir}/backup/classifier")  # its epoch-1 checkpoint
+    assert not is_file(f"{model_dir}/run.lock")  # released by the failed call
+
+    trained = []
+    fit_phase = experiment.fit_phase
+    monkeypatch.setattr(
+        experiment, "fit_phase", lambda *a, **k: trained.append(a[3]) or fit_phase(*a, **k)
+    )
+    report = run_experiment(config)
+    assert trained == ["classifier", "baseline"]  # pretraining finished in the first call
+    classifier_marker = _gfile_json(f"{model_dir}/phases/classifier.json")
+    assert classifier_marker["resumed_from_epoch"] == 1
+    assert report["supcon"]["epochs_trained"] == 2
+    for phase in ("pretrain", "classifier", "baseline"):
+        assert is_file(f"{model_dir}/phases/{phase}.json"), phase
+        rows = read_text(f"{model_dir}/logs/{phase}/history.csv").splitlines()
+        assert len(rows) == 1 + (2 if phase == "classifier" else 1), phase
+    assert tf.io.gfile.listdir(f"{model_dir}/backup") == []
+    assert is_file(f"{model_dir}/best/classifier/best.weights.h5")
+    saved = _gfile_json(f"{model_dir}/report.json")
+    assert saved["supcon"] == json.loads(json.dumps(report["supcon"]))
+    assert saved["config"]["model_dir"] == model_dir
+    classifier = keras.saving.load_model(f"{model_dir}/classifier.keras")
+    with np.load(config.dataset) as data:
+        logits = classifier.predict(data["x_test"], verbose=0)
+        accuracy = np.mean(np.argmax(logits, axis=1) == data["y_test"])
+    np.testing.assert_allclose(accuracy, report["supcon"]["test_accuracy"], atol=1e-6)
+    for name in ("encoder.keras", "baseline.keras"):
+        keras.saving.load_model(f"{model_dir}/{name}")
+    assert not (tmp_path / "ram:").exists()
+
+    trained.clear()
+    again = run_experiment(config)
+    assert trained == []
+    assert again["supcon"] == report["supcon"]
+    assert again["cross_entropy"] == report["cross_entropy"]
+
+
+def test_evaluation_on_a_gfile_model_dir_writes_report_and_plots(tmp_path, ram_dir):
+    model_dir = f"{ram_dir}/run"
+    config = _config(
+        tmp_path,
+        "unused",
+        model_dir=model_dir,
+        pretrain_epochs=1,
+        classifier_epochs=1,
+        baseline=False,
+        evaluate=True,
+    )
+    report = run_experiment(config)
+    saved = _gfile_json(f"{model_dir}/report.json")
+    assert saved["evaluation"] == json.loads(json.dumps(report["evaluation"]))
+    assert saved["supcon"] == json.loads(json.dumps(report["supcon"]))
+    markdown = read_text(f"{model_dir}/report.md")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(links) == 4  # reliability, confusion, t-SNE, corruptions
+    for link in links:
+        with tf.io.gfile.GFile(f"{model_dir}/{link}", "rb") as file:
+            assert file.read(8) == b"\x89PNG\r\n\x1a\n", link

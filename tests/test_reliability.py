@@ -18,10 +18,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from supcon_tf import runs
 from supcon_tf.data import load_dataset
 from supcon_tf.evaluation.run import _load_model
 from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.files import read_text, write_atomically
 from supcon_tf.runs import RunDirectory, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +176,60 @@ class TestLock:
         self.write_lock(tmp_path, 1, host="another-host")
         with pytest.raises(RunLockedError, match="in use by process 1 on host another-host"):
             RunDirectory(tmp_path).lock().__enter__()
+
+
+class TestLockOnGfile:
+    """`run.lock` on `ram://` (as on `gs://`): no exclusive create, so written and read back."""
+
+    def write_lock(self, folder, pid, host=None):
+        owner = {"pid": pid, "host": host or socket.gethostname(), "started": 0.0}
+        write_atomically(f"{folder}/run.lock", json.dumps(owner))
+
+    def test_another_hosts_lock_is_refused_naming_its_pid(self, ram_dir):
+        self.write_lock(ram_dir, 4242, host="tpu-worker-7")
+        with pytest.raises(RunLockedError) as refused:
+            RunDirectory(ram_dir).lock().__enter__()
+        assert f"{ram_dir} is in use by process 4242 on host tpu-worker-7" in str(refused.value)
+        assert f"delete {ram_dir}/run.lock" in str(refused.value)
+        assert json.loads(read_text(f"{ram_dir}/run.lock"))["pid"] == 4242  # left alone
+
+    def test_a_live_process_lock_refuses_a_run_before_it_writes(self, ram_dir):
+        first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            self.write_lock(ram_dir, first.pid)
+            with pytest.raises(RunLockedError) as refused:
+                run_experiment(ExperimentConfig(model_dir=ram_dir, verbose=0))
+        finally:
+            first.kill()
+            first.wait()
+        message = str(refused.value)
+        assert f"in use by process {first.pid} on host {socket.gethostname()}" in message
+        assert tf.io.gfile.listdir(ram_dir) == ["run.lock"]
+
+    def test_held_released_and_a_stale_one_taken_over(self, ram_dir, caplog):
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        self.write_lock(ram_dir, gone.pid)
+        with RunDirectory(ram_dir).lock():
+            owner = json.loads(read_text(f"{ram_dir}/run.lock"))
+            assert (owner["pid"], owner["host"]) == (os.getpid(), socket.gethostname())
+            with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()} "):
+                RunDirectory(ram_dir).lock().__enter__()
+        assert f"Taking over the stale lock {ram_dir}/run.lock of process {gone.pid}" in (
+            caplog.text
+        )
+        assert not tf.io.gfile.exists(f"{ram_dir}/run.lock")
+
+    def test_a_lock_overwritten_while_it_settles_belongs_to_the_other(self, ram_dir, monkeypatch):
+        # Two processes start together: the other's lock lands after this one wrote its own.
+        def other_process_writes(seconds):
+            assert seconds == runs.REMOTE_LOCK_SETTLE_SECONDS
+            self.write_lock(ram_dir, 4242, host="tpu-worker-7")
+
+        monkeypatch.setattr(runs.time, "sleep", other_process_writes)
+        with pytest.raises(RunLockedError, match="in use by process 4242 on host tpu-worker-7"):
+            RunDirectory(ram_dir).lock().__enter__()
+        assert json.loads(read_text(f"{ram_dir}/run.lock"))["pid"] == 4242
 
 
 class TestDamagedRunFiles:

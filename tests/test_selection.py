@@ -5,7 +5,9 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from supcon_tf.files import read_text
 from supcon_tf.selection import BestEpoch
 
 
@@ -136,3 +138,16 @@ class TestBestEpoch:
     def test_bad_patience(self, tmp_path, patience):
         with pytest.raises(ValueError, match="`patience` must be an integer >= 0"):
             BestEpoch(tmp_path, patience=patience)
+
+    def test_on_a_gfile_folder(self, ram_dir):
+        # ram:// (TensorFlow's in-memory file system) stands in for gs://.
+        scripted = ScriptedValidation([0.5, 0.9, 0.7], [0.9, 0.3, 0.5])
+        model, x, y = _model_and_data()
+        _fit(model, x, y, [scripted, BestEpoch(f"{ram_dir}/best", patience=1)], epochs=3)
+        assert json.loads(read_text(f"{ram_dir}/best/best.json"))["epoch"] == 1
+        assert sorted(tf.io.gfile.listdir(f"{ram_dir}/best")) == ["best.json", "best.weights.h5"]
+        assert BestEpoch(f"{ram_dir}/best").restore(model) == 2
+        for restored, expected in zip(
+            model.get_weights(), scripted.weights_by_epoch[1], strict=True
+        ):
+            np.testing.assert_array_equal(restored, expected)

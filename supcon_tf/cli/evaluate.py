@@ -11,17 +11,18 @@ validation_fraction, seed), then writes top-1/top-5 accuracy, ECE with reliabili
 diagrams, per-class accuracy with confusion matrices, kNN accuracy, alignment,
 uniformity, a t-SNE plot and the corruption study into `report.json` (under
 `"evaluation"`; the training results are kept) and a `report.md` that links the PNGs
-in `plots/`.
+in `plots/`. `--model_dir` may be a `tf.io.gfile` URL (`gs://bucket/run`).
 """
 
 import json
-from pathlib import Path
 
+import tensorflow as tf
 from absl import app, flags, logging
 
 from supcon_tf.cli.usage import grouped_help_parser
 from supcon_tf.data import load_dataset
 from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
+from supcon_tf.files import is_file, join, read_text
 
 # The settings of the training run that define the data split.
 _SPLIT_SETTINGS = ("dataset", "data_dir", "validation_fraction", "seed")
@@ -134,15 +135,14 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
     >>> run_settings(folder, seed=3)
     {'dataset': 'digits', 'data_dir': None, 'validation_fraction': 0.1, 'seed': 3}
     """
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
+    if not tf.io.gfile.isdir(model_dir):
         raise FileNotFoundError(f"--model_dir {model_dir} does not exist.")
     stored = {}
     for name in ("flags.json", "config.json"):
-        path = model_dir / name
-        if path.is_file():
+        path = join(model_dir, name)
+        if is_file(path):
             try:
-                stored = json.loads(path.read_text(encoding="utf-8"))
+                stored = json.loads(read_text(path))
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path} is not valid JSON ({error}).") from error
             break
@@ -193,8 +193,8 @@ def main(argv):
         if model.get("mean_corruption_error") is not None:
             line += f", mCE {model['mean_corruption_error']:.3f}"
         print(line)
-    model_dir = Path(flag_values.model_dir)
-    print(f"Report: {model_dir / 'report.json'} and {model_dir / 'report.md'}")
+    model_dir = flag_values.model_dir
+    print(f"Report: {join(model_dir, 'report.json')} and {join(model_dir, 'report.md')}")
 
 
 def run():

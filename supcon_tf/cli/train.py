@@ -6,8 +6,9 @@ Usage (also `python -m supcon_tf.train`):
     supcon-train --dataset=cifar10 --encoder=resnet18 --model_dir=runs/cifar10
 
 Writes `flags.json`, `report.json`, `encoder.keras`, `classifier.keras`,
-`baseline.keras`, checkpoints and logs into `--model_dir`; running the same command
-again resumes an interrupted run.
+`baseline.keras`, checkpoints and logs into `--model_dir` (a local folder or a
+`tf.io.gfile` URL such as `gs://bucket/run`); running the same command again resumes
+an interrupted run.
 
 Exit status: 0 done; 1 an error (bad flag values, `--model_dir` in use by another
 process, a NaN/Inf loss: the message says which); 75 (`EX_TEMPFAIL`) stopped by
@@ -15,7 +16,6 @@ SIGTERM after saving its state: run the same command again to resume.
 """
 
 import sys
-from pathlib import Path
 
 from absl import app, flags, logging
 
@@ -29,6 +29,7 @@ from supcon_tf.cli.flags import (
 )
 from supcon_tf.cli.usage import grouped_help_parser
 from supcon_tf.experiment import run_experiment
+from supcon_tf.files import join
 from supcon_tf.runs import RunLockedError, write_json
 
 # Stopped by SIGTERM with its state saved: retry later (sysexits.h EX_TEMPFAIL).
@@ -48,8 +49,8 @@ def main(argv):
     if preset_flags:
         logging.info("--preset=%s set %s", FLAGS.preset, ", ".join(preset_flags))
     config = config_from_flags(FLAGS)
-    model_dir = Path(config.model_dir)
-    write_json(model_dir / "flags.json", flag_values_dict(FLAGS))
+    model_dir = config.model_dir
+    write_json(join(model_dir, "flags.json"), flag_values_dict(FLAGS))
     logging.info("Training with %s", config)
     try:
         report = run_experiment(config)
@@ -64,9 +65,9 @@ def main(argv):
         print(f"Hybrid (one-stage) test accuracy: {report['hybrid']['test_accuracy']:.4f}")
     if "cross_entropy" in report:
         print(f"Cross-entropy test accuracy: {report['cross_entropy']['test_accuracy']:.4f}")
-    print(f"Report: {model_dir / 'report.json'}")
+    print(f"Report: {join(model_dir, 'report.json')}")
     if "evaluation" in report:
-        print(f"Evaluation (ECE, kNN, corruptions, plots): {model_dir / 'report.md'}")
+        print(f"Evaluation (ECE, kNN, corruptions, plots): {join(model_dir, 'report.md')}")
 
 
 def run():

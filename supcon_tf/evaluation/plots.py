@@ -1,19 +1,21 @@
 """PNG plots of evaluation results: reliability diagram, confusion matrix, t-SNE, corruptions.
 
-Every function writes one PNG file (creating its folder) and returns its path. The
-figures are matplotlib `Figure` objects not attached to pyplot, so no display and no
-global state are needed; matplotlib and scikit-learn are imported only when a plot is
-drawn.
+Every function writes one PNG file (creating its folder) and returns its path (a
+string). The path may be local or a `tf.io.gfile` URL (`gs://...`): the PNG is
+rendered in memory and written through `tf.io.gfile` (`supcon_tf.files`). The figures
+are matplotlib `Figure` objects not attached to pyplot, so no display and no global
+state are needed; matplotlib and scikit-learn are imported only when a plot is drawn.
 
 Example:
 
 >>> import tempfile
 >>> path = plot_confusion_matrix([0, 1, 1], [0, 0, 1], f"{tempfile.mkdtemp()}/c.png")
->>> path.suffix
-'.png'
+>>> path.endswith("c.png")
+True
 """
 
-from pathlib import Path
+import io
+import os
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from supcon_tf.evaluation._checks import (
 from supcon_tf.evaluation.calibration import calibration_bins, expected_calibration_error
 from supcon_tf.evaluation.metrics import confusion_matrix
 from supcon_tf.evaluation.representation import _normalized_with_labels
+from supcon_tf.files import write_atomically
 
 
 def _new_figure(width=5.0, height=4.5):
@@ -35,10 +38,11 @@ def _new_figure(width=5.0, height=4.5):
 
 
 def _save_figure(figure, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    """Renders `figure` as PNG bytes and writes them to `path` (any `tf.io.gfile` path)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomically(path, buffer.getvalue())
+    return os.fspath(path)
 
 
 def plot_reliability_diagram(labels, probabilities, path, num_bins=15, title=None):
@@ -56,14 +60,14 @@ def plot_reliability_diagram(labels, probabilities, path, num_bins=15, title=Non
         title: optional title prefix (e.g. the model name).
 
     Returns:
-        The `pathlib.Path` written.
+        The path written (a string).
 
     Example:
 
     >>> import tempfile, numpy as np
     >>> folder = tempfile.mkdtemp()
     >>> path = plot_reliability_diagram([0, 1], [[0.8, 0.2], [0.4, 0.6]], f"{folder}/r.png")
-    >>> path.read_bytes()[:4] == b"\\x89PNG"
+    >>> open(path, "rb").read(4) == b"\\x89PNG"
     True
     """
     bins = calibration_bins(labels, probabilities, num_bins)
@@ -116,13 +120,13 @@ def plot_confusion_matrix(labels, predictions, path, class_names=None, title=Non
         title: optional title.
 
     Returns:
-        The `pathlib.Path` written.
+        The path written (a string).
 
     Example:
 
-    >>> import tempfile
+    >>> import os, tempfile
     >>> path = plot_confusion_matrix([0, 1, 1], [0, 0, 1], f"{tempfile.mkdtemp()}/c.png")
-    >>> path.stat().st_size > 1000
+    >>> os.path.getsize(path) > 1000
     True
     """
     labels = _check_labels(labels)
@@ -178,14 +182,14 @@ def plot_tsne(
         seed: seed of the subset and of t-SNE.
 
     Returns:
-        The `pathlib.Path` written.
+        The path written (a string).
 
     Example:
 
-    >>> import tempfile, numpy as np
+    >>> import os, tempfile, numpy as np
     >>> points = np.random.default_rng(0).normal(size=(20, 5))
     >>> path = plot_tsne(points, [0, 1] * 10, f"{tempfile.mkdtemp()}/t.png", perplexity=5)
-    >>> path.stat().st_size > 1000
+    >>> os.path.getsize(path) > 1000
     True
     """
     from sklearn.manifold import TSNE
@@ -238,16 +242,16 @@ def plot_corruption_results(result, path):
         path: the PNG file to write.
 
     Returns:
-        The `pathlib.Path` written.
+        The path written (a string).
 
     Example:
 
-    >>> import tempfile
+    >>> import os, tempfile
     >>> result = {"severities": [1, 2], "corruptions": ["fog"], "models": {"m": {
     ...     "clean": {"accuracy": 0.9, "expected_calibration_error": 0.05},
     ...     "per_severity": {"accuracy": [0.8, 0.6],
     ...                      "expected_calibration_error": [0.1, 0.2]}}}}
-    >>> plot_corruption_results(result, f"{tempfile.mkdtemp()}/c.png").stat().st_size > 1000
+    >>> os.path.getsize(plot_corruption_results(result, f"{tempfile.mkdtemp()}/c.png")) > 1000
     True
     """
     severities = [0, *result["severities"]]
@@ -269,4 +273,4 @@ def plot_corruption_results(result, path):
         axes.legend()
     accuracy_axes.set_ylim(0, 1)
     figure.suptitle(f"Corruption robustness ({len(result['corruptions'])} corruptions)")
-    return _save_figure(figure, Path(path))
+    return _save_figure(figure, path)

@@ -2,20 +2,22 @@
 
 `update_report_json` merges results into `report.json` (keeping the keys it does not
 name); `write_report_md` renders a `report.json` content as Markdown tables linking the
-plots, and `corruption_table` renders a corruption study as one such table.
+plots, and `corruption_table` renders a corruption study as one such table. The run
+folder may be local or a `tf.io.gfile` URL (`gs://...`); both files are replaced
+atomically (see `supcon_tf.files`).
 
 Example:
 
->>> import tempfile
+>>> import os, tempfile
 >>> folder = tempfile.mkdtemp()
 >>> report = update_report_json(folder, {"supcon": {"test_accuracy": 0.9}})
->>> write_report_md(report, folder).name
+>>> os.path.basename(write_report_md(report, folder))
 'report.md'
 """
 
 import json
-import os
-from pathlib import Path
+
+from supcon_tf.files import is_file, join, read_text, write_atomically
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -36,20 +38,17 @@ def update_report_json(run_dir, update):
     >>> sorted(update_report_json(folder, {"evaluation": {}}))
     ['evaluation', 'supcon']
     """
-    path = Path(run_dir, REPORT_JSON)
+    path = join(run_dir, REPORT_JSON)
     report = {}
-    if path.exists():
+    if is_file(path):
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
+            report = json.loads(read_text(path))
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON ({error}); fix or remove it.") from error
         if not isinstance(report, dict):
             raise ValueError(f"{path} must hold a JSON object, got {type(report).__name__}.")
     report.update(update)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
 
@@ -72,7 +71,7 @@ def _images(plots, run_dir):
     return [
         f"![{name.replace('_', ' ')}]({path})"
         for name, path in plots.items()
-        if Path(run_dir, path).is_file()
+        if is_file(join(run_dir, path))
     ]
 
 
@@ -134,18 +133,17 @@ def write_report_md(report, run_dir):
         run_dir: the run folder.
 
     Returns:
-        The `pathlib.Path` of report.md.
+        The path of report.md (a string: `run_dir/report.md`).
 
     Example:
 
     >>> import tempfile
     >>> path = write_report_md({"supcon": {"test_accuracy": 0.95}}, tempfile.mkdtemp())
-    >>> "0.9500" in path.read_text()
+    >>> "0.9500" in open(path).read()
     True
     """
     if not isinstance(report, dict):
         raise ValueError(f"`report` must be a dict (report.json), got {type(report).__name__}.")
-    run_dir = Path(run_dir)
     evaluation = report.get("evaluation", {})
     lines = ["# Evaluation report", ""]
     if evaluation.get("dataset"):
@@ -250,7 +248,6 @@ def write_report_md(report, run_dir):
             lines += _table(["corruption", *corruption_result["models"]], rows) + [""]
         lines += _images(corruption_result.get("plots", {}), run_dir) + [""]
 
-    path = run_dir / REPORT_MD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    path = join(run_dir, REPORT_MD)
+    write_atomically(path, "\n".join(lines).rstrip() + "\n")
     return path

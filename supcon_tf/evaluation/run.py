@@ -7,12 +7,11 @@ corruption study and writes `report.json` and `report.md` (what `supcon-eval` ru
 """
 
 import math
-import os
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from supcon_tf.evaluation._checks import _check_labels, _check_scores
 from supcon_tf.evaluation.calibration import expected_calibration_error
@@ -32,15 +31,17 @@ from supcon_tf.evaluation.plots import (
 )
 from supcon_tf.evaluation.report import update_report_json, write_report_md
 from supcon_tf.evaluation.representation import alignment_uniformity
+from supcon_tf.files import is_file, join
 
 PLOTS_FOLDER = "plots"
 CLASSIFIER_FILES = {"supcon": "classifier.keras", "cross_entropy": "baseline.keras"}
 ENCODER_FILES = {"supcon": "encoder.keras"}
 
 
-def _relative(path, run_dir):
-    """`path` relative to `run_dir` as a POSIX string (how report.md links it)."""
-    return Path(os.path.relpath(path, run_dir)).as_posix()
+def _plot_path(run_dir, file_name):
+    """`(path, link)`: where a plot is written in `run_dir`, and its link relative to it."""
+    link = f"{PLOTS_FOLDER}/{file_name}"
+    return join(run_dir, PLOTS_FOLDER, file_name), link
 
 
 def _class_names(class_names, num_classes):
@@ -113,16 +114,13 @@ def evaluate_classifier(
     }
     result["plots"] = {}
     if run_dir is not None:
-        plots = Path(run_dir, PLOTS_FOLDER)
-        reliability = plot_reliability_diagram(
-            labels, probabilities, plots / f"{name}_reliability.png", num_bins, title=name
-        )
-        confusion = plot_confusion_matrix(
-            labels, predictions, plots / f"{name}_confusion.png", names, title=f"{name}"
-        )
+        reliability, reliability_link = _plot_path(run_dir, f"{name}_reliability.png")
+        plot_reliability_diagram(labels, probabilities, reliability, num_bins, title=name)
+        confusion, confusion_link = _plot_path(run_dir, f"{name}_confusion.png")
+        plot_confusion_matrix(labels, predictions, confusion, names, title=f"{name}")
         result["plots"] = {
-            "reliability_diagram": _relative(reliability, run_dir),
-            "confusion_matrix": _relative(confusion, run_dir),
+            "reliability_diagram": reliability_link,
+            "confusion_matrix": confusion_link,
         }
     return result
 
@@ -210,15 +208,16 @@ def evaluate_encoder(
         "plots": {},
     }
     if run_dir is not None and tsne_samples:
-        tsne = plot_tsne(
+        tsne, tsne_link = _plot_path(run_dir, f"{name}_tsne.png")
+        plot_tsne(
             test_embeddings,
             test_labels,
-            Path(run_dir, PLOTS_FOLDER, f"{name}_tsne.png"),
+            tsne,
             class_names=names,
             max_samples=tsne_samples,
             seed=seed,
         )
-        result["plots"]["tsne"] = _relative(tsne, run_dir)
+        result["plots"]["tsne"] = tsne_link
     return result
 
 
@@ -289,11 +288,10 @@ def evaluate_run(
     >>> sorted(result["classifiers"])
     ['supcon']
     """
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
+    if not tf.io.gfile.isdir(model_dir):
         raise FileNotFoundError(f"Run folder {model_dir} does not exist.")
-    classifier_path = model_dir / CLASSIFIER_FILES["supcon"]
-    if not classifier_path.is_file():
+    classifier_path = join(model_dir, CLASSIFIER_FILES["supcon"])
+    if not is_file(classifier_path):
         raise FileNotFoundError(
             f"{classifier_path} not found: `model_dir` must be a finished supcon-train run "
             "folder holding classifier.keras."
@@ -308,8 +306,8 @@ def evaluate_run(
 
     classifiers = {}
     for name, file_name in CLASSIFIER_FILES.items():
-        if (model_dir / file_name).is_file():
-            classifiers[name] = _load_model(model_dir / file_name)
+        if is_file(join(model_dir, file_name)):
+            classifiers[name] = _load_model(join(model_dir, file_name))
     for name, model in classifiers.items():
         start = time.perf_counter()
         result["classifiers"][name] = evaluate_classifier(
@@ -325,11 +323,11 @@ def evaluate_run(
         timings[f"classifier_{name}"] = time.perf_counter() - start
 
     for name, file_name in ENCODER_FILES.items():
-        if not (model_dir / file_name).is_file():
+        if not is_file(join(model_dir, file_name)):
             continue
         start = time.perf_counter()
         result["encoders"][name] = evaluate_encoder(
-            _load_model(model_dir / file_name),
+            _load_model(join(model_dir, file_name)),
             np.asarray(splits.x_train),
             splits.y_train,
             x_test,
@@ -360,10 +358,9 @@ def evaluate_run(
             batch_size=batch_size,
             seed=seed,
         )
-        plot = plot_corruption_results(
-            corruption_result, model_dir / PLOTS_FOLDER / "corruptions.png"
-        )
-        corruption_result["plots"] = {"corruption_robustness": _relative(plot, model_dir)}
+        plot, plot_link = _plot_path(model_dir, "corruptions.png")
+        plot_corruption_results(corruption_result, plot)
+        corruption_result["plots"] = {"corruption_robustness": plot_link}
         result["corruptions"] = corruption_result
         timings["corruptions"] = time.perf_counter() - start
 
