@@ -79,6 +79,10 @@ def _key_state(model):
     return [w.numpy().astype("float64") for w in model.key_network.weights]
 
 
+def _largest_difference(first, second):
+    return max(np.abs(a - b).max() for a, b in zip(first, second, strict=True))
+
+
 def _network_weights(part_weights):
     """`(kernel, gamma, beta, head kernel, head bias)` from a weight list in key order."""
     kernel, gamma, beta, _, _, head_kernel, head_bias = part_weights
@@ -148,8 +152,7 @@ class TestMomentumUpdate:
                 )
         # The test can fail: the key lags the query by much more than the tolerance,
         # and BatchNorm's moving statistics (copied) moved.
-        lag = max(np.abs(k - q).max() for k, q in zip(record.keys[-1], record.queries[-1]))
-        assert lag > 1e-2
+        assert _largest_difference(record.keys[-1], record.queries[-1]) > 1e-2
         moved = [np.abs(record.keys[-1][i] - initial[i]).max() for i in (3, 4)]
         assert min(moved) > 1e-3
 
@@ -266,9 +269,7 @@ class TestSavingAndConfiguration:
         for got, expected in zip(_key_state(loaded), _key_state(model), strict=True):
             np.testing.assert_array_equal(got, expected)
         # The key differs from the query, so a key rebuilt from the query would fail.
-        assert max(
-            np.abs(k - q).max() for k, q in zip(_key_state(loaded), _query_state(loaded)[0])
-        ) > 1e-3
+        assert _largest_difference(_key_state(loaded), _query_state(loaded)[0]) > 1e-3
         for got, expected in zip(
             loaded.memory_bank.contents(), model.memory_bank.contents(), strict=True
         ):
