@@ -124,15 +124,19 @@ class MemoryBank(keras.layers.Layer):
                 return tf.fill([batch_size], tf.constant(-1, tf.int64))
             return tf.zeros([batch_size, self.label_width], tf.float32)
         labels = tf.convert_to_tensor(labels)
-        if _label_width(labels.shape) != self.label_width:
-            raise ValueError(
-                f"MemoryBank {self.name!r} stores labels of shape {self.labels_shape} (set "
-                f"when it was built); got labels of shape {labels.shape}. Enqueue labels of "
-                "one layout: integers [B] or one-/multi-hot rows [B, C] of a fixed C."
-            )
+        self.check_labels(labels.shape)
         if self.label_width is None:
             return tf.cast(tf.reshape(labels, [-1]), tf.int64)
         return tf.cast(labels, tf.float32)
+
+    def check_labels(self, labels_shape):
+        """Raises `ValueError` unless labels of `labels_shape` have the bank's layout."""
+        if _label_width(labels_shape) != self.label_width:
+            raise ValueError(
+                f"MemoryBank {self.name!r} stores labels of shape {self.labels_shape} (set "
+                f"when it was built); got labels of shape {tuple(labels_shape)}. Use labels "
+                "of one layout: integers [B] or one-/multi-hot rows [B, C] of a fixed C."
+            )
 
     def contents(self):
         """`(embeddings [n, V, D], labels [n] or [n, C])` of the n <= size stored samples,

@@ -329,6 +329,8 @@ class SupConModel(keras.Model):
                 "`memory_size` needs the model compiled with a SupervisedContrastiveLoss, "
                 f"got loss {self.loss!r}."
             )
+        if y is not None:
+            self.memory_bank.check_labels(y.shape)
         embeddings, labels = self.memory_bank.contents()
         return {"memory_embeddings": embeddings, "memory_labels": None if y is None else labels}
 
