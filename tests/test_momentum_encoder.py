@@ -7,6 +7,7 @@ step, a float64 NumPy forward pass of the tiny network (BatchNorm on batch stati
 for the queued keys, and the float64 Eq. 2 of tests/reference.py for the loss.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -305,3 +306,107 @@ class TestSavingAndConfiguration:
     def test_momentum_encoder_copies_only_layers(self):
         with pytest.raises(ValueError, match="copies Keras layers; got function"):
             MomentumEncoder(keras.Sequential([keras.Input((3,))]), lambda x: x)
+
+
+class TestCommandLineAndExperiment:
+    def test_flags_reach_the_config_and_the_model(self, tmp_path, monkeypatch):
+        from absl import flags
+
+        from supcon_tf import experiment
+        from supcon_tf.cli.flags import config_from_flags, define_flags
+
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        flag_values(
+            [
+                "supcon-train",
+                "--memory_size=64",
+                "--momentum_encoder",
+                "--encoder_momentum=0.99",
+                "--momentum=0.5",
+                f"--model_dir={tmp_path}",
+            ]
+        )
+        config = config_from_flags(flag_values)
+        assert (config.momentum_encoder, config.encoder_momentum, config.momentum) == (
+            True,
+            0.99,
+            0.5,
+        )
+        defaults = experiment.ExperimentConfig()
+        assert (defaults.momentum_encoder, defaults.encoder_momentum) == (False, 0.999)
+
+        class BuiltError(Exception):
+            pass
+
+        def build(*args, **kwargs):
+            raise BuiltError(kwargs)
+
+        monkeypatch.setattr(experiment, "SupConModel", build)
+        with pytest.raises(BuiltError) as built:
+            experiment.run_experiment(config)
+        options = built.value.args[0]
+        assert (options["momentum_encoder"], options["momentum"]) == (True, 0.99)
+
+    @pytest.mark.parametrize(
+        ("arguments", "match"),
+        [
+            (["--momentum_encoder"], "--momentum_encoder needs a memory bank"),
+            (["--encoder_momentum=1"], "--encoder_momentum must be < 1"),
+            (["--encoder_momentum=-0.5"], "encoder_momentum"),
+        ],
+    )
+    def test_bad_flags(self, arguments, match):
+        from absl import flags
+
+        from supcon_tf.cli.flags import define_flags
+
+        flag_values = flags.FlagValues()
+        define_flags(flag_values)
+        with pytest.raises(flags.Error, match=match):
+            flag_values(["supcon-train", *arguments])
+
+    @pytest.mark.parametrize(
+        ("overrides", "match"),
+        [
+            ({"momentum_encoder": True}, r"`momentum_encoder=True` needs a memory bank.*=0"),
+            ({"encoder_momentum": 1.0}, r"`encoder_momentum` must be in \[0, 1\), got 1\.0"),
+            ({"encoder_momentum": "high"}, r"`encoder_momentum` must be a number.*'high'"),
+            ({"momentum_encoder": "yes"}, r"`momentum_encoder` must be True or False, got 'yes'"),
+        ],
+    )
+    def test_bad_config(self, overrides, match):
+        from supcon_tf.experiment import ExperimentConfig
+
+        with pytest.raises(ValueError, match=match):
+            ExperimentConfig(**overrides)
+
+    @pytest.mark.slow
+    def test_interrupted_pretraining_resumes_with_the_bank_and_the_key_network(
+        self, tmp_path, monkeypatch
+    ):
+        """The checkpoint holds the bank and the key weights; resuming restores both,
+        so the resumed epoch's loss is the uninterrupted run's."""
+        from supcon_tf.experiment import run_experiment
+        from tests.test_experiment import SimulatedKillError, _config, _interrupt_after
+
+        settings = {
+            "pretrain_epochs": 2,
+            "classifier_epochs": 1,
+            "baseline": False,
+            "memory_size": 24,
+            "momentum_encoder": True,
+            "encoder_momentum": 0.9,
+        }
+        straight = run_experiment(_config(tmp_path, "straight", **settings))
+        config = _config(tmp_path, "resumed", **settings)
+        with monkeypatch.context() as patch:
+            _interrupt_after(patch, "pretrain", epochs=1)
+            with pytest.raises(SimulatedKillError):
+                run_experiment(config)
+        resumed = run_experiment(config)
+        phases = json.loads((tmp_path / "resumed" / "phases" / "pretrain.json").read_text())
+        assert phases["resumed_from_epoch"] == 1
+        assert resumed["history"]["pretrain"]["loss"] == pytest.approx(
+            straight["history"]["pretrain"]["loss"][1:], rel=1e-5
+        )
