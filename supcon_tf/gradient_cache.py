@@ -13,6 +13,10 @@ split into accumulated micro-batches. Gradient caching splits the network instea
    chunks is the gradient of the full-batch loss (chain rule), applied in one
    optimizer step.
 
+With a momentum encoder (`SupConModel(momentum_encoder=True)`) the key network also
+embeds the views in chunks, without recording, before pass 1; its embeddings go to the
+memory bank.
+
 Peak activation memory is that of one chunk (plus the `[B, V, D]` embeddings and the
 `[B, V, H, W, C]` views); the cost is one extra forward pass per step.
 
