@@ -34,11 +34,12 @@ Example:
 import keras
 from keras import ops
 
-from supcon_tf import gradient_cache, momentum_encoder
+from supcon_tf import gradient_cache
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.memory_bank import MemoryBank
 from supcon_tf.momentum_encoder import MomentumEncoder, check_momentum
+from supcon_tf.momentum_encoder import train_step as train_step_with_key_network
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
@@ -84,7 +85,7 @@ class SupConModel(keras.Model):
             also against the K stored samples (extra contrasts, never anchors, no
             gradient; positives among them by label: the same integer label, or a
             shared class of one-/multi-hot labels). The bank's label layout follows
-            the first labels it sees (or `build(..., labels_shape=...)`). Under
+            the first labels it sees (or `build_memory_bank(labels_shape)`). Under
             `tf.distribute` the queue receives the all-gathered global batch. Needs a
             `SupervisedContrastiveLoss`.
         momentum_encoder: `False` (default): the bank stores the model's own
@@ -112,6 +113,17 @@ class SupConModel(keras.Model):
     >>> model = SupConModel(build_encoder("small_cnn", (8, 8, 1)), num_views=3)
     >>> tuple(model(np.zeros((4, 8, 8, 1), dtype="float32")).shape)
     (4, 3, 128)
+
+    A memory bank filled by a momentum (key) encoder, MoCo style:
+
+    >>> moco = SupConModel(
+    ...     build_encoder("small_cnn", (8, 8, 1)), memory_size=64, momentum_encoder=True
+    ... )
+    >>> moco.build((None, 8, 8, 1))
+    >>> len(moco.key_network.weights) == len(moco.encoder.weights + moco.projection_head.weights)
+    True
+    >>> moco.key_network.trainable_weights  # moved by the momentum update, not the optimizer
+    []
     """
 
     def __init__(
@@ -268,7 +280,7 @@ class SupConModel(keras.Model):
         if self.gradient_cache_chunk_size is not None:
             logs = gradient_cache.train_step(self, data, self.gradient_cache_chunk_size)
         elif self.key_network is not None:
-            logs = momentum_encoder.train_step(self, data)
+            logs = train_step_with_key_network(self, data)
         else:
             logs = super().train_step(data)
         if self.key_network is not None:
@@ -300,7 +312,7 @@ class SupConModel(keras.Model):
         samples, and the step's embeddings (with a momentum encoder: the key network's
         `key_embeddings` of the same views) and labels are enqueued afterwards.
         """
-        if self.memory_bank is not None and not self.memory_bank.built:
+        if self.memory_bank is not None and not self.memory_bank.built and y_pred is not None:
             # The label layout (integer or one-/multi-hot) follows the first labels seen.
             self.memory_bank.build(y_pred.shape, (None,) if y is None else y.shape)
         memory = self._memory_contrasts(y) if training else {}
