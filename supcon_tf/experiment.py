@@ -172,6 +172,13 @@ class ExperimentConfig:
         memory_size: 0 (default) or the number of past samples in the label-aware
             memory bank of pretraining (see `SupConModel`): extra contrasts for every
             anchor, positives by label.
+        momentum_encoder: fill the memory bank with the embeddings of a MoCo key
+            network (an exponential moving average of the encoder and projection head,
+            see `SupConModel`) instead of the trained network's own; needs
+            `memory_size > 0`.
+        encoder_momentum: the key network's momentum `m` in [0, 1):
+            `key <- m key + (1 - m) query` after every step (not the optimizer's
+            `momentum`).
         pretrain_epochs: epochs of contrastive pretraining.
         classifier_epochs: epochs of the classifier on the frozen encoder.
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
@@ -284,6 +291,8 @@ class ExperimentConfig:
     batch_size: int = 64
     gradient_cache_chunk_size: int | None = None
     memory_size: int = 0
+    momentum_encoder: bool = False
+    encoder_momentum: float = 0.999
     pretrain_epochs: int = 30
     classifier_epochs: int = 20
     baseline_epochs: int | None = None
@@ -410,6 +419,7 @@ class ExperimentConfig:
                 f"`memory_size` must be a non-negative integer (0: no memory bank), got "
                 f"{self.memory_size!r}."
             )
+        self._check_momentum_encoder()
         if self.gradient_cache_chunk_size is not None and self.sync_batchnorm:
             raise ValueError(
                 "`sync_batchnorm=True` cannot be combined with `gradient_cache_chunk_size` "
@@ -417,6 +427,22 @@ class ExperimentConfig:
                 "chunk by its own statistics; set sync_batchnorm=False."
             )
         self._check_distribution()
+
+    def _check_momentum_encoder(self):
+        if not isinstance(self.momentum_encoder, bool):
+            raise ValueError(
+                f"`momentum_encoder` must be True or False, got {self.momentum_encoder!r}."
+            )
+        momentum = self.encoder_momentum
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+            raise ValueError(f"`encoder_momentum` must be a number in [0, 1), got {momentum!r}.")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"`encoder_momentum` must be in [0, 1), got {momentum!r}.")
+        if self.momentum_encoder and self.memory_size == 0:
+            raise ValueError(
+                "`momentum_encoder=True` needs a memory bank: the key network only fills it; "
+                "got memory_size=0. Set memory_size > 0 or momentum_encoder=False."
+            )
 
     def _check_classifier_stage(self):
         choices = {
@@ -648,8 +674,13 @@ class _Phases:
         model = self._new_supcon_model(
             gradient_cache_chunk_size=config.gradient_cache_chunk_size,
             memory_size=config.memory_size,
+            momentum_encoder=config.momentum_encoder,
+            momentum=config.encoder_momentum,
         )
         training_batches = self._prepare_contrastive(model, labels=config.method != "simclr")
+        # Integer class labels (or none): the memory bank is built now, so that a
+        # checkpoint restored by `fit_phase` finds its variables.
+        model.build_memory_bank(labels_shape=(None,))
         history, initial_epoch = fit_phase(
             model,
             config,

@@ -13,6 +13,10 @@ split into accumulated micro-batches. Gradient caching splits the network instea
    chunks is the gradient of the full-batch loss (chain rule), applied in one
    optimizer step.
 
+With a momentum encoder (`SupConModel(momentum_encoder=True)`) the key network also
+embeds the views in chunks, without recording, before pass 1; its embeddings go to the
+memory bank.
+
 Peak activation memory is that of one chunk (plus the `[B, V, D]` embeddings and the
 `[B, V, H, W, C]` views); the cost is one extra forward pass per step.
 
@@ -84,9 +88,17 @@ def train_step(model, data, chunk_size):
     _check_no_synchronized_batch_norm(model)
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     views = tf.stop_gradient(model.draw_views(x, training=True))
+    # A key network (momentum encoder) embeds the same views, chunk by chunk, for the bank.
+    keys = None
+    if model.key_network is not None:
+        keys = _embed_in_chunks(model, views, chunk_size, model.embed_keys)
     state = _replayed_state(model)
     snapshot = [tf.identity(variable.value) for variable in state]
-    embeddings = tf.stop_gradient(_embed_in_chunks(model, views, chunk_size))
+    embeddings = tf.stop_gradient(
+        _embed_in_chunks(
+            model, views, chunk_size, lambda chunk: model.embed_views(chunk, training=True)
+        )
+    )
     for variable, value in zip(state, snapshot, strict=True):
         variable.assign(value)
 
@@ -94,9 +106,14 @@ def train_step(model, data, chunk_size):
     with tf.GradientTape() as tape:
         tape.watch(embeddings)
         loss = model.compute_loss(
-            x=x, y=y, y_pred=embeddings, sample_weight=sample_weight, training=True
+            x=x,
+            y=y,
+            y_pred=embeddings,
+            sample_weight=sample_weight,
+            training=True,
+            key_embeddings=keys,
         )
-        _track_loss(model, loss, views)
+        track_loss(model, loss, views)
         scaled_loss = model.optimizer.scale_loss(loss)
     # The weights' direct gradients are those of regularisation losses (weight decay
     # written as kernel regularisers); the rest flows through the embeddings.
@@ -153,14 +170,17 @@ def _chunk_bounds(views, chunk_size):
     return num_chunks, chunk_of
 
 
-def _embed_in_chunks(model, views, chunk_size):
-    """Pass 1: the embeddings `[B, V, D]` of all chunks, computed one chunk at a time."""
+def _embed_in_chunks(model, views, chunk_size, embed):
+    """The embeddings `[B, V, D]` of all chunks by `embed(chunk views)`, one chunk at a time.
+
+    Pass 1 (`embed`: the query network in training mode) and the key network's pass.
+    """
     num_chunks, chunk_of = _chunk_bounds(views, chunk_size)
     dtype = _cache_dtype(model)
 
     def step(index, embeddings):
         _, chunk = chunk_of(index)
-        chunk_embeddings = tf.cast(model.embed_views(chunk, training=True), dtype)
+        chunk_embeddings = tf.cast(embed(chunk), dtype)
         return index + 1, embeddings.write(index, chunk_embeddings)
 
     # Chunks differ in size when the batch is not a multiple of the chunk size.
@@ -207,7 +227,7 @@ def _backpropagate_in_chunks(model, views, embedding_gradient, chunk_size, train
     return totals
 
 
-def _track_loss(model, loss, views):
+def track_loss(model, loss, views):
     """Updates the `loss` metric as Keras' `train_step` does (per-replica loss unscaled)."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     model._loss_tracker.update_state(

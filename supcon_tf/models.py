@@ -38,6 +38,8 @@ from supcon_tf import gradient_cache
 from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.memory_bank import MemoryBank
+from supcon_tf.momentum_encoder import MomentumEncoder, check_momentum
+from supcon_tf.momentum_encoder import train_step as train_step_with_key_network
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
@@ -79,11 +81,23 @@ class SupConModel(keras.Model):
         memory_size: 0 (default) or the number K of past samples kept in a
             label-aware memory bank (XBM / the MoCo queue, `supcon_tf.memory_bank`):
             after each training step the step's projected embeddings (all views) and
-            integer labels are enqueued, and the loss of the next steps contrasts each
-            anchor also against the K stored samples (extra contrasts, never anchors,
-            no gradient; positives among them by label). Under `tf.distribute` the
-            queue receives the all-gathered global batch. Needs a
-            `SupervisedContrastiveLoss` and integer labels (or none, SimCLR).
+            labels are enqueued, and the loss of the next steps contrasts each anchor
+            also against the K stored samples (extra contrasts, never anchors, no
+            gradient; positives among them by label: the same integer label, or a
+            shared class of one-/multi-hot labels). The bank's label layout follows
+            the first labels it sees (or `build_memory_bank(labels_shape)`). Under
+            `tf.distribute` the queue receives the all-gathered global batch. Needs a
+            `SupervisedContrastiveLoss`.
+        momentum_encoder: `False` (default): the bank stores the model's own
+            embeddings. `True` (needs `memory_size > 0`): MoCo's key network
+            (`supcon_tf.momentum_encoder`), a copy of the encoder and projection head
+            with non-trainable weights, identical at `build`, moved after every
+            optimizer step by `key <- momentum * key + (1 - momentum) * query`
+            (non-trainable weights such as BatchNorm moving statistics are copied);
+            it embeds the step's views (BatchNorm on batch statistics, no gradient)
+            and its embeddings are what the bank stores. The step's own contrasts
+            stay the query embeddings.
+        momentum: the key network's momentum `m`, in [0, 1) (MoCo: 0.999).
         **kwargs: `name`, `dtype`, ... of `keras.Model`.
 
     Call arguments:
@@ -99,6 +113,17 @@ class SupConModel(keras.Model):
     >>> model = SupConModel(build_encoder("small_cnn", (8, 8, 1)), num_views=3)
     >>> tuple(model(np.zeros((4, 8, 8, 1), dtype="float32")).shape)
     (4, 3, 128)
+
+    A memory bank filled by a momentum (key) encoder, MoCo style:
+
+    >>> moco = SupConModel(
+    ...     build_encoder("small_cnn", (8, 8, 1)), memory_size=64, momentum_encoder=True
+    ... )
+    >>> moco.build((None, 8, 8, 1))
+    >>> len(moco.key_network.weights) == len(moco.encoder.weights + moco.projection_head.weights)
+    True
+    >>> moco.key_network.trainable_weights  # moved by the momentum update, not the optimizer
+    []
     """
 
     def __init__(
@@ -109,6 +134,8 @@ class SupConModel(keras.Model):
         num_views=2,
         gradient_cache_chunk_size=None,
         memory_size=0,
+        momentum_encoder=False,
+        momentum=0.999,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,6 +154,15 @@ class SupConModel(keras.Model):
                 f"`memory_size` must be a non-negative integer (0: no memory bank), got "
                 f"{memory_size!r}."
             )
+        if not isinstance(momentum_encoder, bool):
+            raise ValueError(f"`momentum_encoder` must be True or False, got {momentum_encoder!r}.")
+        check_momentum(momentum)
+        if momentum_encoder and not memory_size:
+            raise ValueError(
+                "`momentum_encoder=True` needs a memory bank: the key network only computes "
+                f"the embeddings the bank stores; got memory_size={memory_size!r}. Set "
+                "`memory_size` > 0, or momentum_encoder=False."
+            )
         self.encoder = encoder
         self.projection_head = projection_head if projection_head is not None else ProjectionHead()
         self.augmenter = augmenter
@@ -134,6 +170,13 @@ class SupConModel(keras.Model):
         self.gradient_cache_chunk_size = gradient_cache_chunk_size
         self.memory_size = memory_size
         self.memory_bank = MemoryBank(memory_size, name="memory_bank") if memory_size else None
+        self.momentum_encoder = momentum_encoder
+        self.momentum = float(momentum)
+        self.key_network = None
+        if momentum_encoder:
+            self.key_network = MomentumEncoder(
+                encoder, self.projection_head, momentum, name="key_network"
+            )
 
     @staticmethod
     def _image_shape(input_shape):
@@ -148,9 +191,41 @@ class SupConModel(keras.Model):
         feature_shape = self.encoder.compute_output_shape(input_shape)
         if not self.projection_head.built:
             self.projection_head.build(feature_shape)
-        if self.memory_bank is not None and not self.memory_bank.built:
-            self.memory_bank.build(self.compute_output_shape(input_shape))
+        if self.key_network is not None and not self.key_network.built:
+            self.key_network.build(input_shape)
+            self.key_network.initialize(self.encoder, self.projection_head)
         self.built = True
+
+    def build_memory_bank(self, labels_shape):
+        """Builds the memory bank for labels of `labels_shape` (after `build`).
+
+        `labels_shape`: `[B]` (integer labels; also for SimCLR) or `[B, C]` (one-/multi-
+        hot). Without this call the first training step builds the bank from its
+        labels; call it before restoring a checkpoint that holds the bank's variables.
+        Does nothing without a bank or when the bank is built.
+        """
+        if self.memory_bank is None or self.memory_bank.built:
+            return
+        if not self.built:
+            raise ValueError("Build the model (call it on a batch) before its memory bank.")
+        output_shape = self.compute_output_shape(self.get_build_config()["input_shape"])
+        self.memory_bank.build(output_shape, labels_shape)
+
+    def get_build_config(self):
+        """The input shape, and the memory bank's label layout (`None`: not built yet)."""
+        config = super().get_build_config()
+        if config is None:
+            return None
+        bank = self.memory_bank
+        config["labels_shape"] = bank.labels_shape if bank is not None and bank.built else None
+        return config
+
+    def build_from_config(self, config):
+        # Without "labels_shape" the model was saved when banks held integer labels only.
+        self.build(config["input_shape"])
+        labels_shape = config.get("labels_shape", (None,))
+        if labels_shape is not None:
+            self.build_memory_bank(labels_shape)
 
     def call(self, inputs, training=False):
         # An explicit `False` outside training: some augmenters (`keras.layers.Pipeline`)
@@ -179,18 +254,42 @@ class SupConModel(keras.Model):
 
     def embed_views(self, views, training=False):
         """Encodes and projects stacked views `[V, B, H, W, C]` into `[B, V, D]`."""
-        images = ops.reshape(views, (-1, *views.shape[2:]))
-        features = self.encoder(images, training=training)
-        projections = self.projection_head(features, training=training)
-        # View-major [V * B, D] -> [B, V, D].
+        features = self.encoder(self._flat_views(views), training=training)
+        return self._by_sample(self.projection_head(features, training=training))
+
+    def embed_keys(self, views):
+        """The key network's embeddings `[B, V, D]` of views `[V, B, H, W, C]`.
+
+        BatchNorm on batch statistics (training mode, as MoCo's key pass), no gradient.
+        """
+        return self._by_sample(self.key_network(self._flat_views(views), training=True))
+
+    @staticmethod
+    def _flat_views(views):
+        """Views `[V, B, H, W, C]` as one batch of images `[V * B, H, W, C]`."""
+        return ops.reshape(views, (-1, *views.shape[2:]))
+
+    def _by_sample(self, projections):
+        """View-major `[V * B, D]` -> `[B, V, D]`."""
         projections = ops.reshape(projections, (self.num_views, -1, projections.shape[-1]))
         return ops.transpose(projections, (1, 0, 2))
 
     def train_step(self, data):
-        """Keras' training step, or the gradient-cached one when a chunk size is set."""
-        if self.gradient_cache_chunk_size is None:
-            return super().train_step(data)
-        return gradient_cache.train_step(self, data, self.gradient_cache_chunk_size)
+        """Keras' training step, the gradient-cached one when a chunk size is set, or the
+        one that also runs the key network; then the key network's momentum update."""
+        if self.gradient_cache_chunk_size is not None:
+            logs = gradient_cache.train_step(self, data, self.gradient_cache_chunk_size)
+        elif self.key_network is not None:
+            logs = train_step_with_key_network(self, data)
+        else:
+            logs = super().train_step(data)
+        if self.key_network is not None:
+            self.update_key_network()
+        return logs
+
+    def update_key_network(self):
+        """`key <- momentum * key + (1 - momentum) * query`, after an optimizer step."""
+        self.key_network.update(self.encoder, self.projection_head)
 
     def compute_output_shape(self, input_shape):
         input_shape = self._image_shape(input_shape)
@@ -198,12 +297,24 @@ class SupConModel(keras.Model):
         output_shape = self.projection_head.compute_output_shape(feature_shape)
         return (input_shape[0], self.num_views, output_shape[-1])
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    def compute_loss(
+        self,
+        x=None,
+        y=None,
+        y_pred=None,
+        sample_weight=None,
+        training=True,
+        key_embeddings=None,
+    ):
         """Adds SimCLR (no labels: the loss gets `y_true=None`) and the memory bank.
 
         With a memory bank, a training step's loss also contrasts against the stored
-        samples, and the step's embeddings and labels are enqueued afterwards.
+        samples, and the step's embeddings (with a momentum encoder: the key network's
+        `key_embeddings` of the same views) and labels are enqueued afterwards.
         """
+        if self.memory_bank is not None and not self.memory_bank.built and y_pred is not None:
+            # The label layout (integer or one-/multi-hot) follows the first labels seen.
+            self.memory_bank.build(y_pred.shape, (None,) if y is None else y.shape)
         memory = self._memory_contrasts(y) if training else {}
         if not memory and (y is not None or self.loss is None):
             return super().compute_loss(
@@ -213,7 +324,12 @@ class SupConModel(keras.Model):
         for loss in self.losses:  # regularisation losses added by layers
             total = total + ops.cast(ops.sum(loss), total.dtype)
         if memory:
-            self.memory_bank.enqueue(y_pred, y)
+            if self.key_network is not None and key_embeddings is None:
+                raise ValueError(
+                    "With `momentum_encoder=True` the memory bank stores the key network's "
+                    "embeddings: pass `key_embeddings` (SupConModel.train_step does)."
+                )
+            self.memory_bank.enqueue(y_pred if key_embeddings is None else key_embeddings, y)
         return total
 
     def _memory_contrasts(self, y):
@@ -225,12 +341,8 @@ class SupConModel(keras.Model):
                 "`memory_size` needs the model compiled with a SupervisedContrastiveLoss, "
                 f"got loss {self.loss!r}."
             )
-        if y is not None and len(y.shape) == 2 and y.shape[1] != 1:
-            raise ValueError(
-                "The memory bank of SupConModel stores integer labels [batch]; got labels "
-                f"of shape {y.shape}. Use integer labels, or pass one-/multi-hot banks to "
-                "supervised_contrastive_loss(memory_embeddings=..., memory_labels=...)."
-            )
+        if y is not None:
+            self.memory_bank.check_labels(y.shape)
         embeddings, labels = self.memory_bank.contents()
         return {"memory_embeddings": embeddings, "memory_labels": None if y is None else labels}
 
@@ -248,6 +360,8 @@ class SupConModel(keras.Model):
                 "num_views": self.num_views,
                 "gradient_cache_chunk_size": self.gradient_cache_chunk_size,
                 "memory_size": self.memory_size,
+                "momentum_encoder": self.momentum_encoder,
+                "momentum": self.momentum,
             }
         )
         return config

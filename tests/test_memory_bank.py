@@ -172,6 +172,36 @@ class TestMemoryBank:
             MemoryBank(0)
         assert MemoryBank.from_config(MemoryBank(7).get_config()).size == 7
 
+    def test_multi_hot_rows_built_by_the_first_enqueue(self):
+        bank = MemoryBank(size=4)
+        rng = np.random.default_rng(1)
+        batches = [rng.normal(size=(3, 2, 3)).astype("float32") for _ in range(2)]
+        hot = [_labels("multi_hot", 3, seed) for seed in (2, 3)]
+        for batch, labels in zip(batches, hot, strict=True):
+            bank.enqueue(batch, labels)
+        assert bank.labels_shape == (None, 4)
+        embeddings, labels = bank.contents()
+        np.testing.assert_array_equal(embeddings, np.concatenate(batches)[-4:])
+        np.testing.assert_array_equal(labels, np.concatenate(hot)[-4:])
+        bank.enqueue(batches[0][:1])  # no labels: an all-zero row (never a positive)
+        np.testing.assert_array_equal(bank.contents()[1][-1], np.zeros(4))
+
+    @pytest.mark.parametrize("labels_shape", [None, (None,), (None, 1)])
+    def test_integer_layouts(self, labels_shape):
+        bank = MemoryBank(size=2)
+        bank.build((None, 1, 2), labels_shape)
+        assert bank.labels_shape == (None,) and bank.labels.dtype == "int64"
+
+    def test_layout_errors(self):
+        bank = MemoryBank(size=2)
+        with pytest.raises(ValueError, match=r"known number of classes; got .*\(None, None\)"):
+            bank.build((None, 1, 2), (None, None))
+        with pytest.raises(ValueError, match=r"integer labels \[batch\].*\(4, 2, 3\)"):
+            bank.build((None, 1, 2), (4, 2, 3))
+        bank.build((None, 1, 2), (None, 3))
+        with pytest.raises(ValueError, match=r"stores labels of shape \(None, 3\).*\(1, 2\)"):
+            bank.enqueue(np.zeros((1, 1, 2), "float32"), np.zeros((1, 2), "float32"))
+
 
 def _supcon_model(memory_size):
     keras.utils.set_random_seed(0)
@@ -222,12 +252,67 @@ class TestSupConModelQueue:
         ):
             np.testing.assert_array_equal(got, expected)
 
+    def test_multi_hot_queue_and_the_loss_that_uses_it(self):
+        """Positives in the bank are the entries sharing a class with the anchor (Eq. 2)."""
+        model = _supcon_model(memory_size=6)
+        rng = np.random.default_rng(2)
+        batches = [rng.normal(size=(4, 5)).astype("float32") for _ in range(3)]
+        labels = [_labels("multi_hot", 4, seed) for seed in (5, 6, 7)]
+        losses = [model.train_on_batch(x, y) for x, y in zip(batches, labels, strict=True)]
+        embeddings = [model(x).numpy() for x in batches]
+        stored, stored_labels = model.memory_bank.contents()
+        np.testing.assert_allclose(stored, np.concatenate(embeddings)[-6:], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(stored_labels, np.concatenate(labels)[-6:])
+        memory = np.concatenate(embeddings[:2])[-6:]
+        memory_labels = np.concatenate(labels[:2])[-6:]
+        expected = supcon_reference(
+            embeddings[2], labels[2], memory=memory, memory_labels=memory_labels
+        ).mean()
+        np.testing.assert_allclose(losses[2], expected, rtol=LOSS_RTOL)
+        # The test can fail: the bank's multi-hot positives change the loss (against a
+        # bank of negatives only, and against one class per stored sample).
+        for other_labels in (np.zeros_like(memory_labels), np.eye(4)[memory_labels.argmax(1)]):
+            other = supcon_reference(
+                embeddings[2], labels[2], memory=memory, memory_labels=other_labels
+            ).mean()
+            assert abs(other - expected) > 10 * LOSS_RTOL * abs(expected)
+
+    def test_saving_keeps_a_multi_hot_queue(self, tmp_path):
+        model = _supcon_model(memory_size=5)
+        rng = np.random.default_rng(3)
+        for seed in (8, 9):
+            model.train_on_batch(
+                rng.normal(size=(4, 5)).astype("float32"), _labels("multi_hot", 4, seed)
+            )
+        model.save(tmp_path / "hot.keras")
+        loaded = keras.saving.load_model(tmp_path / "hot.keras")
+        assert loaded.memory_bank.labels_shape == (None, 4)
+        for got, expected in zip(
+            loaded.memory_bank.contents(), model.memory_bank.contents(), strict=True
+        ):
+            np.testing.assert_array_equal(got, expected)
+
+    def test_the_bank_is_built_before_a_checkpoint_is_restored(self):
+        model = _supcon_model(memory_size=3)
+        assert not model.memory_bank.built  # no labels seen yet
+        model.build_memory_bank((None, 2))
+        assert model.memory_bank.labels_shape == (None, 2)
+        assert model.get_build_config()["labels_shape"] == (None, 2)
+        # A model saved before banks had a label layout stored integer labels.
+        legacy = _supcon_model(memory_size=3)
+        legacy.build_from_config({"input_shape": (None, 5)})
+        assert legacy.memory_bank.labels_shape == (None,)
+        unbuilt = _supcon_model(memory_size=3)
+        unbuilt.build_from_config(unbuilt.get_build_config())
+        assert not unbuilt.memory_bank.built
+
     def test_errors(self):
         with pytest.raises(ValueError, match="`memory_size` must be a non-negative integer"):
             SupConModel(_supcon_model(0).encoder, memory_size=-1)
         model = _supcon_model(memory_size=4)
+        model.train_on_batch(np.zeros((4, 5), "float32"), np.arange(4))
         hot = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
-        with pytest.raises(ValueError, match="stores integer labels"):
+        with pytest.raises(ValueError, match=r"stores labels of shape \(None,\).*\(4, 3\)"):
             model.train_on_batch(np.zeros((4, 5), "float32"), hot)
 
 

@@ -176,6 +176,24 @@ def _define_loss_flags(define):
         "labels are extra contrasts of every anchor (0: off).",
         lower_bound=0,
     )
+    define.boolean(
+        "momentum_encoder",
+        "Fill the memory bank with a MoCo key network's embeddings: a copy of the encoder "
+        "and projection head moved towards them after every step by --encoder_momentum "
+        "(needs --memory_size > 0).",
+    )
+    define.number(
+        "encoder_momentum",
+        "Momentum m of the key network (key <- m key + (1 - m) query) of "
+        "--momentum_encoder; not the optimizer's --momentum.",
+        lower_bound=0.0,
+    )
+    flags.register_validator(
+        "encoder_momentum",
+        lambda value: value < 1,
+        message="--encoder_momentum must be < 1 (MoCo uses 0.999).",
+        flag_values=define.flag_values,
+    )
     define.choice(
         "loss", LOSSES, "supcon (SupervisedContrastiveLoss) or npairs (the Keras example's)."
     )
@@ -223,6 +241,12 @@ def _define_loss_flags(define):
         ["method", "views"],
         lambda values: values["method"] != "simclr" or values["views"] >= 2,
         message="--method=simclr needs --views >= 2 (the other views are its only positives).",
+        flag_values=define.flag_values,
+    )
+    flags.register_multi_flags_validator(
+        ["momentum_encoder", "memory_size"],
+        lambda values: not values["momentum_encoder"] or values["memory_size"] > 0,
+        message="--momentum_encoder needs a memory bank: set --memory_size > 0.",
         flag_values=define.flag_values,
     )
     flags.register_multi_flags_validator(
