@@ -2,6 +2,7 @@
 
 import colorsys
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,7 +317,8 @@ class TestEvaluateCorruptions:
         assert lines[2].startswith("| zero | 0.7500 | 0.7500 | 0.7500 | 0.7500 |")
         assert lines[2].endswith("| 0.333 | n/a |")
         path = plot_corruption_results(result, tmp_path / "plot.png")
-        data = path.read_bytes()
+        assert path == str(tmp_path / "plot.png")
+        data = Path(path).read_bytes()
         assert data[:4] == b"\x89PNG" and len(data) > 1024
 
     @pytest.mark.parametrize(
