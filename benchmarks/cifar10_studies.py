@@ -23,7 +23,7 @@ validation split (see the presets), the test split is evaluated once per model.
     tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C /tmp/cifar10
     python benchmarks/cifar10_studies.py keras_example_2020 --data_dir=/tmp/cifar10 --seeds 0
     taskset -c 1 python benchmarks/cifar10_studies.py budget --data_dir=/tmp/cifar10 \\
-        --minutes=7 --seeds 0 1 2 --candidate="--views=1" --candidate="--views=2" \\
+        --minutes=6 --seeds 0 1 2 --candidate="--temperature=0.1" --candidate="--temperature=0.5" \\
         --root=runs/cifar10_budget
 
 Both print a markdown table and write `<root>/results.json`. These take hours on a 2-core
