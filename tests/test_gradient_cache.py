@@ -23,6 +23,7 @@ from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
 from tests._gradient_cache_worker import build_model, fit_one_step
+from tests._replicas import run_on_replicas
 from tests.reference import supcon_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,25 +342,7 @@ class TestMirroredStrategy:
             "b2": (0.1 * rng.normal(size=5)).astype("float32"),
             "chunk_size": np.int64(2),
         }
-        np.savez(tmp_path / "inputs.npz", **arrays)
-        environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests._gradient_cache_worker",
-                "--replicas=2",
-                f"--input={tmp_path / 'inputs.npz'}",
-                f"--output={tmp_path / 'results.npz'}",
-            ],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-        results = dict(np.load(tmp_path / "results.npz"))
+        results = run_on_replicas("tests._gradient_cache_worker", arrays, tmp_path, timeout=300)
         assert int(results["num_replicas"]) == 2
         initial = [arrays["w1"], np.ones(10), np.zeros(10), arrays["w2"], arrays["b2"]]
         for name, chunk_size in (("cached", 2), ("plain", 4)):

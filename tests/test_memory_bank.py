@@ -5,11 +5,6 @@ The loss oracle is the float64 transcription of Eq. 2 / Eq. 3 in tests/reference
 with the bank entries as extra contrasts.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -20,9 +15,8 @@ from supcon_tf.losses import SupervisedContrastiveLoss, supervised_contrastive_l
 from supcon_tf.memory_bank import MemoryBank
 from supcon_tf.models import SupConModel
 from tests._gradient_cache_worker import build_memory_model
+from tests._replicas import run_on_replicas
 from tests.reference import supcon_reference
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Measured: float32 kernels agree with the float64 oracle to ~1e-6 relative.
 LOSS_RTOL = 1e-5
@@ -335,24 +329,7 @@ def test_queue_under_mirrored_strategy_holds_the_gathered_batches(tmp_path):
         "memory_x": rng.normal(size=(16, 6)).astype("float32"),
         "memory_labels": rng.integers(0, 3, size=16),
     }
-    np.savez(tmp_path / "inputs.npz", **arrays)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests._gradient_cache_worker",
-            "--replicas=2",
-            f"--input={tmp_path / 'inputs.npz'}",
-            f"--output={tmp_path / 'results.npz'}",
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    results = dict(np.load(tmp_path / "results.npz"))
+    results = run_on_replicas("tests._gradient_cache_worker", arrays, tmp_path)
     single = build_memory_model(arrays, 12)
     losses = [
         single.train_on_batch(

@@ -8,10 +8,6 @@ for the queued keys, and the float64 Eq. 2 of tests/reference.py for the loss.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -22,9 +18,9 @@ from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
 from supcon_tf.momentum_encoder import MomentumEncoder
 from tests._momentum_worker import LEARNING_RATE, build_momentum_model, fit_steps
+from tests._replicas import run_on_replicas
 from tests.reference import supcon_reference
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH, VIEWS, WIDTH, DIM = 6, 2, 6, 4
 IMAGE = (2, 2, 1)
 # Keras' BatchNormalization default.
@@ -222,24 +218,7 @@ def test_mirrored_strategy_keeps_the_replicas_keys_identical(tmp_path):
         "momentum": np.float64(0.8),
         "global_batch": np.int64(8),
     }
-    np.savez(tmp_path / "inputs.npz", **arrays)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests._momentum_worker",
-            "--replicas=2",
-            f"--input={tmp_path / 'inputs.npz'}",
-            f"--output={tmp_path / 'results.npz'}",
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    results = dict(np.load(tmp_path / "results.npz"))
+    results = run_on_replicas("tests._momentum_worker", arrays, tmp_path)
     assert int(results["num_replicas"]) == 2
     for name, chunk_size in (("plain", None), ("cached", 2)):
         single = build_momentum_model(arrays, chunk_size)
