@@ -23,7 +23,7 @@ from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
 from tests._gradient_cache_worker import build_model, fit_one_step
-from tests._replicas import run_on_replicas
+from tests._processes import run_on_replicas
 from tests.reference import supcon_reference
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,6 @@ epoch per phase) so that they fit the default suite, the command-line runs are `
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +16,9 @@ import tensorflow as tf
 from supcon_tf.data import write_shards
 from supcon_tf.experiment import ExperimentConfig, run_experiment
 from supcon_tf.inputs import ArrayInputs, StreamInputs, check_image_size, open_inputs
+from tests._processes import run_module
 from tests._streaming_worker import write_id_folder
 from tests.test_streaming import TFDS_MISSING, build_tfds_dataset, truncate, write_mixed_folder
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +138,7 @@ class TestStreamedExperiment:
 
 
 def run_command(arguments, timeout=900):
-    environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, "-m", "supcon_tf.cli.train", *arguments],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return result
+    return run_module("supcon_tf.cli.train", arguments, timeout)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from supcon_tf.losses import SupervisedContrastiveLoss, supervised_contrastive_l
 from supcon_tf.memory_bank import MemoryBank
 from supcon_tf.models import SupConModel
 from tests._gradient_cache_worker import build_memory_model
-from tests._replicas import run_on_replicas
+from tests._processes import run_on_replicas
 from tests.reference import supcon_reference
 
 # Measured: float32 kernels agree with the float64 oracle to ~1e-6 relative.

@@ -18,7 +18,7 @@ from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
 from supcon_tf.momentum_encoder import MomentumEncoder
 from tests._momentum_worker import LEARNING_RATE, build_momentum_model, fit_steps
-from tests._replicas import run_on_replicas
+from tests._processes import run_on_replicas
 from tests.reference import supcon_reference
 
 BATCH, VIEWS, WIDTH, DIM = 6, 2, 6, 4

@@ -34,6 +34,7 @@ from supcon_tf.data.streaming import (
     random_resized_crop,
 )
 from supcon_tf.data.tfrecords import IMAGE_KEY, LABEL_KEY, image_example
+from tests._processes import run_module
 from tests._streaming_worker import ID_TRAIN_PER_CLASS, identities, write_id_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -540,16 +541,7 @@ def test_streaming_splits_input_shape_and_split_lookup():
 
 
 def run_streaming_worker(arguments, timeout=300):
-    environment = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, "-m", "tests._streaming_worker", *arguments],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    run_module("tests._streaming_worker", arguments, timeout)
 
 
 @pytest.mark.slow
