@@ -85,7 +85,7 @@ from supcon_tf.optimizers import OPTIMIZERS
 from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate_split, fit_phase
 from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
-from supcon_tf.selection import BestEpoch
+from supcon_tf.selection import MONITORS, BestEpoch
 
 PHASES = ("pretrain", "classifier", "baseline", "hybrid")
 METHODS = ("supcon", "simclr", "hybrid")
@@ -240,10 +240,12 @@ class ExperimentConfig:
             `Dense(64)` hidden layer is linear).
         classifier_dropout: dropout of the classifier heads.
         select_best_epoch: the classifier and the baseline keep the weights of their
-            epoch with the best validation accuracy (ties: lower validation loss),
-            instead of the last epoch's.
+            best validation epoch (see `best_epoch_monitor`) instead of the last epoch's.
+        best_epoch_monitor: what "best" means, for both arms: `"val_loss"` (the lowest
+            validation loss, ties: higher accuracy) or `"val_accuracy"` (the highest
+            validation accuracy, ties: lower loss).
         early_stopping_patience: stop the classifier and the baseline after this many
-            epochs without a better validation accuracy (0: train every epoch).
+            epochs without a better validation epoch (0: train every epoch).
         baseline: also train the cross-entropy baseline.
         strategy: `tf.distribute` strategy: `"default"` (one device), `"mirrored"`
             (local GPUs), `"multi_worker"` (machines listed in `TF_CONFIG`) or `"tpu"`.
@@ -330,6 +332,7 @@ class ExperimentConfig:
     classifier_hidden_activation: str = "relu"
     classifier_dropout: float = 0.0
     select_best_epoch: bool = True
+    best_epoch_monitor: str = "val_loss"
     early_stopping_patience: int = 0
     baseline: bool = True
     learning_rate_scaling: str = "auto"
@@ -449,6 +452,7 @@ class ExperimentConfig:
             "classifier_optimizer": OPTIMIZERS,
             "classifier_lr_schedule": SCHEDULES,
             "classifier_hidden_activation": HIDDEN_ACTIVATIONS,
+            "best_epoch_monitor": MONITORS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -822,7 +826,9 @@ class _Phases:
         best_epoch = None
         if inputs.num_validation and (config.select_best_epoch or config.early_stopping_patience):
             best_epoch = BestEpoch(
-                join(self.run_directory.root, "best", phase), config.early_stopping_patience
+                join(self.run_directory.root, "best", phase),
+                config.early_stopping_patience,
+                monitor=config.best_epoch_monitor,
             )
         history, initial_epoch = fit_phase(
             model,

@@ -1,8 +1,11 @@
 """Model selection on the validation split: keep the best epoch, optionally stop early.
 
 `BestEpoch` is a Keras callback for classifier training with validation data. After
-every epoch it compares the validation accuracy with the best so far (ties broken by
-the lower validation loss); an improvement writes the weights to
+every epoch it compares the monitored validation figure with the best so far: the
+validation loss by default (a proper scoring rule, so the kept epoch is also the
+best calibrated one, and it rarely ties on a small split), or the validation
+accuracy (`monitor="val_accuracy"`); the other figure breaks ties. An improvement
+writes the weights to
 `<directory>/best.weights.h5` and the epoch to `<directory>/best.json`. With
 `patience > 0` it stops training once `patience` epochs have passed without one.
 `restore(model)` then loads the best epoch's weights. The same rule serves the
@@ -20,7 +23,7 @@ Example:
 >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
 >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
 ...               metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
->>> best = BestEpoch(tempfile.mkdtemp(), patience=2)
+>>> best = BestEpoch(tempfile.mkdtemp(), patience=2, monitor="val_loss")
 >>> history = model.fit(x, y, validation_data=(x, y), epochs=4, verbose=0, callbacks=[best])
 >>> best.restore(model) in range(1, 5)  # the 1-based epoch whose weights are loaded
 True
@@ -36,28 +39,35 @@ import tensorflow as tf
 from supcon_tf.files import is_file, join, read_text, write_atomically
 
 MONITORED = ("val_accuracy", "val_loss")
+MONITORS = ("val_loss", "val_accuracy")
 
 
 class BestEpoch(keras.callbacks.Callback):
-    """Saves the weights of the epoch with the best validation accuracy.
+    """Saves the weights of the epoch with the best validation loss or accuracy.
 
-    "Best": the highest `val_accuracy`; among equal accuracies, the lowest `val_loss`;
-    among equal both, the earliest epoch.
+    "Best" with `monitor="val_loss"`: the lowest `val_loss`; among equal losses, the
+    highest `val_accuracy`. With `monitor="val_accuracy"`: the highest `val_accuracy`;
+    among equal accuracies, the lowest `val_loss`. Among equal both, the earliest epoch.
+    An epoch with a NaN loss is never the best.
 
     Args:
         directory: folder for `best.weights.h5` and `best.json` (created when needed); a
             local path or a `tf.io.gfile` URL (`gs://...`).
         patience: stop training after this many epochs without a better one (0: never).
+        monitor: `"val_loss"` or `"val_accuracy"`.
     """
 
-    def __init__(self, directory, patience=0):
+    def __init__(self, directory, patience=0, monitor="val_loss"):
         super().__init__()
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(
                 f"`patience` must be an integer >= 0 (0: no early stopping), got {patience!r}."
             )
+        if monitor not in MONITORS:
+            raise ValueError(f"Unknown `monitor` {monitor!r}. Expected one of {MONITORS}.")
         self.directory = os.fspath(directory)
         self.patience = patience
+        self.monitor = monitor
         self.best = None
         self._first_epoch = None
 
@@ -76,6 +86,11 @@ class BestEpoch(keras.callbacks.Callback):
             # before it) is stale; one of an earlier epoch is still the best so far.
             state = self._read_state()
             self.best = state if state and state["epoch"] < epoch else None
+            if self.best and self.best.get("monitor", "val_accuracy") != self.monitor:
+                raise ValueError(
+                    f"{self.state_path} was chosen by {self.best.get('monitor', 'val_accuracy')}"
+                    f" but this run monitors {self.monitor}; resume with the same setting."
+                )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -87,7 +102,12 @@ class BestEpoch(keras.callbacks.Callback):
             )
         accuracy, loss = float(logs["val_accuracy"]), float(logs["val_loss"])
         if self._is_better(accuracy, loss):
-            self.best = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+            self.best = {
+                "epoch": epoch,
+                "val_accuracy": accuracy,
+                "val_loss": loss,
+                "monitor": self.monitor,
+            }
             self._write_best()
         if self.patience and epoch - self.best["epoch"] >= self.patience:
             self.model.stop_training = True
@@ -98,6 +118,10 @@ class BestEpoch(keras.callbacks.Callback):
         if math.isnan(loss):
             return False
         best_accuracy, best_loss = self.best["val_accuracy"], self.best["val_loss"]
+        if math.isnan(best_loss):
+            return True
+        if self.monitor == "val_loss":
+            return loss < best_loss or (loss == best_loss and accuracy > best_accuracy)
         return accuracy > best_accuracy or (accuracy == best_accuracy and loss < best_loss)
 
     def _write_best(self):

@@ -89,6 +89,7 @@ class TestFlags:
             "--noclassifier_standardize",
             "--classifier_hidden_activation=linear",
             "--noselect_best_epoch",
+            "--best_epoch_monitor=val_accuracy",
             "--early_stopping_patience=3",
             "--projection_head=none",
             "--encoder=keras_example_cnn",
@@ -98,6 +99,7 @@ class TestFlags:
         assert (stage.optimizer, stage.learning_rate, stage.lr_schedule) == ("sgd", 0.3, "cosine")
         assert (stage.batch_size, stage.weight_decay) == (128, 1e-4)
         assert not config.classifier_standardize and not config.select_best_epoch
+        assert config.best_epoch_monitor == "val_accuracy"
         assert config.classifier_hidden_activation == "linear"
         assert (config.early_stopping_patience, config.projection_head) == (3, "none")
         assert config.encoder == "keras_example_cnn"
@@ -112,6 +114,7 @@ class TestFlags:
             "classifier_batch_size",
             "classifier_weight_decay",
             "select_best_epoch",
+            "best_epoch_monitor",
             "early_stopping_patience",
         }
         assert names <= set(flag_groups()["optimisation"])
@@ -146,6 +149,7 @@ class TestFlags:
             (["--classifier_optimizer=adagrad"], "classifier_optimizer"),
             (["--classifier_batch_size=0"], "classifier_batch_size"),
             (["--early_stopping_patience=-1"], "early_stopping_patience"),
+            (["--best_epoch_monitor=accuracy"], "best_epoch_monitor"),
             (["--classifier_weight_decay=-0.1"], "classifier_weight_decay"),
             (["--denominator_mode=sincere"], "denominator_mode"),
             (["--positives_cap=-2"], "positives_cap"),

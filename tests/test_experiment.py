@@ -127,14 +127,15 @@ def test_run_writes_models_report_and_logs(finished_run):
 
 @pytest.mark.parametrize("method", ["supcon", "cross_entropy"])
 def test_report_names_the_best_validation_epoch(finished_run, method):
-    _, report = finished_run
+    config, report = finished_run
+    assert config.best_epoch_monitor == "val_loss"
     phase = {"supcon": "classifier", "cross_entropy": "baseline"}[method]
     history = report["history"][phase]
     epoch = report[method]["selected_epoch"]
     assert report[method]["epochs_trained"] == len(history["val_accuracy"]) == 2
-    # The selected epoch has the best validation accuracy (ties: the lowest loss) ...
+    # The selected epoch has the lowest validation loss (ties: the best accuracy) ...
     candidates = [
-        (accuracy, -loss, -index)
+        (-loss, accuracy, -index)
         for index, (accuracy, loss) in enumerate(
             zip(history["val_accuracy"], history["val_loss"], strict=True)
         )
@@ -290,6 +291,7 @@ def test_changed_configuration_is_refused(finished_run):
         ({"classifier_weight_decay": -1.0}, "`classifier_weight_decay` must be >= 0"),
         ({"classifier_batch_size": 0}, "`classifier_batch_size` must be a positive integer"),
         ({"early_stopping_patience": -2}, "`early_stopping_patience` must be an integer >= 0"),
+        ({"best_epoch_monitor": "loss"}, "Unknown `best_epoch_monitor` 'loss'"),
         ({"loss": "triplet"}, "Unknown `loss` 'triplet'"),
         ({"method": "hybrid", "hybrid_weight": 0.0}, "`hybrid_weight` must be a positive"),
         ({"hybrid_weight": 2.0}, "applies only to method='hybrid', got method='supcon'"),

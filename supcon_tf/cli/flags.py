@@ -28,6 +28,7 @@ from supcon_tf.models import HIDDEN_ACTIVATIONS
 from supcon_tf.optimizers import OPTIMIZERS
 from supcon_tf.presets import PRESETS, apply_preset
 from supcon_tf.schedules import SCHEDULES
+from supcon_tf.selection import MONITORS
 
 _DEFAULTS = ExperimentConfig()
 
@@ -360,13 +361,19 @@ def _define_classifier_stage_flags(define):
     )
     define.boolean(
         "select_best_epoch",
-        "Keep the classifier's and the baseline's epoch with the best validation accuracy "
+        "Keep the classifier's and the baseline's best validation epoch "
         "(--noselect_best_epoch: the last epoch).",
+    )
+    define.choice(
+        "best_epoch_monitor",
+        MONITORS,
+        "What the best validation epoch is, for both arms: the lowest val_loss (ties: "
+        "higher accuracy) or the highest val_accuracy (ties: lower loss).",
     )
     define.integer(
         "early_stopping_patience",
         "Stop the classifier and the baseline after N epochs without a better validation "
-        "accuracy (0: never).",
+        "epoch (0: never).",
         lower_bound=0,
     )
 
