@@ -71,10 +71,10 @@ def memory_child(args):
     model = _model(args.encoder, args.chunk)
     images, labels = _data(args.batch)
     before = _rss_mb()
-    seconds = []
+    seconds, losses = [], []
     for _ in range(args.memory_steps):
         start = time.perf_counter()
-        model.train_on_batch(images, labels)
+        losses.append(float(model.train_on_batch(images, labels)))
         seconds.append(time.perf_counter() - start)
     status = Path("/proc/self/status").read_text().splitlines()
     peak_virtual = next((line.split()[1] for line in status if line.startswith("VmPeak")), "0")
@@ -83,6 +83,7 @@ def memory_child(args):
             {
                 "rss_before_step_mb": before,
                 "seconds": seconds,
+                "losses": losses,
                 "peak_virtual_mb": int(peak_virtual) / 1024,
             }
         )
@@ -120,13 +121,21 @@ def _memory_row(args, chunk):
         report = run_child(arguments)
     except RuntimeError as error:
         print(f"chunk {chunk}: {str(error)[-500:]}", file=sys.stderr)
-        return [f"{chunk or 'none'}", f"> {args.memory_limit_gb:g} GB (did not fit)", "-", "-"]
+        limit = f"{args.memory_limit_gb:g} GB"
+        return [
+            f"{chunk or 'none'}",
+            f"did not fit (address space capped at {limit})",
+            "-",
+            "-",
+            "-",
+        ]
     peak, before = report["peak_rss_mb"], report["rss_before_step_mb"]
     return [
         f"{chunk or 'none (plain step)'}",
         f"{peak / 1024:.2f} GB",
         f"{(peak - before) / 1024:.2f} GB",
         f"{statistics.median(report['seconds']):.1f}",
+        ", ".join(f"{loss:.4f}" for loss in report["losses"]),
     ]
 
 
@@ -137,7 +146,9 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=128, help="images per chunk (0: none)")
     parser.add_argument("--memory_steps", type=int, default=2)
     parser.add_argument("--memory_limit_gb", type=float, default=0, help="0: no cap")
-    parser.add_argument("--timing_batch", type=int, default=256)
+    parser.add_argument(
+        "--timing_batch", type=int, default=256, help="images per timed step (0: no timing)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", choices=["memory", "timing"], help=argparse.SUPPRESS)
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
@@ -156,10 +167,19 @@ def main(argv=None):
             "peak RSS",
             "peak RSS - RSS before the first step",
             "s per step, median",
+            "loss per step",
         ],
         rows,
     )
     print(memory, flush=True)
+    if not args.timing_batch:
+        if not args.no_append:
+            append_results(
+                "Gradient caching: peak memory",
+                " ".join(["python", *sys.argv]),
+                memory + "\n\n" + _notes(args),
+            )
+        return None
     timing = run_child(
         [
             "benchmarks/gradient_cache.py",
@@ -182,14 +202,10 @@ def main(argv=None):
     ratio = f"Step-time ratio cached / plain: **{cached / plain:.2f}**"
     print(timing_table, ratio, sep="\n\n")
     if not args.no_append:
-        notes = (
-            f"Encoder `{args.encoder}` at 32x32x3 (SupConModel, 2 views, projection 128), "
-            f"SGD, random images, `jit_compile=False`. Memory: batch {args.batch} x 2 views, "
-            f"fresh process per row, {args.memory_steps} `train_on_batch` steps (the first "
-            f"traces), `ru_maxrss` of the child; address space capped at "
-            f"{args.memory_limit_gb or 'no'} GB. Timing: batch {args.timing_batch} x 2 views, "
-            f"chunks of {args.chunk}, both models in one process, {args.rounds} interleaved "
-            "rounds after one warm-up step each."
+        notes = _notes(args) + (
+            f" Timing: batch {args.timing_batch} x 2 views, chunks of {args.chunk}, both "
+            f"models in one process, {args.rounds} interleaved rounds after one warm-up step "
+            "each."
         )
         append_results(
             "Gradient caching: peak memory and step time",
@@ -197,6 +213,16 @@ def main(argv=None):
             "\n\n".join([memory, timing_table, ratio, notes]),
         )
     return None
+
+
+def _notes(args):
+    return (
+        f"Encoder `{args.encoder}` at 32x32x3 (SupConModel, 2 views, projection 128), "
+        f"SGD, random images, `jit_compile=False`. Memory: batch {args.batch} x 2 views, "
+        f"fresh process per row, {args.memory_steps} `train_on_batch` steps (the first "
+        f"traces), `ru_maxrss` of the child; address space capped at "
+        f"{args.memory_limit_gb or 'no'} GB."
+    )
 
 
 if __name__ == "__main__":
