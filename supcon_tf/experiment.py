@@ -25,8 +25,8 @@ at the end. `report.json` holds the test accuracies, the configuration and timin
 The classifier stage trains with a recipe of its own (`classifier_optimizer`,
 `classifier_learning_rate`, ...: `ExperimentConfig.classifier_stage`), as the
 reference implementations do. Both classifier phases (the SupCon classifier and the
-baseline) keep the epoch with the best validation accuracy, by the same rule
-(`supcon_tf.selection.BestEpoch`), and may stop early (`early_stopping_patience`);
+baseline) keep their best validation epoch (the lowest validation loss by default,
+`best_epoch_monitor`), by the same rule (`supcon_tf.selection.BestEpoch`), and may stop early (`early_stopping_patience`);
 the chosen epoch is in `report.json` (`selected_epoch`).
 
 Where to look: the run folder and its resumption rules (configuration check,
@@ -131,8 +131,9 @@ class ExperimentConfig:
     30 / 50 pretraining epochs, 10 / 20 / 30 classifier epochs and the `"none"` /
     `"translate"` augmentations; the classifier stage's (Adam 1e-2, constant,
     standardised features, best validation epoch) by validation accuracy and ECE among
-    nine linear-stage recipes, on digits (three seeds) and a CIFAR-10 subset (see
-    benchmarks/RESULTS.md).
+    nine linear-stage recipes, on digits (three seeds) and a CIFAR-10 subset; the best
+    epoch by validation loss rather than accuracy, by validation ECE at equal accuracy
+    (see benchmarks/RESULTS.md).
 
     Attributes:
         dataset: dataset name or path: a named dataset, `.npz` file or image folder
