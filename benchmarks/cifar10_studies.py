@@ -5,10 +5,11 @@ small CNN, no augmentation, 50 + 50 epochs, batch 256), both arms, per seed.
 
 `budget`: SupCon (`--preset=cifar10_cpu_budget`) against cross-entropy with the same
 encoder and augmentation, and the 2020 example's protocol (its SupCon arm), each arm given
-the same wall-clock training time (`--minutes`). One-epoch timing runs measure the
-seconds per epoch of every phase; the epochs of each arm are then the most that fit the
-budget (SupCon: pretraining after the classifier's epochs are paid for; its classifier
-keeps the preset's epoch count). The SupCon recipe is chosen on the validation split:
+the same wall-clock training time (`--minutes`). Timing runs of 1 and 2 epochs measure
+what every phase costs once (building, tracing) and per epoch; the epochs of each arm
+are then the most that fit the budget (SupCon: pretraining after the classifier's epochs
+are paid for; its classifier keeps the preset's epoch count). `--arms recipe` and
+`--arms 2020` split the study into two processes that can run side by side. The SupCon recipe is chosen on the validation split:
 each `--candidates` entry (extra flags on top of the preset that change SupCon's settings
 only, e.g. views, temperature, projection head) trains at the first seed,
 the one with the best validation accuracy trains at the other seeds; the cross-entropy
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from supcon_tf.presets import get_preset  # noqa: E402
 
 STUDIES = ("keras_example_2020", "budget")
+ARMS = ("recipe", "2020")
 EPOCH_FLAGS = ("pretrain_epochs", "classifier_epochs", "baseline_epochs")
 
 
@@ -70,38 +72,61 @@ def train(model_dir, preset, data_dir, seed, extra=()):
     return json.loads((Path(model_dir) / "report.json").read_text())
 
 
-def seconds_per_epoch(model_dir, preset, data_dir, extra=(), baseline=True):
-    """`{phase: seconds}` of one epoch of each phase of `preset` (a timing run)."""
-    epochs = ["--pretrain_epochs=1", "--classifier_epochs=1", "--baseline_epochs=1"]
-    extra = [*extra, *epochs, *([] if baseline else ["--nobaseline"])]
-    report = train(model_dir, preset, data_dir, seed=0, extra=extra)
+def phase_costs(model_dir, preset, data_dir, extra=(), baseline=True):
+    """`{phase: (fixed seconds, seconds per epoch)}` of `preset`, from two timing runs.
+
+    One run trains every phase for 1 epoch, the other for 2: the difference is one
+    epoch's cost, the rest of the 1-epoch time is what a phase costs once (building,
+    tracing, the first validation), so short arms are not under-budgeted.
+    """
     phases = ("pretrain", "classifier", "baseline") if baseline else ("pretrain", "classifier")
-    return {phase: report["timings"][f"{phase}_seconds"] for phase in phases}
+    seconds = []
+    for epochs in (1, 2):
+        flags = [f"--{name}={epochs}" for name in EPOCH_FLAGS]
+        report = train(
+            Path(model_dir) / f"{epochs}_epochs",
+            preset,
+            data_dir,
+            seed=0,
+            extra=[*extra, *flags, *([] if baseline else ["--nobaseline"])],
+        )
+        seconds.append({phase: report["timings"][f"{phase}_seconds"] for phase in phases})
+    costs = {}
+    for phase in phases:
+        per_epoch = max(seconds[1][phase] - seconds[0][phase], 1e-3)
+        costs[phase] = (max(seconds[0][phase] - per_epoch, 0.0), per_epoch)
+    return costs
 
 
-def budget_epochs(per_epoch, budget_seconds, classifier_epochs=None):
+def budget_epochs(costs, budget_seconds, classifier_epochs=None):
     """Epochs per phase that fit `budget_seconds` for each arm (at least 1 each).
 
-    SupCon's classifier trains `classifier_epochs` epochs and pretraining gets the rest
-    of the budget; with `classifier_epochs=None` both phases train the same number of
-    epochs (the 2020 example's 50 + 50 ratio).
+    `costs`: `{phase: (fixed seconds, seconds per epoch)}` (see `phase_costs`). SupCon's
+    classifier trains `classifier_epochs` epochs and pretraining gets the rest of the
+    budget; with `classifier_epochs=None` both phases train the same number of epochs
+    (the 2020 example's 50 + 50 ratio).
 
-    >>> budget_epochs({"pretrain": 10.0, "classifier": 2.0, "baseline": 4.0}, 120, 10)
+    >>> costs = {"pretrain": (4.0, 10.0), "classifier": (2.0, 2.0), "baseline": (6.0, 4.0)}
+    >>> budget_epochs(costs, 126, 10)
     {'pretrain_epochs': 10, 'classifier_epochs': 10, 'baseline_epochs': 30}
-    >>> budget_epochs({"pretrain": 10.0, "classifier": 2.0, "baseline": 4.0}, 120)
+    >>> budget_epochs(costs, 126)
     {'pretrain_epochs': 10, 'classifier_epochs': 10, 'baseline_epochs': 30}
     """
+    (pretrain_fixed, pretrain), (classifier_fixed, classifier) = (
+        costs["pretrain"],
+        costs["classifier"],
+    )
+    supcon_seconds = budget_seconds - pretrain_fixed - classifier_fixed
     if classifier_epochs is None:
-        pretrain = budget_seconds / (per_epoch["pretrain"] + per_epoch["classifier"])
-        classifier_epochs = max(1, math.floor(pretrain))
+        classifier_epochs = max(1, math.floor(supcon_seconds / (pretrain + classifier)))
+        pretrain_epochs = classifier_epochs
     else:
-        pretrain = (budget_seconds - classifier_epochs * per_epoch["classifier"]) / per_epoch[
-            "pretrain"
-        ]
+        pretrain_epochs = math.floor((supcon_seconds - classifier_epochs * classifier) / pretrain)
+    baseline_fixed, baseline = costs.get("baseline", (0.0, 1.0))
     return {
-        "pretrain_epochs": max(1, math.floor(pretrain)),
+        "pretrain_epochs": max(1, pretrain_epochs),
         "classifier_epochs": classifier_epochs,
-        "baseline_epochs": max(1, math.floor(budget_seconds / per_epoch["baseline"])),
+        "baseline_epochs": max(1, math.floor((budget_seconds - baseline_fixed) / baseline)),
     }
 
 
@@ -150,25 +175,30 @@ def table(rows):
     return "\n".join(lines)
 
 
-def run_study(study, data_dir, seeds, root, minutes, candidates=("",)):
+def run_study(study, data_dir, seeds, root, minutes, candidates=("",), arms=ARMS):
     if study == "keras_example_2020":
         rows = []
         for seed in seeds:
             report = train(root / f"seed{seed}", "keras_example_2020", data_dir, seed)
             rows += rows_of(report, "2020 protocol (50 + 50 epochs)", seed)
         return rows
-    return run_budget_study(data_dir, seeds, root, minutes, candidates)
+    rows = []
+    if "recipe" in arms:
+        rows += run_budget_recipe(data_dir, seeds, root, minutes, candidates)
+    if "2020" in arms:
+        rows += run_budget_2020(data_dir, seeds, root, minutes)
+    return rows
 
 
-def run_budget_study(data_dir, seeds, root, minutes, candidates):
-    """The budget recipe (chosen among `candidates` on validation), cross-entropy, 2020."""
+def run_budget_recipe(data_dir, seeds, root, minutes, candidates):
+    """The budget recipe (chosen among `candidates` on validation) and cross-entropy."""
     budget_seconds = 60 * minutes
     label = f"{minutes:g} min"
     first, *others = seeds
-    # The budget recipe keeps its classifier epochs; the 2020 protocol splits evenly.
+    # The budget recipe keeps its classifier epochs.
     classifier_epochs = get_preset("cifar10_cpu_budget")["flags"]["classifier_epochs"]
-    timings = [
-        seconds_per_epoch(
+    costs = [
+        phase_costs(
             root / f"timing_candidate{index}",
             "cifar10_cpu_budget",
             data_dir,
@@ -177,12 +207,10 @@ def run_budget_study(data_dir, seeds, root, minutes, candidates):
         )
         for index, candidate in enumerate(candidates)
     ]
-    baseline_epochs = budget_epochs(timings[0], budget_seconds, classifier_epochs)[
-        "baseline_epochs"
-    ]
+    baseline_epochs = budget_epochs(costs[0], budget_seconds, classifier_epochs)["baseline_epochs"]
 
     def budget_run(index, seed, baseline):
-        epochs = budget_epochs({**timings[0], **timings[index]}, budget_seconds, classifier_epochs)
+        epochs = budget_epochs({**costs[0], **costs[index]}, budget_seconds, classifier_epochs)
         epochs["baseline_epochs"] = baseline_epochs
         extra = [*candidates[index].split(), *(f"--{k}={v}" for k, v in epochs.items())]
         if not baseline:
@@ -203,16 +231,22 @@ def run_budget_study(data_dir, seeds, root, minutes, candidates):
     print(f"Chosen on validation: {candidates[chosen] or '(preset)'}", flush=True)
     for seed in others:
         rows += budget_run(chosen, seed, baseline=True)
+    return rows
 
-    per_epoch = seconds_per_epoch(
+
+def run_budget_2020(data_dir, seeds, root, minutes):
+    """The 2020 example's protocol (its SupCon arm) in the same budget."""
+    budget_seconds = 60 * minutes
+    costs = phase_costs(
         root / "timing_keras_example_2020", "keras_example_2020", data_dir, baseline=False
     )
-    epochs = budget_epochs({**per_epoch, "baseline": 1.0}, budget_seconds)
+    epochs = budget_epochs(costs, budget_seconds)
     extra = [f"--{name}={epochs[name]}" for name in ("pretrain_epochs", "classifier_epochs")]
+    rows = []
     for seed in seeds:
         model_dir = root / f"keras_example_2020_seed{seed}"
         report = train(model_dir, "keras_example_2020", data_dir, seed, [*extra, "--nobaseline"])
-        rows += rows_of(report, f"2020 protocol, {label}", seed)
+        rows += rows_of(report, f"2020 protocol, {minutes:g} min", seed)
     return rows
 
 
@@ -229,6 +263,14 @@ def main():
         help="budget, repeatable: a SupCon recipe to choose from on validation, as extra "
         'flags of supcon-train (--candidate="--views=1"). Default: the preset as it is.',
     )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=ARMS,
+        default=list(ARMS),
+        help="budget: the budget recipe with its cross-entropy arm, the 2020 protocol, or "
+        "both (two processes, one core each, can run them side by side).",
+    )
     parser.add_argument("--root", default=None, help="Folder of the runs.")
     arguments = parser.parse_args()
     root = Path(arguments.root or f"runs/cifar10_{arguments.study}")
@@ -240,6 +282,7 @@ def main():
         root,
         arguments.minutes,
         arguments.candidates or [""],
+        arguments.arms,
     )
     (root / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))

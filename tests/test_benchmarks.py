@@ -157,13 +157,18 @@ class TestStudyScripts:
             calls.append((preset, seed, flags))
             views = flags.get("views", "2")
             accuracy = {"1": 0.4, "2": 0.5}[views] if preset == "cifar10_cpu_budget" else 0.3
+            epochs = {name: int(flags.get(name, 0)) for name in cifar10_studies.EPOCH_FLAGS}
+            # Each phase costs a fixed time (building, tracing) plus its epochs.
             report = {
-                "config": {name: int(flags.get(name, 0)) for name in cifar10_studies.EPOCH_FLAGS},
-                "timings": {"pretrain_seconds": 10.0 * int(views), "classifier_seconds": 2.0},
+                "config": epochs,
+                "timings": {
+                    "pretrain_seconds": 3.0 + 10.0 * int(views) * epochs["pretrain_epochs"],
+                    "classifier_seconds": 1.0 + 2.0 * epochs["classifier_epochs"],
+                },
                 "supcon": {"test_accuracy": accuracy + 0.01, "validation_accuracy": accuracy},
             }
             if "nobaseline" not in flags:
-                report["timings"]["baseline_seconds"] = 4.0
+                report["timings"]["baseline_seconds"] = 5.0 + 4.0 * epochs["baseline_epochs"]
                 report["cross_entropy"] = {"test_accuracy": 0.45, "validation_accuracy": 0.44}
             return report
 
@@ -175,18 +180,22 @@ class TestStudyScripts:
         classifier_epochs = cifar10_studies.get_preset("cifar10_cpu_budget")["flags"][
             "classifier_epochs"
         ]
-        # Timing runs, both candidates at seed 0, the winner (2 views) at seed 1, then 2020.
+        # Timing runs (1 and 2 epochs per candidate), both candidates at seed 0, the
+        # winner (2 views) at seed 1, then 2020.
         assert [run for run in runs if run[0] == "cifar10_cpu_budget"] == [
             ("cifar10_cpu_budget", 0, "1"),
+            ("cifar10_cpu_budget", 0, "1"),
+            ("cifar10_cpu_budget", 0, "2"),
             ("cifar10_cpu_budget", 0, "2"),
             ("cifar10_cpu_budget", 0, "1"),
             ("cifar10_cpu_budget", 0, "2"),
             ("cifar10_cpu_budget", 1, "2"),
         ]
-        winner = calls[4][2]
-        # 2 views: 20 s per pretraining epoch; the classifier's epochs are paid first.
-        assert int(winner["pretrain_epochs"]) == (60 - 2 * classifier_epochs) // 20
-        assert int(winner["baseline_epochs"]) == 60 // 4
+        winner = calls[6][2]
+        # 2 views: 3 s once and 20 s per pretraining epoch; the classifier's 1 s once and
+        # its epochs are paid first. The baseline: 5 s once, 4 s per epoch.
+        assert int(winner["pretrain_epochs"]) == (60 - 3 - 1 - 2 * classifier_epochs) // 20
+        assert int(winner["baseline_epochs"]) == (60 - 5) // 4
         arms = [row["arm"] for row in rows]
         assert arms.count("budget recipe --views=2, 1 min SupCon") == 2
         assert arms.count("budget recipe, 1 min, cross-entropy") == 2
@@ -198,10 +207,36 @@ class TestStudyScripts:
     def test_budget_epochs_fit_the_budget(self):
         from benchmarks.cifar10_studies import budget_epochs
 
-        per_epoch = {"pretrain": 30.0, "classifier": 6.0, "baseline": 25.0}
-        epochs = budget_epochs(per_epoch, 1200, classifier_epochs=10)
-        assert epochs == {"pretrain_epochs": 38, "classifier_epochs": 10, "baseline_epochs": 48}
-        assert 38 * 30 + 10 * 6 <= 1200 < 39 * 30 + 10 * 6
-        even = budget_epochs(per_epoch, 1200)  # the 2020 protocol: as many of each
-        assert even["pretrain_epochs"] == even["classifier_epochs"] == 33  # 33 * 36 <= 1200
-        assert budget_epochs(per_epoch, 1)["pretrain_epochs"] == 1  # never below one epoch
+        costs = {"pretrain": (20.0, 30.0), "classifier": (10.0, 6.0), "baseline": (15.0, 25.0)}
+        epochs = budget_epochs(costs, 1200, classifier_epochs=10)
+        assert epochs == {"pretrain_epochs": 37, "classifier_epochs": 10, "baseline_epochs": 47}
+        assert 30 + 37 * 30 + 10 * 6 <= 1200 < 30 + 38 * 30 + 10 * 6
+        assert 15 + 47 * 25 <= 1200 < 15 + 48 * 25
+        even = budget_epochs(costs, 1200)  # the 2020 protocol: as many of each
+        assert even["pretrain_epochs"] == even["classifier_epochs"] == 32  # 30 + 32 * 36 <= 1200
+        assert budget_epochs(costs, 1)["pretrain_epochs"] == 1  # never below one epoch
+
+    def test_phase_costs_separate_the_fixed_time_from_the_epochs(self, monkeypatch, tmp_path):
+        from benchmarks import cifar10_studies
+
+        def fake_train(model_dir, preset, data_dir, seed, extra=()):
+            flags = dict(flag.lstrip("-").partition("=")[::2] for flag in extra)
+            epochs = int(flags["pretrain_epochs"])
+            assert int(flags["classifier_epochs"]) == int(flags["baseline_epochs"]) == epochs
+            return {
+                "timings": {
+                    "pretrain_seconds": 7.0 + 30.0 * epochs,
+                    "classifier_seconds": 2.5 + 4.0 * epochs,
+                    "baseline_seconds": 9.0 + 20.0 * epochs,
+                }
+            }
+
+        monkeypatch.setattr(cifar10_studies, "train", fake_train)
+        costs = cifar10_studies.phase_costs(tmp_path, "preset", "data")
+        assert costs == {
+            "pretrain": (7.0, 30.0),
+            "classifier": (2.5, 4.0),
+            "baseline": (9.0, 20.0),
+        }
+        without = cifar10_studies.phase_costs(tmp_path, "preset", "data", baseline=False)
+        assert set(without) == {"pretrain", "classifier"}
