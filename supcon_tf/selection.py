@@ -2,12 +2,11 @@
 
 `BestEpoch` is a Keras callback for classifier training with validation data. After
 every epoch it compares the monitored validation figure with the best so far: the
-validation loss by default (a proper scoring rule, so the kept epoch is also the
-best calibrated one, and it rarely ties on a small split), or the validation
-accuracy (`monitor="val_accuracy"`); the other figure breaks ties. An improvement
-writes the weights to
-`<directory>/best.weights.h5` and the epoch to `<directory>/best.json`. With
-`patience > 0` it stops training once `patience` epochs have passed without one.
+validation loss by default (a proper scoring rule, which rewards calibrated
+probabilities and rarely ties on a small split), or the validation accuracy
+(`monitor="val_accuracy"`); the other figure breaks ties. An improvement writes the
+weights to `<directory>/best.weights.h5` and the epoch to `<directory>/best.json`.
+With `patience > 0` it stops training once `patience` epochs have passed without one.
 `restore(model)` then loads the best epoch's weights. The same rule serves the
 SupCon classifier and the cross-entropy baseline of an experiment, so both arms are
 chosen alike, and never by the test split.
@@ -38,7 +37,6 @@ import tensorflow as tf
 
 from supcon_tf.files import is_file, join, read_text, write_atomically
 
-MONITORED = ("val_accuracy", "val_loss")
 MONITORS = ("val_loss", "val_accuracy")
 
 
@@ -94,7 +92,7 @@ class BestEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        missing = [name for name in MONITORED if name not in logs]
+        missing = [name for name in MONITORS if name not in logs]
         if missing:
             raise ValueError(
                 f"BestEpoch needs validation data: the epoch logs lack {missing} "
