@@ -26,8 +26,9 @@ The classifier stage trains with a recipe of its own (`classifier_optimizer`,
 `classifier_learning_rate`, ...: `ExperimentConfig.classifier_stage`), as the
 reference implementations do. Both classifier phases (the SupCon classifier and the
 baseline) keep their best validation epoch (the lowest validation loss by default,
-`best_epoch_monitor`), by the same rule (`supcon_tf.selection.BestEpoch`), and may stop early (`early_stopping_patience`);
-the chosen epoch is in `report.json` (`selected_epoch`).
+`best_epoch_monitor`) by the same rule (`supcon_tf.selection.BestEpoch`), and may
+stop early (`early_stopping_patience`); the chosen epoch is in `report.json`
+(`selected_epoch`).
 
 Where to look: the run folder and its resumption rules (configuration check,
 markers, backups) are `supcon_tf.runs`; training and evaluating one phase is
