@@ -5,8 +5,9 @@ small CNN, no augmentation, 50 + 50 epochs, batch 256), both arms, per seed.
 
 `budget`: SupCon (`--preset=cifar10_cpu_budget`) against cross-entropy with the same
 encoder and augmentation, and the 2020 example's protocol (its SupCon arm), each arm given
-the same wall-clock training time (`--minutes`). Timing runs of 1 and 2 epochs measure
-what every phase costs once (building, tracing) and per epoch; the epochs of each arm
+the same wall-clock training time (`--minutes`). A 3-epoch timing run measures what
+every phase costs per epoch (between epoch ends in its TensorBoard log) and once
+(building, tracing: the rest of its time); the epochs of each arm
 are then the most that fit the budget (SupCon: pretraining after the classifier's epochs
 are paid for; its classifier keeps the preset's epoch count). `--arms recipe` and
 `--arms 2020` split the study into two processes that can run side by side. The SupCon recipe is chosen on the validation split:
@@ -72,29 +73,48 @@ def train(model_dir, preset, data_dir, seed, extra=()):
     return json.loads((Path(model_dir) / "report.json").read_text())
 
 
-def phase_costs(model_dir, preset, data_dir, extra=(), baseline=True):
-    """`{phase: (fixed seconds, seconds per epoch)}` of `preset`, from two timing runs.
+def epoch_end_times(model_dir, phase):
+    """Wall-clock times at which `phase`'s epochs ended, from its TensorBoard log."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
 
-    One run trains every phase for 1 epoch, the other for 2: the difference is one
-    epoch's cost, the rest of the 1-epoch time is what a phase costs once (building,
-    tracing, the first validation), so short arms are not under-budgeted.
+    times = []
+    for path in sorted(tf.io.gfile.glob(f"{model_dir}/logs/{phase}/train/events.out.tfevents*")):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            if any(value.tag == "epoch_loss" for value in event.summary.value):
+                times.append(event.wall_time)
+    return sorted(times)
+
+
+def phase_costs(model_dir, preset, data_dir, extra=(), baseline=True, epochs=3):
+    """`{phase: (fixed seconds, seconds per epoch)}` of `preset`, from one timing run.
+
+    The run trains every phase for `epochs` epochs. An epoch's cost is the median time
+    between two epoch ends in the phase's TensorBoard log (training and validation, the
+    first epoch's tracing excluded); the rest of the phase's time is what it costs once
+    (building, tracing), so short arms are not under-budgeted.
     """
     phases = ("pretrain", "classifier", "baseline") if baseline else ("pretrain", "classifier")
-    seconds = []
-    for epochs in (1, 2):
-        flags = [f"--{name}={epochs}" for name in EPOCH_FLAGS]
-        report = train(
-            Path(model_dir) / f"{epochs}_epochs",
-            preset,
-            data_dir,
-            seed=0,
-            extra=[*extra, *flags, *([] if baseline else ["--nobaseline"])],
-        )
-        seconds.append({phase: report["timings"][f"{phase}_seconds"] for phase in phases})
+    flags = [f"--{name}={epochs}" for name in EPOCH_FLAGS]
+    report = train(
+        model_dir,
+        preset,
+        data_dir,
+        seed=0,
+        extra=[*extra, *flags, *([] if baseline else ["--nobaseline"])],
+    )
     costs = {}
     for phase in phases:
-        per_epoch = max(seconds[1][phase] - seconds[0][phase], 1e-3)
-        costs[phase] = (max(seconds[0][phase] - per_epoch, 0.0), per_epoch)
+        ends = epoch_end_times(model_dir, phase)
+        if len(ends) != epochs:
+            raise RuntimeError(
+                f"{model_dir}: {len(ends)} epoch ends in the {phase} log, expected {epochs} "
+                "(the timing needs TensorBoard logs: pip install tensorboard)."
+            )
+        per_epoch = float(np.median(np.diff(ends)))
+        seconds = report["timings"][f"{phase}_seconds"]
+        costs[phase] = (max(seconds - epochs * per_epoch, 0.0), per_epoch)
     return costs
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,29 +151,42 @@ class TestStudyScripts:
     def test_budget_study_chooses_the_recipe_on_validation(self, monkeypatch, tmp_path):
         from benchmarks import cifar10_studies
 
-        calls = []
+        calls, views_of_run = [], {}
+        # Each phase costs a fixed time (building, tracing) plus its epochs.
+        fixed = {"pretrain": 3.0, "classifier": 1.0, "baseline": 5.0}
+
+        def per_epoch(phase, views):
+            return {"pretrain": 10.0 * int(views), "classifier": 2.0, "baseline": 4.0}[phase]
 
         def fake_train(model_dir, preset, data_dir, seed, extra=()):
             flags = dict(flag.lstrip("-").partition("=")[::2] for flag in extra)
             calls.append((preset, seed, flags))
-            views = flags.get("views", "2")
+            views = views_of_run[model_dir] = flags.get("views", "2")
             accuracy = {"1": 0.4, "2": 0.5}[views] if preset == "cifar10_cpu_budget" else 0.3
             epochs = {name: int(flags.get(name, 0)) for name in cifar10_studies.EPOCH_FLAGS}
-            # Each phase costs a fixed time (building, tracing) plus its epochs.
+
+            def seconds(phase):
+                return fixed[phase] + per_epoch(phase, views) * epochs[f"{phase}_epochs"]
+
             report = {
                 "config": epochs,
                 "timings": {
-                    "pretrain_seconds": 3.0 + 10.0 * int(views) * epochs["pretrain_epochs"],
-                    "classifier_seconds": 1.0 + 2.0 * epochs["classifier_epochs"],
+                    "pretrain_seconds": seconds("pretrain"),
+                    "classifier_seconds": seconds("classifier"),
                 },
                 "supcon": {"test_accuracy": accuracy + 0.01, "validation_accuracy": accuracy},
             }
             if "nobaseline" not in flags:
-                report["timings"]["baseline_seconds"] = 5.0 + 4.0 * epochs["baseline_epochs"]
+                report["timings"]["baseline_seconds"] = seconds("baseline")
                 report["cross_entropy"] = {"test_accuracy": 0.45, "validation_accuracy": 0.44}
             return report
 
+        def fake_epoch_end_times(model_dir, phase):
+            step = per_epoch(phase, views_of_run[model_dir])
+            return [fixed[phase] + k * step for k in (1, 2, 3)]
+
         monkeypatch.setattr(cifar10_studies, "train", fake_train)
+        monkeypatch.setattr(cifar10_studies, "epoch_end_times", fake_epoch_end_times)
         rows = cifar10_studies.run_study(
             "budget", "data", [0, 1], tmp_path, minutes=1, candidates=["--views=1", "--views=2"]
         )
@@ -180,18 +194,16 @@ class TestStudyScripts:
         classifier_epochs = cifar10_studies.get_preset("cifar10_cpu_budget")["flags"][
             "classifier_epochs"
         ]
-        # Timing runs (1 and 2 epochs per candidate), both candidates at seed 0, the
-        # winner (2 views) at seed 1, then 2020.
+        # A timing run per candidate, both candidates at seed 0, the winner (2 views) at
+        # seed 1, then 2020.
         assert [run for run in runs if run[0] == "cifar10_cpu_budget"] == [
             ("cifar10_cpu_budget", 0, "1"),
-            ("cifar10_cpu_budget", 0, "1"),
-            ("cifar10_cpu_budget", 0, "2"),
             ("cifar10_cpu_budget", 0, "2"),
             ("cifar10_cpu_budget", 0, "1"),
             ("cifar10_cpu_budget", 0, "2"),
             ("cifar10_cpu_budget", 1, "2"),
         ]
-        winner = calls[6][2]
+        winner = calls[4][2]
         # 2 views: 3 s once and 20 s per pretraining epoch; the classifier's 1 s once and
         # its epochs are paid first. The baseline: 5 s once, 4 s per epoch.
         assert int(winner["pretrain_epochs"]) == (60 - 3 - 1 - 2 * classifier_epochs) // 20
@@ -219,24 +231,39 @@ class TestStudyScripts:
     def test_phase_costs_separate_the_fixed_time_from_the_epochs(self, monkeypatch, tmp_path):
         from benchmarks import cifar10_studies
 
+        # Each phase: a fixed cost once, then epochs of a constant length.
+        fixed = {"pretrain": 7.0, "classifier": 2.5, "baseline": 9.0}
+        per_epoch = {"pretrain": 30.0, "classifier": 4.0, "baseline": 20.0}
+
         def fake_train(model_dir, preset, data_dir, seed, extra=()):
             flags = dict(flag.lstrip("-").partition("=")[::2] for flag in extra)
-            epochs = int(flags["pretrain_epochs"])
-            assert int(flags["classifier_epochs"]) == int(flags["baseline_epochs"]) == epochs
+            epochs = {name: int(flags[name]) for name in cifar10_studies.EPOCH_FLAGS}
+            assert set(epochs.values()) == {3}
             return {
                 "timings": {
-                    "pretrain_seconds": 7.0 + 30.0 * epochs,
-                    "classifier_seconds": 2.5 + 4.0 * epochs,
-                    "baseline_seconds": 9.0 + 20.0 * epochs,
+                    f"{phase}_seconds": fixed[phase] + 3 * per_epoch[phase] for phase in fixed
                 }
             }
 
+        def fake_epoch_end_times(model_dir, phase):
+            return [1000.0 + fixed[phase] + k * per_epoch[phase] for k in (1, 2, 3)]
+
         monkeypatch.setattr(cifar10_studies, "train", fake_train)
+        monkeypatch.setattr(cifar10_studies, "epoch_end_times", fake_epoch_end_times)
         costs = cifar10_studies.phase_costs(tmp_path, "preset", "data")
-        assert costs == {
-            "pretrain": (7.0, 30.0),
-            "classifier": (2.5, 4.0),
-            "baseline": (9.0, 20.0),
-        }
+        assert costs == {phase: (fixed[phase], per_epoch[phase]) for phase in fixed}
         without = cifar10_studies.phase_costs(tmp_path, "preset", "data", baseline=False)
         assert set(without) == {"pretrain", "classifier"}
+
+    def test_epoch_end_times_read_a_real_tensorboard_log(self, tmp_path):
+        import keras
+
+        from benchmarks.cifar10_studies import epoch_end_times
+
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        board = keras.callbacks.TensorBoard(str(tmp_path / "logs" / "pretrain"))
+        x = np.zeros((8, 2), "float32")
+        model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[board])
+        times = epoch_end_times(tmp_path, "pretrain")
+        assert len(times) == 3 and times == sorted(times)
