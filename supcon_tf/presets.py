@@ -438,8 +438,9 @@ PRESETS = {
         "recipe": {
             "budget": "the same wall-clock training time per arm (SupCon: pretraining + "
             "classifier; cross-entropy: the baseline), set by benchmarks/cifar10_studies.py "
-            "from a one-epoch timing run",
-            "selection": "best validation epoch for the classifier and the baseline alike",
+            "from a timing run: each phase's fixed cost and its cost per epoch",
+            "selection": "best validation epoch (lowest validation loss) for the classifier "
+            "and the baseline alike",
         },
         "sources": [SOURCE_PAPER, SOURCE_SUPCONTRAST_LINEAR],
         "published": {"dataset": "CIFAR-10 test", "top1_accuracy": None},
