@@ -55,7 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from supcon_tf.augment import build_augmenter
-from supcon_tf.data.streaming import input_error_message
+from supcon_tf.data.streaming import check_fraction, input_error_message
 from supcon_tf.distribute import (
     LEARNING_RATE_SCALINGS,
     MIXED_PRECISION_POLICIES,
@@ -371,11 +371,8 @@ class ExperimentConfig:
                 f"`image_size` must be a positive integer or None, got {self.image_size!r}."
             )
         for name in ("crop_min_area", "center_crop_fraction"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1
-            ):
-                raise ValueError(f"`{name}` must be None or a number in (0, 1], got {value!r}.")
+            if getattr(self, name) is not None:
+                check_fraction(name, getattr(self, name))
         if self.baseline_epochs is not None and (
             not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 1
         ):

@@ -534,7 +534,7 @@ def random_resized_crop(image, image_size, seed, min_crop_area=0.08):
     >>> tuple(random_resized_crop(image, 24, seed=[0, 1]).shape)
     (24, 24, 3)
     """
-    _check_fraction("min_crop_area", min_crop_area)
+    check_fraction("min_crop_area", min_crop_area)
     if min_crop_area == 1.0:
         return _resized(image, image_size)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -559,7 +559,7 @@ def central_crop(image, image_size, fraction=EVALUATION_CROP_FRACTION):
     >>> tuple(central_crop(tf.cast(image, tf.uint8), 8, fraction=0.5).shape)
     (8, 8, 3)
     """
-    _check_fraction("fraction", fraction)
+    check_fraction("fraction", fraction)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     shorter = tf.cast(tf.minimum(height, width), tf.float32)
@@ -583,12 +583,13 @@ def crop_settings(image_size, min_crop_area=None, center_crop_fraction=None):
         min_crop_area = 0.2 if small else 0.08
     if center_crop_fraction is None:
         center_crop_fraction = 1.0 if small else EVALUATION_CROP_FRACTION
-    _check_fraction("min_crop_area", min_crop_area)
-    _check_fraction("center_crop_fraction", center_crop_fraction)
+    check_fraction("min_crop_area", min_crop_area)
+    check_fraction("center_crop_fraction", center_crop_fraction)
     return min_crop_area, center_crop_fraction
 
 
-def _check_fraction(name, value):
+def check_fraction(name, value):
+    """Raises `ValueError` naming `name` unless `value` is a number in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise ValueError(f"`{name}` must be a number in (0, 1], got {value!r}.")
 
