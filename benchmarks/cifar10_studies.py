@@ -7,15 +7,15 @@ small CNN, no augmentation, 50 + 50 epochs, batch 256), both arms, per seed.
 encoder and augmentation, and the 2020 example's protocol (its SupCon arm), each arm given
 the same wall-clock training time (`--minutes`). A 3-epoch timing run measures what
 every phase costs per epoch (between epoch ends in its TensorBoard log) and once
-(building, tracing: the rest of its time); the epochs of each arm
-are then the most that fit the budget (SupCon: pretraining after the classifier's epochs
-are paid for; its classifier keeps the preset's epoch count). `--arms recipe` and
-`--arms 2020` split the study into two processes that can run side by side. The SupCon recipe is chosen on the validation split:
-each `--candidates` entry (extra flags on top of the preset that change SupCon's settings
-only, e.g. views, temperature, projection head) trains at the first seed,
-the one with the best validation accuracy trains at the other seeds; the cross-entropy
-arm trains alongside the first candidate at the first seed and alongside the winner at
-the others. The table reports the measured phase times next to the accuracies, so the
+(building, tracing: the rest of its time); the epochs of each arm are then the most
+that fit the budget (SupCon: pretraining after the classifier's epochs are paid for;
+its classifier keeps the preset's epoch count). `--arms recipe` and `--arms 2020`
+split the study into two processes that can run side by side. The SupCon recipe is
+chosen on the validation split: each `--candidates` entry (extra flags on top of the
+preset that change SupCon's settings only, e.g. views, temperature, projection head)
+trains at the first seed, the one with the best validation accuracy trains at the other
+seeds; the cross-entropy arm trains alongside the first candidate at the first seed and
+alongside the winner at the others. The table reports the measured phase times next to the accuracies, so the
 budget actually used is visible. Pin the study to one core (`taskset -c 1 python ...`)
 to give every arm the same machine while other work runs on the other core.
 
