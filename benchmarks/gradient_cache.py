@@ -121,7 +121,7 @@ def _memory_row(args, chunk):
         report = run_child(arguments)
     except RuntimeError as error:
         print(f"chunk {chunk}: {str(error)[-500:]}", file=sys.stderr)
-        limit = f"{args.memory_limit_gb:g} GB"
+        limit = f"{args.memory_limit_gb:g} GiB"
         return [
             f"{chunk or 'none'}",
             f"did not fit (address space capped at {limit})",
@@ -145,7 +145,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=1024, help="images per step (x 2 views)")
     parser.add_argument("--chunk", type=int, default=128, help="images per chunk (0: none)")
     parser.add_argument("--memory_steps", type=int, default=2)
-    parser.add_argument("--memory_limit_gb", type=float, default=0, help="0: no cap")
+    parser.add_argument(
+        "--memory_limit_gb", type=float, default=0, help="address-space cap in GiB (0: no cap)"
+    )
     parser.add_argument(
         "--timing_batch", type=int, default=256, help="images per timed step (0: no timing)"
     )
@@ -221,7 +223,7 @@ def _notes(args):
         f"SGD, random images, `jit_compile=False`. Memory: batch {args.batch} x 2 views, "
         f"fresh process per row, {args.memory_steps} `train_on_batch` steps (the first "
         f"traces), `ru_maxrss` of the child; address space capped at "
-        f"{args.memory_limit_gb or 'no'} GB."
+        f"{args.memory_limit_gb or 'no'} GiB."
     )
 
 
