@@ -160,7 +160,7 @@ def main(argv=None):
     if args.child == "timing":
         return timing_child(args)
 
-    from benchmarks.common import append_results, markdown_table, run_child
+    from benchmarks.common import append_results, markdown_table
 
     rows = [_memory_row(args, chunk) for chunk in (0, args.chunk)]
     memory = markdown_table(
@@ -174,14 +174,37 @@ def main(argv=None):
         rows,
     )
     print(memory, flush=True)
-    if not args.timing_batch:
-        if not args.no_append:
-            append_results(
-                "Gradient caching: peak memory",
-                " ".join(["python", *sys.argv]),
-                memory + "\n\n" + _notes(args),
-            )
-        return None
+    sections, title = [memory], "Gradient caching: peak memory"
+    notes = (
+        f"Encoder `{args.encoder}` at 32x32x3 (SupConModel, 2 views, projection 128), "
+        f"SGD, random images, `jit_compile=False`. Memory: batch {args.batch} x 2 views, "
+        f"fresh process per row, {args.memory_steps} `train_on_batch` steps (the first "
+        f"traces), `ru_maxrss` of the child; "
+        + (
+            f"address space capped at {args.memory_limit_gb:g} GiB."
+            if args.memory_limit_gb
+            else "address space not capped."
+        )
+    )
+    if args.timing_batch:
+        timing_table, ratio = _timing(args)
+        print(timing_table, ratio, sep="\n\n")
+        sections += [timing_table, ratio]
+        title += " and step time"
+        notes += (
+            f" Timing: batch {args.timing_batch} x 2 views, chunks of {args.chunk}, both "
+            f"models in one process, {args.rounds} interleaved rounds after one warm-up step "
+            "each."
+        )
+    if not args.no_append:
+        append_results(title, " ".join(["python", *sys.argv]), "\n\n".join([*sections, notes]))
+    return None
+
+
+def _timing(args):
+    """`(markdown table, ratio line)` of the interleaved step times (a child process)."""
+    from benchmarks.common import markdown_table, run_child
+
     timing = run_child(
         [
             "benchmarks/gradient_cache.py",
@@ -194,37 +217,14 @@ def main(argv=None):
     )
     steps = {name: timing[name] for name in ("plain", "cached")}  # run_child adds the RSS
     plain, cached = (statistics.median(times) for times in steps.values())
-    timing_table = markdown_table(
+    table = markdown_table(
         ["step", "s per step, median (min-max)"],
         [
             [name, f"{statistics.median(times):.2f} ({min(times):.2f}-{max(times):.2f})"]
             for name, times in steps.items()
         ],
     )
-    ratio = f"Step-time ratio cached / plain: **{cached / plain:.2f}**"
-    print(timing_table, ratio, sep="\n\n")
-    if not args.no_append:
-        notes = _notes(args) + (
-            f" Timing: batch {args.timing_batch} x 2 views, chunks of {args.chunk}, both "
-            f"models in one process, {args.rounds} interleaved rounds after one warm-up step "
-            "each."
-        )
-        append_results(
-            "Gradient caching: peak memory and step time",
-            " ".join(["python", *sys.argv]),
-            "\n\n".join([memory, timing_table, ratio, notes]),
-        )
-    return None
-
-
-def _notes(args):
-    return (
-        f"Encoder `{args.encoder}` at 32x32x3 (SupConModel, 2 views, projection 128), "
-        f"SGD, random images, `jit_compile=False`. Memory: batch {args.batch} x 2 views, "
-        f"fresh process per row, {args.memory_steps} `train_on_batch` steps (the first "
-        f"traces), `ru_maxrss` of the child; address space capped at "
-        f"{args.memory_limit_gb or 'no'} GiB."
-    )
+    return table, f"Step-time ratio cached / plain: **{cached / plain:.2f}**"
 
 
 if __name__ == "__main__":
