@@ -15,9 +15,10 @@ chosen on the validation split: each `--candidates` entry (extra flags on top of
 preset that change SupCon's settings only, e.g. views, temperature, projection head)
 trains at the first seed, the one with the best validation accuracy trains at the other
 seeds; the cross-entropy arm trains alongside the first candidate at the first seed and
-alongside the winner at the others. The table reports the measured phase times next to the accuracies, so the
-budget actually used is visible. Pin the study to one core (`taskset -c 1 python ...`)
-to give every arm the same machine while other work runs on the other core.
+alongside the winner at the others. The table reports the measured phase times next to
+the accuracies, so the budget actually used is visible. Pin the study to one core
+(`taskset -c 1 python ...`) to give every arm the same machine while other work runs on
+the other core.
 
 Every arm runs `python -m supcon_tf.train` in its own process; model selection uses the
 validation split (see the presets), the test split is evaluated once per model.
@@ -124,7 +125,8 @@ def budget_epochs(costs, budget_seconds, classifier_epochs=None):
     `costs`: `{phase: (fixed seconds, seconds per epoch)}` (see `phase_costs`). SupCon's
     classifier trains `classifier_epochs` epochs and pretraining gets the rest of the
     budget; with `classifier_epochs=None` both phases train the same number of epochs
-    (the 2020 example's 50 + 50 ratio).
+    (the 2020 example's 50 + 50 ratio). `baseline_epochs` is there when `costs` has a
+    `"baseline"` phase.
 
     >>> costs = {"pretrain": (4.0, 10.0), "classifier": (2.0, 2.0), "baseline": (6.0, 4.0)}
     >>> budget_epochs(costs, 126, 10)
@@ -142,12 +144,11 @@ def budget_epochs(costs, budget_seconds, classifier_epochs=None):
         pretrain_epochs = classifier_epochs
     else:
         pretrain_epochs = math.floor((supcon_seconds - classifier_epochs * classifier) / pretrain)
-    baseline_fixed, baseline = costs.get("baseline", (0.0, 1.0))
-    return {
-        "pretrain_epochs": max(1, pretrain_epochs),
-        "classifier_epochs": classifier_epochs,
-        "baseline_epochs": max(1, math.floor((budget_seconds - baseline_fixed) / baseline)),
-    }
+    epochs = {"pretrain_epochs": max(1, pretrain_epochs), "classifier_epochs": classifier_epochs}
+    if "baseline" in costs:
+        baseline_fixed, baseline = costs["baseline"]
+        epochs["baseline_epochs"] = max(1, math.floor((budget_seconds - baseline_fixed) / baseline))
+    return epochs
 
 
 def rows_of(report, arm_prefix, seed):
@@ -227,11 +228,10 @@ def run_budget_recipe(data_dir, seeds, root, minutes, candidates):
         )
         for index, candidate in enumerate(candidates)
     ]
-    baseline_epochs = budget_epochs(costs[0], budget_seconds, classifier_epochs)["baseline_epochs"]
 
     def budget_run(index, seed, baseline):
+        # The candidates' timing runs have no baseline: its cost is the first run's.
         epochs = budget_epochs({**costs[0], **costs[index]}, budget_seconds, classifier_epochs)
-        epochs["baseline_epochs"] = baseline_epochs
         extra = [*candidates[index].split(), *(f"--{k}={v}" for k, v in epochs.items())]
         if not baseline:
             extra.append("--nobaseline")
