@@ -371,8 +371,9 @@ class ExperimentConfig:
                 f"`image_size` must be a positive integer or None, got {self.image_size!r}."
             )
         for name in ("crop_min_area", "center_crop_fraction"):
-            if getattr(self, name) is not None:
-                check_fraction(name, getattr(self, name))
+            value = getattr(self, name)
+            if value is not None:
+                check_fraction(name, value)
         if self.baseline_epochs is not None and (
             not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 1
         ):

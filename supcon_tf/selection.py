@@ -84,10 +84,12 @@ class BestEpoch(keras.callbacks.Callback):
             # before it) is stale; one of an earlier epoch is still the best so far.
             state = self._read_state()
             self.best = state if state and state["epoch"] < epoch else None
-            if self.best and self.best.get("monitor", "val_accuracy") != self.monitor:
+            # Records from before the monitor was recorded were chosen by accuracy.
+            chosen_by = self.best and self.best.get("monitor", "val_accuracy")
+            if chosen_by and chosen_by != self.monitor:
                 raise ValueError(
-                    f"{self.state_path} was chosen by {self.best.get('monitor', 'val_accuracy')}"
-                    f" but this run monitors {self.monitor}; resume with the same setting."
+                    f"{self.state_path} was chosen by {chosen_by} but this run monitors "
+                    f"{self.monitor}; resume with the same setting."
                 )
 
     def on_epoch_end(self, epoch, logs=None):
