@@ -1,0 +1,224 @@
+"""The documentation runs as written.
+
+- Every ```python block of README.md and docs/*.md runs: the blocks of one file in order, in one
+  namespace (a later block may use what an earlier one defined), in a fresh Python process
+  whose working folder is a temporary one. A block that cannot run here (it needs an
+  accelerator, a download or hours) says so: its fence reads ```python no-run and its first
+  line is a comment giving the reason.
+- Every `supcon-*` command line in README.md and docs/*.md names only flags that the command
+  defines, with values its flags accept: each line is parsed by the command's own absl flags.
+
+New blocks and command lines are found and checked without touching this file.
+"""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+SHELL_LANGUAGES = ("bash", "sh", "shell", "console")
+NO_RUN = "no-run"
+SECONDS_PER_DOCUMENT = 240
+
+# Runs the blocks listed in a JSON file ([[markdown path, first line, source], ...]) in one
+# namespace. Each block is compiled under the markdown file's name, padded to its first line,
+# so that a traceback points at the line of the document.
+_RUNNER = """
+import json, sys
+namespace = {"__name__": "__main__"}
+for path, line, source in json.load(open(sys.argv[1], encoding="utf-8")):
+    exec(compile("\\n" * (line - 1) + source, path, "exec"), namespace)
+"""
+
+
+def code_blocks(path):
+    """(info words, body, first line of the body) of each fenced block of a markdown file."""
+    text = path.read_text(encoding="utf-8")
+    blocks = []
+    for match in FENCE.finditer(text):
+        line = text.count("\n", 0, match.start("body")) + 1
+        blocks.append((match.group("info").split(), match.group("body"), line))
+    return blocks
+
+
+def python_blocks(path):
+    return [block for block in code_blocks(path) if block[0][:1] == ["python"]]
+
+
+def _name(path):
+    return str(path.relative_to(ROOT))
+
+
+DOCUMENTS_WITH_PYTHON = [path for path in DOCUMENTS if python_blocks(path)]
+
+
+@pytest.mark.parametrize("path", DOCUMENTS_WITH_PYTHON, ids=_name)
+def test_python_blocks_run_in_order(path, tmp_path):
+    runnable = [
+        [_name(path), line, body]
+        for info, body, line in python_blocks(path)
+        if NO_RUN not in info[1:]
+    ]
+    if not runnable:
+        pytest.skip(f"every Python block of {_name(path)} is marked {NO_RUN}")
+    blocks_file = tmp_path / "blocks.json"
+    blocks_file.write_text(json.dumps(runnable), encoding="utf-8")
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MPLBACKEND": "Agg",
+        "KERAS_HOME": str(tmp_path / "keras_home"),
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(blocks_file)],
+        cwd=work,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS_PER_DOCUMENT,
+    )
+    assert result.returncode == 0, f"{_name(path)}:\n{result.stderr[-6000:]}"
+
+
+@pytest.mark.parametrize("path", DOCUMENTS_WITH_PYTHON, ids=_name)
+def test_blocks_that_do_not_run_say_why(path):
+    for info, body, line in python_blocks(path):
+        if NO_RUN in info[1:]:
+            first = body.lstrip().splitlines()[0] if body.strip() else ""
+            assert first.startswith("# "), (
+                f"{_name(path)}:{line}: a ```python {NO_RUN} block starts with a comment "
+                "saying why it cannot run in CI"
+            )
+
+
+# The flags of each console script, defined on fresh FlagValues by the command's own code.
+def _train_flags(flag_values):
+    from supcon_tf.cli.flags import define_flags
+
+    define_flags(flag_values)
+
+
+def _eval_flags(flag_values):
+    from supcon_tf.cli.evaluate import define_flags
+
+    define_flags(flag_values)
+
+
+def _prepare_flags(flag_values):
+    from supcon_tf.cli.prepare import define_flags
+
+    define_flags(flag_values)
+
+
+def _preview_flags(flag_values):
+    from supcon_tf.cli.augment_preview import define_flags
+
+    define_flags(flag_values)
+
+
+COMMANDS = {
+    "supcon-train": _train_flags,
+    "supcon-eval": _eval_flags,
+    "supcon-prepare": _prepare_flags,
+    "supcon-augment-preview": _preview_flags,
+}
+# Handled before absl parses the flags (the grouped help), so not flags of the FlagValues.
+HELP_ARGUMENTS = {"--help", "-h", "-?", "--helpshort", "--helpfull"}
+
+
+def command_lines(path):
+    """(line, words, whole) of each `supcon-*` command in the shell blocks and inline code of a file.
+
+    `whole` is true for the lines of shell blocks, which are meant to be run as they stand;
+    inline code may abbreviate (`--augment=...`), so only its flag names count. A shell line continued with a backslash is joined to the next; comments are dropped;
+    `VAR=value` prefixes and `python -m supcon_tf.train` are read as the command.
+    """
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for info, body, first_line in code_blocks(path):
+        if info[:1] and info[0] not in SHELL_LANGUAGES:
+            continue
+        joined, start = "", None
+        for offset, raw in enumerate(body.splitlines()):
+            start = first_line + offset if start is None else start
+            if raw.rstrip().endswith("\\"):
+                joined += raw.rstrip()[:-1] + " "
+                continue
+            found.extend((start, words, True) for words in _commands_in(joined + raw))
+            joined, start = "", None
+    for match in re.finditer(r"`(supcon-[a-z-]+ [^`]*)`", text):
+        line = text.count("\n", 0, match.start()) + 1
+        found.extend((line, words, False) for words in _commands_in(match.group(1)))
+    return found
+
+
+def _commands_in(shell_line):
+    try:
+        words = shlex.split(shell_line, comments=True)
+    except ValueError:  # an unbalanced quote: not a command line
+        return []
+    commands, current = [], None
+    for word in words + ["&&"]:
+        if word in ("&&", "||", ";", "|"):
+            if current:
+                commands.append(current)
+            current = None
+        elif current is not None:
+            current.append(word)
+        elif word in COMMANDS:
+            current = [word]
+        elif word == "supcon_tf.train" or word.startswith("supcon_tf.cli."):
+            current = [_script_of_module(word)]
+    return [command for command in commands if command[0]]
+
+
+def _script_of_module(module):
+    scripts = {
+        "supcon_tf.train": "supcon-train",
+        "supcon_tf.cli.train": "supcon-train",
+        "supcon_tf.cli.evaluate": "supcon-eval",
+        "supcon_tf.cli.prepare": "supcon-prepare",
+        "supcon_tf.cli.augment_preview": "supcon-augment-preview",
+    }
+    return scripts.get(module)
+
+
+DOCUMENTED_COMMANDS = [
+    pytest.param(words, whole, id=f"{_name(path)}:{line}:{words[0]}")
+    for path in DOCUMENTS
+    for line, words, whole in command_lines(path)
+]
+
+
+def test_the_readme_has_command_lines():
+    assert any(_name(path) == "README.md" for path in DOCUMENTS)
+    assert len(command_lines(ROOT / "README.md")) >= 10
+
+
+@pytest.mark.parametrize(("words", "whole"), DOCUMENTED_COMMANDS)
+def test_command_line_names_only_its_flags(words, whole):
+    flag_values = flags.FlagValues()
+    COMMANDS[words[0]](flag_values)
+    arguments = [word for word in words[1:] if word not in HELP_ARGUMENTS]
+    if whole and len(arguments) == len(words) - 1:
+        # Parses and validates as the command does (required flags, bounds, choices); paths
+        # need not exist.
+        flag_values([words[0], *arguments])
+        return
+    for word in arguments:  # names only: abbreviated values, or `--help` beside them
+        assert word.startswith("--"), f"{word!r} is not a flag of {words[0]}"
+        name = word[2:].split("=")[0]
+        known = name in flag_values or (name.startswith("no") and name[2:] in flag_values)
+        assert known, f"{words[0]} has no flag --{name}"
