@@ -222,3 +222,45 @@ def test_command_line_names_only_its_flags(words, whole):
         name = word[2:].split("=")[0]
         known = name in flag_values or (name.startswith("no") and name[2:] in flag_values)
         assert known, f"{words[0]} has no flag --{name}"
+
+
+LINKED_DOCUMENTS = [
+    *DOCUMENTS,
+    ROOT / "benchmarks" / "RESULTS.md",
+    *sorted((ROOT / "benchmarks" / "results").glob("*.md")),
+]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _without_code(text):
+    """The text with fenced blocks and inline code blanked out (links and headings stay)."""
+    text = FENCE.sub("", text)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def anchors(path):
+    """GitHub's anchors of the headings of a markdown file (`-1`, `-2` for repeats)."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", FENCE.sub("", path.read_text(encoding="utf-8")), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        candidate, repeat = slug, 0
+        while candidate in found:
+            repeat += 1
+            candidate = f"{slug}-{repeat}"
+        found.add(candidate)
+    return found
+
+
+@pytest.mark.parametrize("path", LINKED_DOCUMENTS, ids=_name)
+def test_relative_links_reach_a_file_and_heading(path):
+    broken = []
+    for target in LINK.findall(_without_code(path.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{target}: no such heading")
+    assert not broken, f"{_name(path)}: {broken}"
