@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+RESULTS = ROOT / "benchmarks" / "results"  # dated runs, a file per question; RESULTS.md sums up
 
 
 def run_child(arguments):
@@ -78,8 +78,9 @@ def markdown_table(header, rows):
     return "\n".join(lines)
 
 
-def append_results(title, command, body, path=RESULTS):
-    """Appends a dated block (title, command, machine, body) to benchmarks/RESULTS.md."""
+def append_results(title, command, body, path=None):
+    """Appends a dated block (title, command, machine, body) to `path`, by default
+    benchmarks/results/<the running script's name>.md."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     block = (
         f"\n### {title} ({stamp})\n\n"
@@ -88,7 +89,7 @@ def append_results(title, command, body, path=RESULTS):
         "The machine was shared with other jobs while this ran; figures are medians.\n\n"
         f"{body}\n"
     )
-    path = Path(path)
+    path = Path(path or RESULTS / f"{Path(sys.argv[0]).stem}.md")
     previous = path.read_text() if path.exists() else "# Benchmark results\n"
     path.write_text(previous.rstrip("\n") + "\n" + block)
     return block
