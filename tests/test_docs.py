@@ -264,3 +264,15 @@ def test_relative_links_reach_a_file_and_heading(path):
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no such heading")
     assert not broken, f"{_name(path)}: {broken}"
+
+
+def test_readme_training_commands_each_have_their_own_model_dir():
+    """Run one after another, the README's commands never meet a folder holding another run."""
+    model_dirs = []
+    for _, words, whole in command_lines(ROOT / "README.md"):
+        if whole and words[0] == "supcon-train" and not HELP_ARGUMENTS & set(words):
+            given = [word.split("=", 1)[1] for word in words if word.startswith("--model_dir=")]
+            model_dirs.append(given[-1] if given else "runs/supcon")
+    assert len(model_dirs) >= 5
+    repeated = sorted({folder for folder in model_dirs if model_dirs.count(folder) > 1})
+    assert not repeated, f"README.md trains twice into {repeated}"
