@@ -153,7 +153,7 @@ def main(argv=None):
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", choices=["memory", "timing"], help=argparse.SUPPRESS)
-    parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--no-append", action="store_true", help="only print")
     args = parser.parse_args(argv)
     if args.child == "memory":
         return memory_child(args)

@@ -1,6 +1,6 @@
 """Loss time and peak memory versus batch size: blocked vs dense vs a plain TF baseline.
 
-    python benchmarks/loss.py                       # the full table, appended to RESULTS.md
+    python benchmarks/loss.py                       # the full table, appended to results/loss.md
     python benchmarks/loss.py --sizes 4096x2 --repeats 3 --no-append
     python benchmarks/loss.py --in-process --sizes 1024x2,4096x2 --rounds 5 --no-append
     python benchmarks/loss.py --memory --sizes 8192x2 --no-append  # peak RSS per setting
@@ -326,7 +326,7 @@ def main(argv=None):
         action="store_true",
         help="with --memory: also 65536 x 2 in model.fit (tens of minutes on 2 cores)",
     )
-    parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--no-append", action="store_true", help="only print")
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "BATCH", "VIEWS", "DIM"))
     parser.add_argument("--memory-worker", nargs=4, metavar=("MODE", "BATCH", "VIEWS", "DIM"))
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ Two questions, each configuration in a fresh child process (its own peak RSS):
    colour distortion and flip applied in the pipeline), next to the images/s that
    ResNet-50 (ImageNet stem, 224 px, 2 views) trains at on the same machine.
 
-    python benchmarks/streaming.py                 # both, appends to RESULTS.md
+    python benchmarks/streaming.py                 # both, appends to results/streaming.md
     python benchmarks/streaming.py --no-append --sizes 200 400 --batches 5
 """
 

@@ -77,7 +77,7 @@ def main(argv=None):
     parser.add_argument("--implementation", default="auto", help="loss kernel")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument("--no-append", action="store_true", help="only print")
     args = parser.parse_args(argv)
 
     from benchmarks.common import append_results, markdown_table
