@@ -61,27 +61,26 @@ def _name(path):
 DOCUMENTS_WITH_PYTHON = [path for path in DOCUMENTS if python_blocks(path)]
 
 
-@pytest.mark.parametrize("path", DOCUMENTS_WITH_PYTHON, ids=_name)
-def test_python_blocks_run_in_order(path, tmp_path):
+def run_python_blocks(path, name, folder):
+    """Runs the blocks of `path` not marked no-run, in order, in one namespace, in a fresh
+    process working in `folder/work`; returns the `CompletedProcess` (None: nothing to run)."""
     runnable = [
-        [_name(path), line, body]
-        for info, body, line in python_blocks(path)
-        if NO_RUN not in info[1:]
+        [name, line, body] for info, body, line in python_blocks(path) if NO_RUN not in info
     ]
     if not runnable:
-        pytest.skip(f"every Python block of {_name(path)} is marked {NO_RUN}")
-    blocks_file = tmp_path / "blocks.json"
+        return None
+    blocks_file = folder / "blocks.json"
     blocks_file.write_text(json.dumps(runnable), encoding="utf-8")
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "MPLBACKEND": "Agg",
-        "KERAS_HOME": str(tmp_path / "keras_home"),
+        "KERAS_HOME": str(folder / "keras_home"),
     }
-    work = tmp_path / "work"
+    work = folder / "work"
     work.mkdir()
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", _RUNNER, str(blocks_file)],
         cwd=work,
         env=environment,
@@ -89,18 +88,66 @@ def test_python_blocks_run_in_order(path, tmp_path):
         text=True,
         timeout=SECONDS_PER_DOCUMENT,
     )
-    assert result.returncode == 0, f"{_name(path)}:\n{result.stderr[-6000:]}"
+
+
+def unexplained_no_run_blocks(path):
+    """First lines of the no-run blocks whose first line is not a comment giving the reason."""
+    return [
+        line
+        for info, body, line in python_blocks(path)
+        if NO_RUN in info and not body.lstrip().startswith("# ")
+    ]
 
 
 @pytest.mark.parametrize("path", DOCUMENTS_WITH_PYTHON, ids=_name)
-def test_blocks_that_do_not_run_say_why(path):
-    for info, body, line in python_blocks(path):
-        if NO_RUN in info[1:]:
-            first = body.lstrip().splitlines()[0] if body.strip() else ""
-            assert first.startswith("# "), (
-                f"{_name(path)}:{line}: a ```python {NO_RUN} block starts with a comment "
-                "saying why it cannot run in CI"
-            )
+def test_python_blocks_run_in_order(path, tmp_path):
+    result = run_python_blocks(path, _name(path), tmp_path)
+    if result is None:
+        pytest.skip(f"every Python block of {_name(path)} is marked {NO_RUN}")
+    assert result.returncode == 0, f"{_name(path)}:\n{result.stderr[-6000:]}"
+
+
+def test_blocks_that_do_not_run_say_why():
+    unexplained = {_name(path): unexplained_no_run_blocks(path) for path in DOCUMENTS}
+    assert not any(unexplained.values()), (
+        f"```python {NO_RUN} blocks must start with a comment saying why: {unexplained}"
+    )
+
+
+SAMPLE = """# A sample
+
+```python
+total = 1
+```
+
+Text.
+
+```python no-run
+# Needs a TPU.
+raise RuntimeError("not run")
+```
+
+```python no-run
+raise RuntimeError("not run either")
+```
+
+```python
+total += 1
+assert total == 2
+raise ValueError("the third block fails")
+```
+"""
+
+
+def test_the_runner_shares_one_namespace_and_points_at_the_failing_line(tmp_path):
+    document = tmp_path / "sample.md"
+    document.write_text(SAMPLE, encoding="utf-8")
+    result = run_python_blocks(document, "sample.md", tmp_path)
+    assert result.returncode == 1
+    assert 'File "sample.md", line 21' in result.stderr
+    assert "ValueError: the third block fails" in result.stderr
+    assert "not run" not in result.stderr
+    assert unexplained_no_run_blocks(document) == [15]
 
 
 # The flags of each console script, defined on fresh FlagValues by the command's own code.
