@@ -7,6 +7,8 @@
   line is a comment giving the reason.
 - Every `supcon-*` command line in README.md and docs/*.md names only flags that the command
   defines, with values its flags accept: each line is parsed by the command's own absl flags.
+  The README's training commands each train into their own `--model_dir`.
+- Every relative link of the docs and of benchmarks/RESULTS.md reaches a file and heading.
 
 New blocks and command lines are found and checked without touching this file.
 """
@@ -254,21 +256,59 @@ def test_the_readme_has_command_lines():
     assert len(command_lines(ROOT / "README.md")) >= 10
 
 
-@pytest.mark.parametrize(("words", "whole"), DOCUMENTED_COMMANDS)
-def test_command_line_names_only_its_flags(words, whole):
+def check_command(words, whole):
+    """Raises if the command line `words` names a flag its command lacks.
+
+    A whole line (from a shell block) is parsed and validated as the command does: bounds,
+    choices, required flags (paths need not exist). Inline code may abbreviate values
+    (`--augment=...`) or sit beside `--help`: there only the flag names count.
+    """
     flag_values = flags.FlagValues()
     COMMANDS[words[0]](flag_values)
     arguments = [word for word in words[1:] if word not in HELP_ARGUMENTS]
     if whole and len(arguments) == len(words) - 1:
-        # Parses and validates as the command does (required flags, bounds, choices); paths
-        # need not exist.
         flag_values([words[0], *arguments])
         return
-    for word in arguments:  # names only: abbreviated values, or `--help` beside them
-        assert word.startswith("--"), f"{word!r} is not a flag of {words[0]}"
+    for word in arguments:
+        if not word.startswith("--"):
+            raise ValueError(f"{word!r} is not a flag of {words[0]}")
         name = word[2:].split("=")[0]
-        known = name in flag_values or (name.startswith("no") and name[2:] in flag_values)
-        assert known, f"{words[0]} has no flag --{name}"
+        if name not in flag_values and not (name.startswith("no") and name[2:] in flag_values):
+            raise ValueError(f"{words[0]} has no flag --{name}")
+
+
+@pytest.mark.parametrize(("words", "whole"), DOCUMENTED_COMMANDS)
+def test_command_line_names_only_its_flags(words, whole):
+    check_command(words, whole)
+
+
+class TestCheckCommand:
+    def test_a_misspelt_flag_in_a_shell_line_fails(self):
+        with pytest.raises(flags.UnrecognizedFlagError, match="min_crop_area"):
+            check_command(["supcon-train", "--min_crop_area=0.2"], whole=True)
+
+    def test_a_value_the_flag_refuses_fails(self):
+        with pytest.raises(flags.IllegalFlagValueError, match="augment"):
+            check_command(["supcon-train", "--augment=sometimes"], whole=True)
+
+    def test_inline_code_is_checked_by_name(self):
+        check_command(["supcon-train", "--augment=...", "--noevaluate"], whole=False)
+        with pytest.raises(ValueError, match="supcon-eval has no flag --views"):
+            check_command(["supcon-eval", "--views=2"], whole=False)
+
+    def test_shell_lines_and_inline_code_are_found(self, tmp_path):
+        document = tmp_path / "sample.md"
+        document.write_text(
+            "Run `supcon-eval --model_dir=a` or\n\n```bash\nTF_CPP_MIN_LOG_LEVEL=2 "
+            "supcon-train --views=2 \\\n  --model_dir=b  # a comment\n"
+            "python -m supcon_tf.cli.prepare --input=c --output=d && echo done\n```\n",
+            encoding="utf-8",
+        )
+        assert command_lines(document) == [
+            (4, ["supcon-train", "--views=2", "--model_dir=b"], True),
+            (6, ["supcon-prepare", "--input=c", "--output=d"], True),
+            (1, ["supcon-eval", "--model_dir=a"], False),
+        ]
 
 
 LINKED_DOCUMENTS = [
