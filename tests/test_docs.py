@@ -266,6 +266,8 @@ def check_command(words, whole):
     """
     flag_values = flags.FlagValues()
     COMMANDS[words[0]](flag_values)
+    if "traceback" not in flag_values:  # every command adds it as it starts
+        flags.DEFINE_bool("traceback", False, "Show the traceback.", flag_values=flag_values)
     arguments = [word for word in words[1:] if word not in HELP_ARGUMENTS]
     if whole and len(arguments) == len(words) - 1:
         flag_values([words[0], *arguments])
