@@ -76,8 +76,9 @@ def grouped_help_parser(description, groups, flag_values=flags.FLAGS):
 
     Returns:
         A function of `argv` that exits 0 after printing the help when `argv` asks for
-        it, and otherwise parses `argv` into `flag_values` (exiting 1 on a bad flag, as
-        absl's parser does) and returns the remaining arguments.
+        it, and otherwise parses `argv` into `flag_values` and returns the remaining
+        arguments. A bad flag raises absl's `flags.Error`, which
+        `supcon_tf.cli.console.run_command` reports as one line (exit status 2).
     """
 
     def parse(argv):
@@ -88,11 +89,6 @@ def grouped_help_parser(description, groups, flag_values=flags.FLAGS):
             named = groups() if callable(groups) else groups
             print(format_grouped_help(flag_values, named, description))
             sys.exit(0)
-        try:
-            return flag_values(argv)
-        except flags.Error as error:
-            sys.stderr.write(f"FATAL Flags parsing error: {error}\n")
-            sys.stderr.write("Pass --help or --helpfull to see help on flags.\n")
-            sys.exit(1)
+        return flag_values(argv)
 
     return parse
