@@ -51,9 +51,6 @@ FILENAME_KEY = "image/filename"
 INFO_FILE = "dataset_info.json"
 # `<prefix>-<index>-of-<count>`: the Model Garden's shard names.
 SHARD_NAME = re.compile(r"^(?P<prefix>train|validation|test)-(?P<index>\d+)-of-(?P<count>\d+)$")
-# Beside the output folder while `write_shards` replaces its shards.
-STAGING_SUFFIX = ".staging"
-PREVIOUS_SUFFIX = ".previous"
 # The test split's shard prefixes, in order of preference.
 TRAIN_PREFIX = "train"
 EVALUATION_PREFIXES = ("validation", "test")
@@ -78,13 +75,14 @@ def image_example(encoded, label, class_name="", filename=""):
 
 
 def _check_image(path, encoded):
-    """Decodes `encoded` to prove it is an image; `ValueError` naming `path` if not."""
+    """Decodes `encoded` to prove it is an image; `DataError` naming `path` if not."""
     try:
         tf.io.decode_image(encoded, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         reason = error.message.splitlines()[0]
-        raise ValueError(
-            f"Cannot read image {path}: it is not a readable image ({reason})."
+        raise DataError(
+            f"Cannot read image {path}: it is not a readable image ({reason}); remove it, "
+            "or pass --skip_corrupt_images to leave it out"
         ) from error
 
 
@@ -101,7 +99,7 @@ def write_shards(
 
     The training images are shuffled (seeded) before being dealt out to the shards, so
     that every shard holds every class; each image is decoded once to check it. The
-    shards are written into `<output_dir>.staging` and moved into `output_dir` only
+    shards are written into `.<name>.staging` beside `output_dir` and moved into `output_dir` only
     when complete (see `replace_shards`), so that readers never see a half-written or
     mixed set.
 
@@ -124,7 +122,7 @@ def write_shards(
     Raises:
         UsageError: `output_dir` is not empty (without `overwrite`), or holds files
             that are not shards; bad `num_shards`.
-        ValueError: an unreadable image (without `skip_corrupt_images`).
+        DataError: an unreadable image (without `skip_corrupt_images`).
     """
     import keras
 
@@ -134,7 +132,7 @@ def write_shards(
     finish_interrupted_overwrite(output_dir)
     _check_output(output_dir, overwrite)
     class_names = list_classes(root)
-    staging = output_dir + STAGING_SUFFIX
+    staging = beside(output_dir, "staging")
     if tf.io.gfile.exists(staging):
         tf.io.gfile.rmtree(staging)
     tf.io.gfile.makedirs(staging)
@@ -159,7 +157,7 @@ def write_shards(
             encoded = tf.io.gfile.GFile(path, "rb").read()
             try:
                 _check_image(path, encoded)
-            except ValueError:
+            except DataError:
                 if not skip_corrupt_images:
                     raise
                 skipped.append(path)
@@ -224,24 +222,38 @@ def _is_local(path):
     return "://" not in path or path.startswith("file://")
 
 
+def beside(output_dir, role):
+    """The folder `.<name>.<role>` beside `output_dir`, where `write_shards` stages
+    (`role="staging"`) a new set and moves the old one aside (`"previous"`).
+
+    Example:
+
+    >>> beside("gs://bucket/imagenet", "staging")
+    'gs://bucket/.imagenet.staging'
+    """
+    parent, _, name = str(output_dir).rstrip("/").rpartition("/")
+    return f"{parent}/.{name}.{role}" if parent else f".{name}.{role}"
+
+
 def replace_shards(staging, output_dir):
     """Moves the complete shard set in `staging` into `output_dir`, replacing its set.
 
     On a local disk the folders are swapped by two renames (`output_dir` ->
-    `<output_dir>.previous`, `staging` -> `output_dir`), each atomic: a process killed
+    `.<name>.previous`, `staging` -> `output_dir`), each atomic: a process killed
     at any point leaves `output_dir` with the old complete set or the new one (or, in
     the instant between the two renames, no folder, with the new set in `staging`).
 
     On object stores (`gs://`) a folder rename copies object by object, so the files
     are moved one by one, in the order that keeps a killed move detectable: the old
     `dataset_info.json` first, then the old shards, then the new shards, and the new
-    `dataset_info.json` last. A kill leaves the old complete set, the new complete set,
+    `dataset_info.json` last (a move resumed after a kill, with new shards already
+    moved, deletes nothing). A kill leaves the old complete set, the new complete set,
     or an incomplete set that `check_shards` refuses. In every case the next
     `write_shards` into `output_dir` (or `finish_interrupted_overwrite`) completes the
     move from `staging`, which keeps the new set until then.
     """
     if _is_local(output_dir):
-        previous = output_dir + PREVIOUS_SUFFIX
+        previous = beside(output_dir, "previous")
         if tf.io.gfile.exists(previous):
             tf.io.gfile.rmtree(previous)
         if tf.io.gfile.exists(output_dir):
@@ -251,12 +263,17 @@ def replace_shards(staging, output_dir):
             tf.io.gfile.rmtree(previous)
         return
     tf.io.gfile.makedirs(output_dir)
-    old = [entry.rstrip("/") for entry in tf.io.gfile.listdir(output_dir)]
-    for name in sorted(old, key=lambda entry: entry != INFO_FILE):
-        if _is_ours(name):
+    staged = {entry.rstrip("/") for entry in tf.io.gfile.listdir(staging)}
+    new_shards = {
+        shard_name(split, index, count)
+        for split, count in read_info(staging)["num_shards"].items()
+        for index in range(count)
+    }
+    if new_shards <= staged:  # Nothing moved yet: the old set goes first, its info first.
+        old = [entry.rstrip("/") for entry in tf.io.gfile.listdir(output_dir)]
+        for name in sorted(filter(_is_ours, old), key=lambda entry: entry != INFO_FILE):
             tf.io.gfile.remove(f"{output_dir}/{name}")
-    new = [entry.rstrip("/") for entry in tf.io.gfile.listdir(staging)]
-    for name in sorted(new, key=lambda entry: entry == INFO_FILE):
+    for name in sorted(sorted(staged), key=lambda entry: entry == INFO_FILE):
         tf.io.gfile.rename(f"{staging}/{name}", f"{output_dir}/{name}", overwrite=True)
     tf.io.gfile.rmtree(staging)
 
@@ -268,7 +285,7 @@ def finish_interrupted_overwrite(output_dir):
     in. A staging folder without one is a write that never finished: it is removed.
     """
     output_dir = str(output_dir).rstrip("/")
-    staging, previous = output_dir + STAGING_SUFFIX, output_dir + PREVIOUS_SUFFIX
+    staging, previous = beside(output_dir, "staging"), beside(output_dir, "previous")
     finished = False
     if tf.io.gfile.exists(f"{staging}/{INFO_FILE}"):
         replace_shards(staging, output_dir)
@@ -281,8 +298,10 @@ def finish_interrupted_overwrite(output_dir):
 
 
 def is_shard_folder(path):
-    """Whether `path` is a folder holding `train-*` TFRecord shards."""
-    return tf.io.gfile.isdir(str(path)) and bool(find_shards(path, TRAIN_PREFIX))
+    """Whether `path` is a folder holding TFRecord shards (`train-*`, `test-*`, ...)."""
+    return tf.io.gfile.isdir(str(path)) and any(
+        find_shards(path, prefix) for prefix in (TRAIN_PREFIX, *EVALUATION_PREFIXES)
+    )
 
 
 def find_shards(directory, prefix):
@@ -329,6 +348,8 @@ def check_shards(directory):
         raise DataError(
             f"{directory} holds both validation-* and test-* shards, two evaluation sets; {remedy}"
         )
+    if not find_shards(directory, TRAIN_PREFIX):
+        raise DataError(f"{directory} has no train-* shards; {remedy}")
     for prefix in (TRAIN_PREFIX, *present):
         names = [path.rstrip("/").rsplit("/", 1)[-1] for path in find_shards(directory, prefix)]
         matches = [SHARD_NAME.match(name) for name in names]
