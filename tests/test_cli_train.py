@@ -203,10 +203,16 @@ def test_command_on_digits(tmp_path):
 
 def test_command_names_a_missing_dataset_file(tmp_path):
     result = _run(f"--dataset={tmp_path / 'missing.npz'}", f"--model_dir={tmp_path / 'run'}")
-    assert result.returncode != 0
-    assert re.search(
-        "FileNotFoundError: Dataset file .*missing.npz does not exist", result.stderr
-    ), result.stderr[-2000:]
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"supcon-train: error: Dataset file {tmp_path / 'missing.npz'} does not exist; "
+        "check the path"
+    )
+    assert "Traceback" not in result.stderr
+    # The settings summary, not the config's repr.
+    assert "Settings (source: flag = command line, preset, default):" in result.stderr
+    assert re.search(r"dataset +\S+missing\.npz +flag", result.stderr)
+    assert "ExperimentConfig(" not in result.stderr
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ def _stderr_filtered(hidden):
 def program_name(name, argv=None):
     """The name the user ran: the console script's (`supcon-train`), else `name`."""
     argv = sys.argv if argv is None else argv
-    invoked = os.path.basename(argv[0]) if argv else ""
+    invoked = re.split(r"[\\/]", argv[0])[-1] if argv else ""
     invoked = re.sub(r"(-script\.py|\.exe)$", "", invoked)
     return invoked if invoked.startswith("supcon-") else name
 
