@@ -185,9 +185,11 @@ def test_command_on_digits(tmp_path):
         "--baseline_epochs=1",
         "--width_multiplier=0.25",
         "--batch_size=256",
-        "--verbose=0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # Output to a pipe: one line per epoch, no progress-bar escape codes.
+    assert "\x1b[" not in result.stdout
+    assert re.search(r"^\d+/\d+ - \d+s - .*loss: ", result.stdout, re.MULTILINE), result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert f"test accuracy: {report['supcon']['test_accuracy']:.4f}" in result.stdout
     assert (

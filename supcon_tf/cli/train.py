@@ -52,6 +52,8 @@ def main(argv):
         preset_flags = apply_preset_to_flags(FLAGS)
     except (ValueError, flags.IllegalFlagValueError) as error:
         raise UsageError(str(error)) from error
+    if not FLAGS["verbose"].present and not sys.stdout.isatty():
+        FLAGS.verbose = 2  # One line per epoch: no progress-bar escape codes in a log file.
     config = config_from_flags(FLAGS)
     model_dir = config.model_dir
     write_json(join(model_dir, "flags.json"), flag_values_dict(FLAGS))
