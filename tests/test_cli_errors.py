@@ -80,7 +80,8 @@ class TestErrorLine:
             ),
             (
                 flags.IllegalFlagValueError(
-                    "flag --views=1: --method=simclr needs --views >= 2 (the other views ...)."
+                    "flags method=simclr, views=1: --method=simclr needs --views >= 2 (the "
+                    "other views ...)."
                 ),
                 "supcon-train: error: --method=simclr needs --views >= 2 (the other views ...); "
                 "see supcon-train --help",

@@ -151,7 +151,7 @@ def _flag_message(message, program):
     required = re.search(r"Flag --(\w+) must have a value other than None", message)
     if required:
         return f"--{required.group(1)} is required; see {program} --help"
-    message = re.sub(r"^flag (--\w+=.*?): (?=--)", "", message)  # absl repeats the flag.
+    message = re.sub(r"^flags? .*?: (?=--)", "", message)  # absl repeats the flags.
     message = re.sub(r"^flag (--\w+=.*?): ", r"\1: ", message)
     for pattern, words in _VALUE_MESSAGES:
         message = re.sub(pattern, words, message)
