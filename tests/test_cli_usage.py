@@ -48,6 +48,12 @@ class TestTrainHelp:
         assert text.index("Data flags:") < text.index("--dataset:") < text.index("Model flags:")
         assert text.index("Optimisation flags:") < text.index("--batch_size:")
 
+    def test_helpfull_lists_every_flag_and_exits_0(self, capsys):
+        code, _ = _help_of(define_flags, train.__doc__, flag_groups, "--helpfull")
+        text = capsys.readouterr().out
+        assert code == 0 and text.startswith("`supcon-train`: SupCon pretraining")
+        assert "--batch_size: Images per step" in text
+
     def test_arguments_after_double_dash_are_not_help(self, capsys):
         flag_values = flags.FlagValues()
         define_flags(flag_values)

@@ -4,7 +4,7 @@ absl's own `--help` lists only the flags of the main module; the commands define
 theirs in `supcon_tf.cli`, so it would list none of them. `app.run(main,
 flags_parser=grouped_help_parser(description, groups))` answers `--help`, `-h`,
 `-?` and `--helpshort` with the command's description and its flags, group by group,
-and exits 0; `--helpfull` still lists them together with absl's and TensorFlow's.
+and exits 0; `--helpfull` lists them together with absl's and TensorFlow's (exit 0).
 
 Example:
 
@@ -27,6 +27,7 @@ import textwrap
 from absl import flags
 
 HELP_ARGUMENTS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+FULL_HELP_ARGUMENTS = ("--helpfull", "-helpfull")
 
 
 def format_grouped_help(flag_values, groups, description):
@@ -88,6 +89,9 @@ def grouped_help_parser(description, groups, flag_values=flags.FLAGS):
         if any(argument in HELP_ARGUMENTS for argument in arguments):
             named = groups() if callable(groups) else groups
             print(format_grouped_help(flag_values, named, description))
+            sys.exit(0)
+        if any(argument in FULL_HELP_ARGUMENTS for argument in arguments):
+            print(f"{description.strip()}\n\n{flag_values.get_help()}")
             sys.exit(0)
         return flag_values(argv)
 
