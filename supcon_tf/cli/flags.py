@@ -454,12 +454,7 @@ def _define_output_flags(define):
         "Deterministic TensorFlow ops (slower on GPUs): with --seed, two runs, interrupted "
         "or not, give the same weights.",
     )
-    define.integer(
-        "verbose",
-        "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch (unset: 1 on a "
-        "terminal, 2 when the output goes to a file or a pipe).",
-        0,
-    )
+    define.integer("verbose", "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch.", 0)
 
 
 # The flag groups of `supcon-train`, in the order `--help` lists them.
