@@ -206,9 +206,9 @@ def test_command_on_digits(tmp_path):
 def test_command_names_a_missing_dataset_file(tmp_path):
     result = _run(f"--dataset={tmp_path / 'missing.npz'}", f"--model_dir={tmp_path / 'run'}")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"supcon-train: error: Dataset file {tmp_path / 'missing.npz'} does not exist;"
-    )
+    last_line = result.stderr.strip().splitlines()[-1]
+    missing = tmp_path / "missing.npz"
+    assert last_line.startswith(f"supcon-train: error: Dataset file {missing} does not exist;")
     assert "Traceback" not in result.stderr
     # The settings summary, not the config's repr.
     assert "Settings (source: flag = command line, preset, default):" in result.stderr
