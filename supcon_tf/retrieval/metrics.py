@@ -112,7 +112,7 @@ def retrieval_metrics(
     if same_set:
         references, reference_labels = queries, query_labels
     else:
-        references = as_embeddings("reference_embeddings", reference_embeddings, copy=False)
+        references = as_embeddings("reference_embeddings", reference_embeddings)
         check_dimensions(queries, references)
         reference_labels = _as_labels("reference_labels", reference_labels, references.shape[0])
     ks = _as_ks(ks, references.shape[0] - int(same_set), same_set)

@@ -91,7 +91,7 @@ def nearest_neighbors(
     block_size = checks.integer("block_size", block_size, minimum=1)
     exclude_self = checks.boolean("exclude_self", exclude_self)
     queries = as_embeddings("queries", queries)
-    references = as_embeddings("references", references, copy=False)
+    references = as_embeddings("references", references)
     check_dimensions(queries, references)
     if exclude_self and queries.shape[0] != references.shape[0]:
         raise UsageError(
@@ -118,11 +118,11 @@ def nearest_neighbors(
 # ----------------------------------------------------------------------------- checks
 
 
-def as_embeddings(name, values, copy=True):
+def as_embeddings(name, values):
     """`values` as a 2-D float array `[rows, dim]` with at least one row, else `UsageError`.
 
-    Queries (small) become float32; a gallery keeps its float dtype (`copy=False`) so that a
-    memmap is not read whole here.
+    A float array (a memmap too) is kept as it is, not copied: blocks of it become float32
+    as they are read. Other numbers become float32 here.
     """
     if not (isinstance(values, np.ndarray) and values.dtype.kind == "f"):
         values = np.asarray(values)
@@ -138,8 +138,8 @@ def as_embeddings(name, values, copy=True):
         )
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise UsageError(f"`{name}` is empty (shape {values.shape}); pass at least one row.")
-    if copy or values.dtype.kind != "f":
-        values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float32)
     return values
 
 
@@ -154,18 +154,23 @@ def check_dimensions(queries, references):
 def check_values(queries, references, metric, block_size):
     """Finite values, no zero row under cosine, no float32 overflow under dot.
 
-    Reads the gallery once, one block at a time.
+    Reads both arrays once, one block at a time.
     """
-    query_norm = _check_block("queries", queries, 0, metric)
-    reference_norm = 0.0
-    for start in range(0, references.shape[0], block_size):
-        block = references[start : start + block_size]
-        reference_norm = max(reference_norm, _check_block("references", block, start, metric))
+    query_norm = _largest_norm("queries", queries, metric, block_size)
+    reference_norm = _largest_norm("references", references, metric, block_size)
     if metric == "dot" and query_norm * reference_norm > _FLOAT32_MAX:
         raise UsageError(
             f"dot products of these embeddings reach {query_norm * reference_norm:.3g}, "
             "beyond float32; scale them down or use metric='cosine'."
         )
+
+
+def _largest_norm(name, embeddings, metric, block_size):
+    largest = 0.0
+    for start in range(0, embeddings.shape[0], block_size):
+        block = embeddings[start : start + block_size]
+        largest = max(largest, _check_block(name, block, start, metric))
+    return largest
 
 
 def _check_block(name, block, start, metric):
@@ -204,16 +209,22 @@ def score_blocks(queries, references, metric, block_size, self_indices=None):
     The references are the outer loop (each gallery block is read and normalised once);
     `scores` is a float32 `[query block, reference block]` view of one reused buffer, with
     `-inf` where a query meets its own row (`self_indices[i]` is query i's own row).
+    Queries that fit in one block are prepared once; more are prepared a block at a time
+    (a small cost next to the product), so that no full copy of them is made.
     """
-    queries = prepare(queries, metric)
+    query_blocks = [
+        slice(start, min(start + block_size, queries.shape[0]))
+        for start in range(0, queries.shape[0], block_size)
+    ]
+    single = prepare(queries, metric) if len(query_blocks) == 1 else None
     buffer = np.empty(block_size * block_size, dtype=np.float32)
     for reference_start in range(0, references.shape[0], block_size):
         block = prepare(references[reference_start : reference_start + block_size], metric)
-        for query_start in range(0, queries.shape[0], block_size):
-            rows = slice(query_start, min(query_start + block_size, queries.shape[0]))
-            scores = buffer[: (rows.stop - rows.start) * block.shape[0]]
-            scores = scores.reshape(rows.stop - rows.start, block.shape[0])
-            np.matmul(queries[rows], block.T, out=scores)
+        for rows in query_blocks:
+            query_block = single if single is not None else prepare(queries[rows], metric)
+            scores = buffer[: query_block.shape[0] * block.shape[0]]
+            scores = scores.reshape(query_block.shape[0], block.shape[0])
+            np.matmul(query_block, block.T, out=scores)
             if self_indices is not None:
                 _mask_self(scores, self_indices[rows] - reference_start)
             yield rows, reference_start, scores
