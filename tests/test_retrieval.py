@@ -109,7 +109,7 @@ def random_embeddings(rows, dim=16, seed=0):
 class TestNearestNeighbors:
     @pytest.mark.parametrize("metric", ["cosine", "dot"])
     @pytest.mark.parametrize("exclude_self", [False, True])
-    @pytest.mark.parametrize("block_size", [1, 7, 32, 4096])
+    @pytest.mark.parametrize("block_size", [1, 7, 32, (5, 3), (2, 64), (4096, 1024)])
     @pytest.mark.parametrize("k", [1, 6, 60])
     def test_equals_float64_brute_force(self, metric, exclude_self, block_size, k):
         references = random_embeddings(61, seed=1)
@@ -207,6 +207,8 @@ class TestNearestNeighbors:
             ({"metric": "euclidean"}, r"`metric` must be one of 'cosine', 'dot', got 'euclidean'"),
             ({"backend": "annoy"}, r"`backend` must be one of 'exact', 'faiss'"),
             ({"block_size": 0}, r"`block_size` must be an integer >= 1"),
+            ({"block_size": (4, 0)}, r"`block_size` must be an integer >= 1, got 0"),
+            ({"block_size": (1, 2, 3)}, r"`block_size` must be an int or a pair"),
             ({"exclude_self": 1}, r"`exclude_self` must be True or False"),
             ({"queries": [["a", "b", "c", "d"]]}, r"`queries` must hold real numbers"),
             ({"queries": np.ones((3, 4)), "exclude_self": True}, r"there are 3 queries and 8"),

@@ -43,6 +43,7 @@ from supcon_tf.retrieval.search import (
     DEFAULT_BLOCK_SIZE,
     METRICS,
     as_embeddings,
+    block_shape,
     check_dimensions,
     check_values,
     score_blocks,
@@ -79,7 +80,8 @@ def retrieval_metrics(
         ks: the k of Recall@k, each `1 <= k <=` the gallery size (`Q - 1` without
             references).
         metric: `"cosine"` or `"dot"`, as in `nearest_neighbors`.
-        block_size: rows scored at once, as in `nearest_neighbors`.
+        block_size: rows scored at once (an int, or a pair: query rows, reference
+            rows), as in `nearest_neighbors`.
 
     Returns:
         A flat dict of floats: `precision_at_1`, `recall_at_<k>` for each k (ascending),
@@ -100,7 +102,7 @@ def retrieval_metrics(
     (0.0, 1.0, 0.5)
     """
     metric = checks.choice("metric", metric, METRICS)
-    block_size = checks.integer("block_size", block_size, minimum=1)
+    block_size = block_shape(block_size)
     same_set = reference_embeddings is None
     if same_set != (reference_labels is None):
         raise UsageError(
