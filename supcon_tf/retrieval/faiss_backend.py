@@ -11,7 +11,8 @@ import numpy as np
 from supcon_tf.errors import UsageError
 
 
-def _faiss():
+def load():
+    """The `faiss` module, or a `UsageError` saying how to install it."""
     try:
         import faiss
     except ImportError as error:
@@ -22,15 +23,16 @@ def _faiss():
     return faiss
 
 
-def search(queries, references, k, metric, self_indices=None):
-    """`(indices [Q, k] int64, scores [Q, k] float32)` from a FAISS flat inner-product index."""
-    from supcon_tf.retrieval.search import prepare
+def search(queries, references, k, self_indices=None):
+    """`(indices [Q, k] int64, scores [Q, k] float32)` from a FAISS flat inner-product index.
 
-    faiss = _faiss()
+    `queries` and `references` are C-contiguous float32 arrays, L2-normalised for cosine.
+    """
+    faiss = load()
     index = faiss.IndexFlatIP(references.shape[1])
-    index.add(prepare(references, metric))
+    index.add(references)
     wanted = k + (self_indices is not None)
-    scores, indices = index.search(prepare(queries, metric), wanted)
+    scores, indices = index.search(queries, wanted)
     if self_indices is None:
         return indices.astype(np.int64), scores
     # Drop each query's own row; when it is not among the results, drop the last one.

@@ -113,7 +113,10 @@ def nearest_neighbors(
     if backend == "faiss":
         from supcon_tf.retrieval import faiss_backend
 
-        return faiss_backend.search(queries, references, k, metric, self_indices)
+        faiss_backend.load()  # Before any copy of the gallery.
+        return faiss_backend.search(
+            prepare(queries, metric), prepare(references, metric), k, self_indices
+        )
     return top_k(queries, references, k, metric, block_size, self_indices)
 
 
