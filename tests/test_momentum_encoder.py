@@ -321,7 +321,7 @@ class TestCommandLineAndExperiment:
         def build(*args, **kwargs):
             raise BuiltError(kwargs)
 
-        monkeypatch.setattr(experiment, "SupConModel", build)
+        monkeypatch.setattr(experiment.components, "SupConModel", build)
         with pytest.raises(BuiltError) as built:
             experiment.run_experiment(config)
         options = built.value.args[0]

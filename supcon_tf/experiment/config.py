@@ -1,92 +1,45 @@
-"""The whole two-phase experiment as a plain-Python library call (no flags).
+"""`ExperimentConfig`: every setting of an experiment, each checked once, where it enters.
 
-`run_experiment(ExperimentConfig(...))` runs, in `model_dir`:
-
-1. `pretrain`: SupCon pretraining of the encoder (`SupConModel` + loss), saved as
-   `encoder.keras`.
-2. `classifier`: a linear head on the frozen encoder, saved as `classifier.keras`
-   (images -> logits).
-3. `baseline` (optional): the same encoder architecture trained end to end with
-   cross-entropy, saved as `baseline.keras`.
-
-Every phase logs its metrics to `logs/<phase>/history.csv` and, when the
-`tensorboard` package is installed, to TensorBoard (`logs/<phase>`), checkpoints every epoch
-(`supcon_tf.checkpoints.TrainingCheckpoint` under `backup/<phase>`) and writes a completion
-marker (`phases/<phase>.json`): running the same configuration again resumes an
-interrupted phase exactly where its last checkpoint left it (mid-epoch with
-`backup_steps`) and skips finished phases. Each epoch sees the same shuffled batches
-whether or not the run was interrupted. One process at a time trains in a folder
-(`run.lock`); SIGTERM saves at the next step and raises
-`supcon_tf.checkpoints.StopRequested`; a NaN or Inf loss raises
-`supcon_tf.checkpoints.NonFiniteTrainingError` (see docs/reliability.md). The validation
-split is monitored for model selection; the test split is evaluated once per model,
-at the end. `report.json` holds the test accuracies, the configuration and timings.
-
-The classifier stage trains with a recipe of its own (`classifier_optimizer`,
-`classifier_learning_rate`, ...: `ExperimentConfig.classifier_stage`), as the
-reference implementations do. Both classifier phases (the SupCon classifier and the
-baseline) keep their best validation epoch (the lowest validation loss by default,
-`best_epoch_monitor`) by the same rule (`supcon_tf.selection.BestEpoch`), and may
-stop early (`early_stopping_patience`); the chosen epoch is in `report.json`
-(`selected_epoch`).
-
-Where to look: the run folder and its resumption rules (configuration check,
-markers, backups) are `supcon_tf.runs`; training and evaluating one phase is
-`supcon_tf.phases`; strategies and precision are `supcon_tf.distribute`.
+The configuration is the one place where options are validated: the constructor
+checks types and ranges (`supcon_tf.checks`), choices and the combinations that cannot
+work together, and raises `supcon_tf.errors.UsageError` naming the option and the fix.
+The stages trust the typed values they receive. Rules that belong to a library object
+(the loss options, a fraction of the crops, the gradient-cache chunk) are that
+object's own check, called from here. (Half of this module is the documentation of
+the options, one entry per field, which is why it is about 600 lines.)
 
 Example:
 
->>> import tempfile
->>> config = ExperimentConfig(
-...     pretrain_epochs=1, classifier_epochs=1, baseline=False, width_multiplier=0.25,
-...     model_dir=tempfile.mkdtemp(), verbose=0, evaluate=False)
->>> report = run_experiment(config)
->>> sorted(report["supcon"])
-['epochs_trained', 'selected_epoch', 'test_accuracy', 'test_loss', 'validation_accuracy']
+>>> config = ExperimentConfig(batch_size=32, classifier_batch_size=None)
+>>> config.classifier_stage().batch_size
+32
+>>> ExperimentConfig(views=0)
+Traceback (most recent call last):
+...
+supcon_tf.errors.UsageError: `views` must be an integer >= 1, got 0.
 """
 
-import contextlib
 import dataclasses
-import logging
-import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from supcon_tf.augment import build_augmenter
-from supcon_tf.data.streaming import check_fraction, input_error_message
+from supcon_tf import checks
+from supcon_tf.augment import AUGMENTATIONS
+from supcon_tf.data.streaming import check_fraction
 from supcon_tf.distribute import (
     LEARNING_RATE_SCALINGS,
     MIXED_PRECISION_POLICIES,
     STRATEGIES,
-    build_strategy,
     default_learning_rate_scaling,
-    per_replica_batch_size,
     scale_learning_rate,
-    synchronize_batch_norm,
-    training_scope,
-    worker_model_dir,
 )
-from supcon_tf.encoders import build_encoder
-from supcon_tf.evaluation import KNNMonitor, evaluate_run
-from supcon_tf.files import join
+from supcon_tf.encoders import ENCODERS, STEMS
+from supcon_tf.errors import UsageError
+from supcon_tf.experiment.inputs import DataSource
 from supcon_tf.gradient_cache import check_chunk_size
-from supcon_tf.inputs import open_inputs
-from supcon_tf.layers import ProjectionHead
-from supcon_tf.losses import NPairsLoss, SupervisedContrastiveLoss
-from supcon_tf.models import (
-    HIDDEN_ACTIVATIONS,
-    HybridSupConModel,
-    SupConModel,
-    build_cross_entropy_classifier,
-    build_linear_classifier,
-)
+from supcon_tf.losses import SupervisedContrastiveLoss
+from supcon_tf.models import HIDDEN_ACTIVATIONS
 from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.phases import build_phase_optimizer, compile_classifier, evaluate_split, fit_phase
-from supcon_tf.runs import RunDirectory, stop_on_sigterm
 from supcon_tf.schedules import SCHEDULES
-from supcon_tf.selection import MONITORS, BestEpoch
+from supcon_tf.selection import MONITORS
 
 PHASES = ("pretrain", "classifier", "baseline", "hybrid")
 METHODS = ("supcon", "simclr", "hybrid")
@@ -107,7 +60,7 @@ SUPCON_ONLY_OPTIONS = {
 
 # Configuration fields that may change between an interrupted run and its resumption
 # (the batch size is global, so a run may resume on other devices or another strategy).
-_RESUMABLE_FIELDS = (
+RESUMABLE_FIELDS = (
     "model_dir",
     "verbose",
     "evaluate",
@@ -120,7 +73,24 @@ _RESUMABLE_FIELDS = (
     "deterministic",
     "implementation",
     "block_size",
+    "reevaluate",
+    "dry_run",
 )
+_RESUMABLE_FIELDS = RESUMABLE_FIELDS
+
+
+def _library_rule(check, *arguments, **options):
+    """Runs a library object's own check; its `ValueError` becomes a `UsageError`."""
+    try:
+        return check(*arguments, **options)
+    except UsageError:
+        raise
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _optional_integer(name, value, minimum):
+    return None if value is None else checks.integer(name, value, minimum=minimum)
 
 
 @dataclasses.dataclass
@@ -266,12 +236,18 @@ class ExperimentConfig:
             (`tf.config.experimental.enable_op_determinism`, for the rest of the
             process; slower on GPUs): with the seeds, two runs, interrupted or not,
             give the same weights.
-        verbose: Keras progress-bar mode (0 silent, 1 bars, 2 one line per epoch).
+        verbose: Keras progress: 0 silent, 1 progress bars when standard output is a
+            terminal and one line per epoch when it is not (a log file gets no ANSI
+            codes), 2 one line per epoch.
         evaluate: at the end, run `supcon_tf.evaluation.evaluate_run` (ECE, per-class
             accuracy, kNN, alignment/uniformity, t-SNE, corruptions; report.md and plots).
         knn_monitor: log the weighted kNN accuracy of the encoder on the validation split
             (`val_knn_accuracy`) during pretraining (`supcon_tf.evaluation.KNNMonitor`).
         knn_monitor_every: epochs between two kNN measurements.
+        reevaluate: run the end-of-run evaluation again on a finished run (without it,
+            a finished run started again only says where its report is).
+        dry_run: check the run (`supcon_tf.experiment.preflight`) and stop: nothing is
+            written to `model_dir` and nothing is trained.
 
     Example:
 
@@ -352,203 +328,169 @@ class ExperimentConfig:
     evaluate: bool = True
     knn_monitor: bool = True
     knn_monitor_every: int = 5
+    reevaluate: bool = False
+    dry_run: bool = False
 
     def __post_init__(self):
-        for name in ("views", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("pretrain_epochs", "classifier_epochs", "knn_monitor_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if self.image_size is not None and (
-            isinstance(self.image_size, bool)
-            or not isinstance(self.image_size, int)
-            or self.image_size < 1
-        ):
-            raise ValueError(
-                f"`image_size` must be a positive integer or None, got {self.image_size!r}."
-            )
-        for name in ("crop_min_area", "center_crop_fraction"):
-            value = getattr(self, name)
-            if value is not None:
-                check_fraction(name, value)
-        if self.baseline_epochs is not None and (
-            not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 1
-        ):
-            raise ValueError(
-                f"`baseline_epochs` must be a positive integer or None, got {self.baseline_epochs!r}."
-            )
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown `method` {self.method!r}. Expected one of {METHODS}.")
-        if self.method == "simclr" and self.views < 2:
-            raise ValueError(
-                f"SimCLR pretraining needs at least 2 views (its only positives), got views={self.views}."
-            )
-        if not self.temperature > 0:
-            raise ValueError(f"`temperature` must be positive, got {self.temperature!r}.")
+        self._check_data()
+        self._check_model()
         self._check_loss()
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate!r}.")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(
-                f"Unknown `lr_schedule` {self.lr_schedule!r}. Expected one of {SCHEDULES}."
-            )
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int):
-            raise ValueError(f"`warmup_epochs` must be an integer, got {self.warmup_epochs!r}.")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"`warmup_epochs` must be >= 0, got {self.warmup_epochs}.")
-        if not 0 <= self.final_learning_rate <= self.learning_rate:
-            raise ValueError(
-                f"`final_learning_rate` must be in [0, learning_rate={self.learning_rate}], "
-                f"got {self.final_learning_rate!r}."
-            )
-        if not self.model_dir:
-            raise ValueError("`model_dir` must be a folder path, got an empty string.")
-        if self.projection_head not in PROJECTION_HEADS:
-            raise ValueError(
-                f"Unknown `projection_head` {self.projection_head!r}. Expected one of "
-                f"{PROJECTION_HEADS}."
-            )
+        self._check_optimisation()
         self._check_classifier_stage()
-        check_chunk_size(self.gradient_cache_chunk_size)
-        if (
-            isinstance(self.memory_size, bool)
-            or not isinstance(self.memory_size, int)
-            or self.memory_size < 0
-        ):
-            raise ValueError(
-                f"`memory_size` must be a non-negative integer (0: no memory bank), got "
-                f"{self.memory_size!r}."
-            )
-        self._check_momentum_encoder()
-        if self.gradient_cache_chunk_size is not None and self.sync_batchnorm:
-            raise ValueError(
-                "`sync_batchnorm=True` cannot be combined with `gradient_cache_chunk_size` "
-                f"(got {self.gradient_cache_chunk_size}): gradient caching normalises each "
-                "chunk by its own statistics; set sync_batchnorm=False."
-            )
         self._check_distribution()
+        self._check_output()
 
-    def _check_momentum_encoder(self):
-        if not isinstance(self.momentum_encoder, bool):
-            raise ValueError(
-                f"`momentum_encoder` must be True or False, got {self.momentum_encoder!r}."
+    def _check_data(self):
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise UsageError(
+                f"`dataset` must be a dataset name or path, got {self.dataset!r}; pass one "
+                "such as 'digits', 'cifar10' or a folder."
             )
-        momentum = self.encoder_momentum
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-            raise ValueError(f"`encoder_momentum` must be a number in [0, 1), got {momentum!r}.")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"`encoder_momentum` must be in [0, 1), got {momentum!r}.")
+        fraction = checks.number("validation_fraction", self.validation_fraction, minimum=0.0)
+        if fraction >= 1:
+            raise UsageError(
+                f"`validation_fraction` must be in [0, 1), got {fraction}; pass a share "
+                "such as 0.1."
+            )
+        _optional_integer("image_size", self.image_size, 1)
+        for name in ("crop_min_area", "center_crop_fraction"):
+            if getattr(self, name) is not None:
+                _library_rule(check_fraction, name, getattr(self, name))
+        checks.boolean("skip_corrupt_images", self.skip_corrupt_images)
+        checks.choice("augment", self.augment, AUGMENTATIONS)
+        checks.number("augment_magnitude", self.augment_magnitude, minimum=0.0, maximum=10.0)
+        checks.number("augment_strength", self.augment_strength, minimum=0.0, inclusive=False)
+
+    def _check_model(self):
+        checks.choice("encoder", self.encoder, ENCODERS)
+        checks.number("width_multiplier", self.width_multiplier, minimum=0.0, inclusive=False)
+        checks.choice("stem", self.stem, STEMS)
+        checks.choice("method", self.method, METHODS)
+        checks.integer("views", self.views, minimum=1)
+        if self.method == "simclr" and self.views < 2:
+            raise UsageError(
+                f"SimCLR pretraining needs at least 2 views (its only positives), got "
+                f"views={self.views}; set views=2."
+            )
+        checks.choice("projection_head", self.projection_head, PROJECTION_HEADS)
+        checks.integer("projection_units", self.projection_units, minimum=1)
+        checks.boolean("projection_batch_norm", self.projection_batch_norm)
+        checks.boolean("baseline", self.baseline)
+        _library_rule(check_chunk_size, self.gradient_cache_chunk_size)
+        checks.integer("memory_size", self.memory_size, minimum=0)
+        checks.boolean("momentum_encoder", self.momentum_encoder)
+        momentum = checks.number("encoder_momentum", self.encoder_momentum, minimum=0.0)
+        if momentum >= 1:
+            raise UsageError(
+                f"`encoder_momentum` must be in [0, 1), got {momentum}; MoCo uses 0.999."
+            )
+        # The model's rule, checked here until the model offers it as one function.
         if self.momentum_encoder and self.memory_size == 0:
-            raise ValueError(
+            raise UsageError(
                 "`momentum_encoder=True` needs a memory bank: the key network only fills it; "
                 "got memory_size=0. Set memory_size > 0 or momentum_encoder=False."
             )
 
-    def _check_classifier_stage(self):
-        choices = {
-            "classifier_optimizer": OPTIMIZERS,
-            "classifier_lr_schedule": SCHEDULES,
-            "classifier_hidden_activation": HIDDEN_ACTIVATIONS,
-            "best_epoch_monitor": MONITORS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"Unknown `{name}` {getattr(self, name)!r}. Expected one of {allowed}."
-                )
-        batch_size = self.classifier_batch_size
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ValueError(
-                f"`classifier_batch_size` must be a positive integer or None (the same as "
-                f"`batch_size`), got {batch_size!r}."
-            )
-        if not self.classifier_learning_rate > 0:
-            raise ValueError(
-                "`classifier_learning_rate` must be positive, got "
-                f"{self.classifier_learning_rate!r}."
-            )
-        if not self.classifier_weight_decay >= 0:
-            raise ValueError(
-                "`classifier_weight_decay` must be >= 0 (0 disables it), got "
-                f"{self.classifier_weight_decay!r}."
-            )
-        patience = self.early_stopping_patience
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(
-                "`early_stopping_patience` must be an integer >= 0 (0: no early stopping), "
-                f"got {patience!r}."
-            )
-
     def _check_loss(self):
-        if self.loss not in LOSSES:
-            raise ValueError(
-                f"Unknown `loss` {self.loss!r}. Expected one of {LOSSES}: 'supcon' is "
-                "SupervisedContrastiveLoss, 'npairs' the Keras example's NPairsLoss."
-            )
+        checks.choice("loss", self.loss, LOSSES)
         if self.loss == "npairs":
             for name, default in SUPCON_ONLY_OPTIONS.items():
                 if getattr(self, name) != default:
-                    raise ValueError(
+                    raise UsageError(
                         f"`{name}`={getattr(self, name)!r} is an option of loss='supcon' "
                         f"only; with loss='npairs' it must stay {default!r}."
                     )
-        # The loss validates its own options (named errors: what was given, what is allowed).
-        SupervisedContrastiveLoss(
+        # The loss validates its own options (temperature included).
+        _library_rule(
+            SupervisedContrastiveLoss,
             temperature=self.temperature,
             **{name: getattr(self, name) for name in SUPCON_ONLY_OPTIONS},
         )
-        if (
-            isinstance(self.hybrid_weight, bool)
-            or not isinstance(self.hybrid_weight, (int, float))
-            or not 0 < self.hybrid_weight < float("inf")
-        ):
-            raise ValueError(
-                f"`hybrid_weight` must be a positive finite number, got {self.hybrid_weight!r}."
-            )
+        checks.number("hybrid_weight", self.hybrid_weight, minimum=0.0, inclusive=False)
         if self.hybrid_weight != 1.0 and self.method != "hybrid":
-            raise ValueError(
+            raise UsageError(
                 f"`hybrid_weight`={self.hybrid_weight} applies only to method='hybrid', got "
-                f"method={self.method!r}."
+                f"method={self.method!r}; drop it or set method='hybrid'."
             )
         if self.positives_cap is not None and self.positives_cap % self.views:
-            raise ValueError(
+            raise UsageError(
                 f"`positives_cap` must be a multiple of `views` ({self.views}): it counts "
                 f"all views of each kept positive sample; got {self.positives_cap}."
             )
 
+    def _check_optimisation(self):
+        checks.integer("batch_size", self.batch_size, minimum=1)
+        for name in ("pretrain_epochs", "classifier_epochs"):
+            checks.integer(name, getattr(self, name), minimum=1)
+        _optional_integer("baseline_epochs", self.baseline_epochs, 1)
+        checks.choice("optimizer", self.optimizer, OPTIMIZERS)
+        checks.number("learning_rate", self.learning_rate, minimum=0.0, inclusive=False)
+        checks.number("weight_decay", self.weight_decay, minimum=0.0)
+        checks.number("momentum", self.momentum, minimum=0.0, maximum=1.0)
+        checks.choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        checks.integer("warmup_epochs", self.warmup_epochs, minimum=0)
+        checks.number(
+            "final_learning_rate",
+            self.final_learning_rate,
+            minimum=0.0,
+            maximum=self.learning_rate,
+        )
+        checks.choice(
+            "learning_rate_scaling", self.learning_rate_scaling, ("auto", *LEARNING_RATE_SCALINGS)
+        )
+
+    def _check_classifier_stage(self):
+        checks.choice("classifier_optimizer", self.classifier_optimizer, OPTIMIZERS)
+        checks.choice("classifier_lr_schedule", self.classifier_lr_schedule, SCHEDULES)
+        checks.choice(
+            "classifier_hidden_activation", self.classifier_hidden_activation, HIDDEN_ACTIVATIONS
+        )
+        checks.choice("best_epoch_monitor", self.best_epoch_monitor, MONITORS)
+        _optional_integer("classifier_batch_size", self.classifier_batch_size, 1)
+        checks.number(
+            "classifier_learning_rate",
+            self.classifier_learning_rate,
+            minimum=0.0,
+            inclusive=False,
+        )
+        checks.number("classifier_weight_decay", self.classifier_weight_decay, minimum=0.0)
+        checks.boolean("classifier_standardize", self.classifier_standardize)
+        _optional_integer("classifier_hidden_units", self.classifier_hidden_units, 1)
+        dropout = checks.number("classifier_dropout", self.classifier_dropout, minimum=0.0)
+        if dropout >= 1:
+            raise UsageError(f"`classifier_dropout` must be in [0, 1), got {dropout}.")
+        checks.boolean("select_best_epoch", self.select_best_epoch)
+        checks.integer("early_stopping_patience", self.early_stopping_patience, minimum=0)
+
     def _check_distribution(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown `strategy` {self.strategy!r}. Expected one of {STRATEGIES}.")
+        checks.choice("strategy", self.strategy, STRATEGIES)
         tpu_fields = [name for name in ("tpu", "tpu_zone", "gcp_project") if getattr(self, name)]
         if tpu_fields and self.strategy != "tpu":
-            raise ValueError(
-                f"{', '.join(tpu_fields)} only apply to strategy='tpu', got {self.strategy!r}."
+            raise UsageError(
+                f"{', '.join(tpu_fields)} only apply to strategy='tpu', got "
+                f"{self.strategy!r}; drop them or set strategy='tpu'."
             )
-        if self.mixed_precision not in MIXED_PRECISION_POLICIES:
-            raise ValueError(
-                f"Unknown `mixed_precision` {self.mixed_precision!r}. Expected one of "
-                f"{MIXED_PRECISION_POLICIES}."
+        checks.choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
+        checks.boolean("sync_batchnorm", self.sync_batchnorm)
+        if self.gradient_cache_chunk_size is not None and self.sync_batchnorm:
+            raise UsageError(
+                "`sync_batchnorm=True` cannot be combined with `gradient_cache_chunk_size` "
+                f"(got {self.gradient_cache_chunk_size}): gradient caching normalises each "
+                "chunk by its own statistics; set sync_batchnorm=False."
             )
-        scalings = ("auto", *LEARNING_RATE_SCALINGS)
-        if self.learning_rate_scaling not in scalings:
-            raise ValueError(
-                f"Unknown `learning_rate_scaling` {self.learning_rate_scaling!r}. Expected one "
-                f"of {scalings}."
+
+    def _check_output(self):
+        if not isinstance(self.model_dir, str) or not self.model_dir:
+            raise UsageError(
+                f"`model_dir` must be a folder path, got {self.model_dir!r}; pass a folder "
+                "such as 'runs/supcon'."
             )
-        if (
-            isinstance(self.backup_steps, bool)
-            or not isinstance(self.backup_steps, int)
-            or self.backup_steps < 0
-        ):
-            raise ValueError(
-                f"`backup_steps` must be a non-negative integer (0: every epoch), got "
-                f"{self.backup_steps!r}."
-            )
+        checks.integer("backup_steps", self.backup_steps, minimum=0)
+        checks.integer("seed", self.seed, minimum=0)
+        for name in ("deterministic", "evaluate", "knn_monitor", "reevaluate", "dry_run"):
+            checks.boolean(name, getattr(self, name))
+        checks.integer("verbose", self.verbose, minimum=0, maximum=2)
+        checks.integer("knn_monitor_every", self.knn_monitor_every, minimum=1)
 
     def classifier_stage(self):
         """This configuration with the classifier stage's recipe as the optimisation settings.
@@ -582,383 +524,87 @@ class ExperimentConfig:
             rule = default_learning_rate_scaling(self.optimizer)
         return scale_learning_rate(self.learning_rate, self.batch_size, rule)
 
+    def data_source(self):
+        """The `supcon_tf.experiment.inputs.DataSource` of this configuration (its data settings).
 
-def run_experiment(config):
-    """Runs SupCon pretraining, the frozen-encoder classifier and the baseline.
+        Example:
 
-    Args:
-        config: an `ExperimentConfig`.
+        >>> ExperimentConfig(dataset="digits", validation_fraction=0.2).data_source().dataset
+        'digits'
+        """
+        return DataSource(
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            validation_fraction=self.validation_fraction,
+            seed=self.seed,
+            image_size=self.image_size,
+            crop_min_area=self.crop_min_area,
+            center_crop_fraction=self.center_crop_fraction,
+            skip_corrupt_images=self.skip_corrupt_images,
+        )
 
-    Returns:
-        The report dict also written to `<model_dir>/report.json`:
-        `{"supcon": {"test_accuracy", "validation_accuracy", "test_loss"}` (the
-        frozen-encoder classifier after SupCon or SimCLR pretraining, see "method"),
-        "cross_entropy": {...} (when `config.baseline`), "config": {...},
-        "timings": {...}, "dataset": {...}, "history": {...}}`.
+    def effective_baseline_epochs(self):
+        """The baseline's epochs: `baseline_epochs`, or the SupCon arm's when it is `None`.
+
+        Example:
+
+        >>> ExperimentConfig(pretrain_epochs=3, classifier_epochs=2).effective_baseline_epochs()
+        5
+        """
+        return self.baseline_epochs or self.pretrain_epochs + self.classifier_epochs
+
+    def training_recipe(self):
+        """The `TrainingRecipe` of pretraining and the baseline (the optimisation settings)."""
+        return TrainingRecipe(
+            optimizer=self.optimizer,
+            learning_rate=self.scaled_learning_rate(),
+            lr_schedule=self.lr_schedule,
+            warmup_epochs=self.warmup_epochs,
+            final_learning_rate=self.final_learning_rate
+            * self.scaled_learning_rate()
+            / self.learning_rate,
+            weight_decay=self.weight_decay,
+            momentum=self.momentum,
+            batch_size=self.batch_size,
+        )
+
+    def classifier_recipe(self):
+        """The `TrainingRecipe` of the classifier stage (`classifier_*` settings).
+
+        Example:
+
+        >>> ExperimentConfig(classifier_batch_size=16).classifier_recipe().batch_size
+        16
+        """
+        return self.classifier_stage().training_recipe()
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+    """How one phase optimises: what `supcon_tf.experiment.phases` needs, and nothing else.
+
+    Attributes:
+        optimizer: optimizer name (`supcon_tf.optimizers.build_optimizer`).
+        learning_rate: the peak learning rate, already scaled to `batch_size`.
+        lr_schedule: `"constant"` or `"cosine"`, over the phase's epochs.
+        warmup_epochs: linear warmup epochs at the start of the phase.
+        final_learning_rate: the cosine schedule's floor (scaled like `learning_rate`).
+        weight_decay, momentum: optimizer settings.
+        batch_size: the global batch size.
 
     Example:
 
-    >>> ExperimentConfig(views=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: `views` must be a positive integer, got 0.
+    >>> recipe = ExperimentConfig(learning_rate=0.1, optimizer="sgd",
+    ...                           learning_rate_scaling="none").training_recipe()
+    >>> recipe.optimizer, recipe.learning_rate, recipe.batch_size
+    ('sgd', 0.1, 64)
     """
-    if not isinstance(config, ExperimentConfig):
-        raise ValueError(f"`config` must be an ExperimentConfig, got {type(config).__name__}.")
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy, config = _distribute(config)
-    run = RunDirectory(config.model_dir)
-    with run.lock(), stop_on_sigterm() as stop_requested:
-        run.record_config(dataclasses.asdict(config), resumable_fields=_RESUMABLE_FIELDS)
-        start = time.perf_counter()
-        inputs = open_inputs(config)
-        _build_augmenter(config)  # Fails on a bad policy name before any training.
-        phases = _Phases(config, inputs, run, stop_requested)
-        with training_scope(strategy, config.mixed_precision), _input_errors_as_value_errors():
-            results = {"pretrain": phases.run("pretrain", phases.pretrain)}
-            results["classifier"] = phases.run("classifier", phases.train_classifier)
-            if config.baseline:
-                results["baseline"] = phases.run("baseline", phases.train_baseline)
-            if config.method == "hybrid":
-                results["hybrid"] = phases.run("hybrid", phases.train_hybrid)
-        report = _report(config, inputs, strategy, results, time.perf_counter() - start)
-        run.write_report(report)
-        if config.evaluate and inputs.streamed:
-            logging.warning(
-                "evaluate: the full evaluation (ECE, kNN, t-SNE, corruptions) needs the "
-                "dataset in RAM; a streamed dataset's report has the classifiers' accuracies."
-            )
-        elif config.evaluate:
-            # Adds "evaluation" to report.json and writes report.md and plots/.
-            report["evaluation"] = evaluate_run(run.root, inputs.splits, seed=config.seed)
-    return report
 
-
-@contextlib.contextmanager
-def _input_errors_as_value_errors():
-    """Re-raises a streamed dataset's bad input (an error naming the file) as `ValueError`."""
-    try:
-        yield
-    except tf.errors.InvalidArgumentError as error:
-        message = input_error_message(error)
-        if message is None:
-            raise
-        raise ValueError(message) from error
-
-
-def _distribute(config):
-    """The run's `tf.distribute` strategy, and `config` with this worker's `model_dir`."""
-    # The strategy comes first: a multi-worker strategy must exist before other TF work.
-    strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
-    per_replica_batch_size(config.batch_size, strategy)
-    per_replica_batch_size(config.classifier_stage().batch_size, strategy)
-    # Workers other than the chief write their files into a folder of their own.
-    model_dir = worker_model_dir(config.model_dir, strategy)
-    return strategy, dataclasses.replace(config, model_dir=model_dir)
-
-
-class _Phases:
-    """The three training phases of one run; each trains, saves its model, returns results."""
-
-    def __init__(self, config, inputs, run, stop_requested=None):
-        self.config = config
-        self.inputs = inputs
-        self.run_directory = run
-        self.stop_requested = stop_requested
-
-    def run(self, phase, train):
-        """`train()`'s result, or the stored one when the phase finished in an earlier call."""
-        seed = self.config.seed + PHASES.index(phase)
-        return self.run_directory.run_phase(phase, train, seed=seed)
-
-    def pretrain(self):
-        """Contrastive pretraining of a new encoder; saves `encoder.keras`."""
-        config, inputs = self.config, self.inputs
-        model = self._new_supcon_model(
-            gradient_cache_chunk_size=config.gradient_cache_chunk_size,
-            memory_size=config.memory_size,
-            momentum_encoder=config.momentum_encoder,
-            momentum=config.encoder_momentum,
-        )
-        training_batches = self._prepare_contrastive(model, labels=config.method != "simclr")
-        # Integer class labels (or none): the memory bank is built now, so that a
-        # checkpoint restored by `fit_phase` finds its variables.
-        model.build_memory_bank(labels_shape=(None,))
-        history, initial_epoch = fit_phase(
-            model,
-            config,
-            self.run_directory,
-            "pretrain",
-            training_batches,
-            inputs.num_train,
-            config.pretrain_epochs,
-            callbacks=_knn_monitors(model.encoder, inputs, config),
-            should_stop=self.stop_requested,
-        )
-        model.encoder.save(join(self.run_directory.root, "encoder.keras"))
-        return {"history": history, "resumed_from_epoch": initial_epoch}
-
-    def train_classifier(self):
-        """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
-        config = self.config
-        encoder = keras.saving.load_model(
-            join(self.run_directory.root, "encoder.keras"), safe_mode=True
-        )
-        model = build_linear_classifier(
-            encoder,
-            self.inputs.num_classes,
-            hidden_units=config.classifier_hidden_units,
-            dropout=config.classifier_dropout,
-            hidden_activation=config.classifier_hidden_activation,
-            standardize=config.classifier_standardize,
-        )
-        # The classifier stage trains with its own recipe (classifier_* settings).
-        return self._classify(
-            "classifier", model, config.classifier_epochs, config.classifier_stage()
-        )
-
-    def train_baseline(self):
-        """A new encoder and head trained end to end with cross-entropy; saves `baseline.keras`."""
-        config = self.config
-        model = build_cross_entropy_classifier(
-            self._new_encoder(),
-            self.inputs.num_classes,
-            hidden_units=config.classifier_hidden_units,
-            dropout=config.classifier_dropout,
-            hidden_activation=config.classifier_hidden_activation,
-        )
-        synchronize_batch_norm(model, config.sync_batchnorm)
-        epochs = config.baseline_epochs or config.pretrain_epochs + config.classifier_epochs
-        return self._classify("baseline", model, epochs, config)
-
-    def train_hybrid(self):
-        """One-stage `HybridSupConModel` on a new encoder; saves `hybrid.keras` (its classifier)."""
-        config, inputs = self.config, self.inputs
-        model = HybridSupConModel(
-            self._new_supcon_model(),
-            num_classes=inputs.num_classes,
-            hybrid_weight=config.hybrid_weight,
-        )
-        training_batches = self._prepare_contrastive(model, labels=True)
-        history, initial_epoch = fit_phase(
-            model,
-            config,
-            self.run_directory,
-            "hybrid",
-            training_batches,
-            inputs.num_train,
-            config.pretrain_epochs,
-            should_stop=self.stop_requested,
-        )
-        classifier = model.classifier()
-        compile_classifier(classifier, config, 1, inputs.num_train)
-        return {
-            **self._save_and_score(classifier, "hybrid", config.batch_size),
-            "history": history,
-            "resumed_from_epoch": initial_epoch,
-        }
-
-    def _save_and_score(self, model, name, batch_size):
-        """Saves `<name>.keras`; returns its validation and test accuracy and test loss."""
-        model.save(join(self.run_directory.root, f"{name}.keras"))
-        _, validation_accuracy = evaluate_split(
-            model, self.inputs.evaluation_batches("validation", batch_size)
-        )
-        test_loss, test_accuracy = evaluate_split(
-            model, self.inputs.evaluation_batches("test", batch_size)
-        )
-        return {
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
-            "validation_accuracy": validation_accuracy,
-        }
-
-    def _new_supcon_model(self, **options):
-        """A `SupConModel` on a new encoder with the configured head, augmenter and views."""
-        config = self.config
-        return SupConModel(
-            self._new_encoder(),
-            projection_head=_projection_head(config),
-            augmenter=_build_augmenter(config, crop=not self.inputs.streamed),
-            num_views=config.views,
-            **options,
-        )
-
-    def _prepare_contrastive(self, model, labels):
-        """Compiles and builds a contrastive `model`; returns its training-batch factory."""
-        config, inputs = self.config, self.inputs
-        model.compile(
-            optimizer=build_phase_optimizer(config, config.pretrain_epochs, inputs.num_train),
-            loss=contrastive_loss(config),
-        )
-        synchronize_batch_norm(model, config.sync_batchnorm)
-        # A streamed dataset's pipeline draws the views (crops); in RAM the model does.
-        views = config.views if inputs.streamed else None
-        model(inputs.example_images(views))
-
-        def training_batches(end_epoch, first_epoch, step):
-            return inputs.training_batches(
-                config, end_epoch, first_epoch, step, labels=labels, views=views
-            )
-
-        return training_batches
-
-    def _new_encoder(self):
-        config = self.config
-        return build_encoder(
-            config.encoder, self.inputs.input_shape, config.width_multiplier, config.stem
-        )
-
-    def _classify(self, phase, model, epochs, config):
-        """Trains a classifier phase with `config`'s optimisation settings, keeps its best
-        validation epoch, saves `<phase>.keras`, evaluates validation and test."""
-        inputs = self.inputs
-        compile_classifier(model, config, epochs, inputs.num_train)
-        model(inputs.example_images())
-        augmenter = _build_augmenter(config, crop=not inputs.streamed)
-
-        def training_batches(end_epoch, first_epoch, step):
-            return inputs.training_batches(
-                config, end_epoch, first_epoch, step, augmenter=augmenter
-            )
-
-        best_epoch = None
-        if inputs.num_validation and (config.select_best_epoch or config.early_stopping_patience):
-            best_epoch = BestEpoch(
-                join(self.run_directory.root, "best", phase),
-                config.early_stopping_patience,
-                monitor=config.best_epoch_monitor,
-            )
-        history, initial_epoch = fit_phase(
-            model,
-            config,
-            self.run_directory,
-            phase,
-            training_batches,
-            inputs.num_train,
-            epochs,
-            validation_data=inputs.evaluation_batches("validation", config.batch_size),
-            callbacks=[best_epoch] if best_epoch else [],
-            should_stop=self.stop_requested,
-        )
-        epochs_trained = initial_epoch + len(history.get("loss", []))
-        selected_epoch = epochs_trained
-        if best_epoch and config.select_best_epoch:
-            selected_epoch = best_epoch.restore(model) or epochs_trained
-        return {
-            **self._save_and_score(model, phase, config.batch_size),
-            "selected_epoch": selected_epoch,
-            "epochs_trained": epochs_trained,
-            "history": history,
-            "resumed_from_epoch": initial_epoch,
-        }
-
-
-def _projection_head(config):
-    if config.projection_head == "none":
-        return keras.layers.Identity(name="no_projection")
-    return ProjectionHead(
-        output_units=config.projection_units, batch_norm=config.projection_batch_norm
-    )
-
-
-def contrastive_loss(config):
-    """The pretraining loss of `config` (`loss`, `temperature` and the loss options).
-
-    Example:
-
-    >>> contrastive_loss(ExperimentConfig(denominator_mode="one_positive")).denominator_mode
-    'one_positive'
-    >>> type(contrastive_loss(ExperimentConfig(loss="npairs"))).__name__
-    'NPairsLoss'
-    """
-    if config.loss == "npairs":
-        return NPairsLoss(temperature=config.temperature)
-    return SupervisedContrastiveLoss(
-        temperature=config.temperature,
-        **{name: getattr(config, name) for name in SUPCON_ONLY_OPTIONS},
-    )
-
-
-def _build_augmenter(config, crop=True):
-    return build_augmenter(
-        config.augment,
-        seed=config.seed,
-        magnitude=config.augment_magnitude,
-        strength=config.augment_strength,
-        crop=crop,
-    )
-
-
-def _knn_monitors(encoder, inputs, config, max_samples=5000):
-    """`[KNNMonitor]` on (seeded subsets of) the training and validation splits, or `[]`.
-
-    Only for datasets held in RAM (a streamed dataset's images are not at hand).
-    """
-    if not config.knn_monitor or inputs.streamed or inputs.num_validation == 0:
-        return []
-    data = inputs.splits
-    rng = np.random.default_rng(config.seed)
-    bank = rng.permutation(len(data.x_train))[:max_samples]
-    queries = rng.permutation(len(data.x_val))[:max_samples]
-    return [
-        KNNMonitor(
-            encoder,
-            (data.x_train[bank], data.y_train[bank]),
-            (data.x_val[queries], data.y_val[queries]),
-            every_n_epochs=config.knn_monitor_every,
-            batch_size=config.batch_size,
-        )
-    ]
-
-
-def _report(config, inputs, strategy, results, seconds):
-    """The `report.json` contents: test results, configuration, data, timings, history."""
-
-    def summary(result):
-        keys = ("test_accuracy", "validation_accuracy", "test_loss")
-        selection = {key: result.get(key) for key in ("selected_epoch", "epochs_trained")}
-        return {**{key: result[key] for key in keys}, **selection}
-
-    report = {
-        "supcon": summary(results["classifier"]),
-        "method": config.method,
-        "config": dataclasses.asdict(config),
-        "dataset": {
-            "name": inputs.name,
-            "streamed": inputs.streamed,
-            "num_classes": inputs.num_classes,
-            "input_shape": list(inputs.input_shape),
-            "train": inputs.num_train,
-            "validation": inputs.num_validation,
-            "test": inputs.num_test,
-        },
-        "timings": {
-            **{f"{phase}_seconds": result["seconds"] for phase, result in results.items()},
-            "total_seconds_this_invocation": seconds,
-        },
-        "history": {phase: result["history"] for phase, result in results.items()},
-        "distribution": {
-            "strategy": config.strategy,
-            "num_replicas": strategy.num_replicas_in_sync,
-            "global_batch_size": config.batch_size,
-            "learning_rate": config.scaled_learning_rate(),
-            "mixed_precision": config.mixed_precision,
-        },
-        "versions": {
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "numpy": np.__version__,
-        },
-    }
-    if config.baseline:
-        report["cross_entropy"] = summary(results["baseline"])
-    if inputs.streamed:
-        # Unreadable images this process left out (with skip_corrupt_images).
-        skipped = inputs.splits.skipped_images
-        report["dataset"].update(skipped_images=list(skipped), num_skipped_images=len(skipped))
-    if "hybrid" in results:
-        # One-stage hybrid_weight x SupCon + CE, beside the two-stage "supcon" result.
-        report["hybrid"] = summary(results["hybrid"])
-    return report
+    optimizer: str
+    learning_rate: float
+    lr_schedule: str
+    warmup_epochs: int
+    final_learning_rate: float
+    weight_decay: float
+    momentum: float
+    batch_size: int

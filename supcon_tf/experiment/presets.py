@@ -8,7 +8,15 @@ A preset is a plain `dict` with:
   record is complete: classifier-stage optimizer, exact augmentation, ...);
 * `"sources"`: where every number was read (paper, official code, Keras example);
 * `"published"`: the accuracy the source reports for the recipe;
-* `"notes"`: where sources disagree or where the flags approximate the recipe.
+* `"notes"`: where sources disagree or where the flags approximate the recipe;
+* `"tied"` (optional): `{flag: source flag}`, values the recipe sets equal to another
+  (the classifier's batch to the pretraining batch, the baseline's epochs to the
+  pretraining epochs): overriding the source flag carries through to the tied one
+  unless it is given too (`apply_preset`), so that a smaller run stays the recipe's
+  shape and its two arms stay comparable.
+
+`preset_notes` says, for a configuration built from a preset, which values were
+overridden, which followed them and which stages keep the preset's value.
 
 The numbers were checked against: the paper (Khosla et al., NeurIPS 2020,
 arXiv:2004.11362), the official TensorFlow code (google-research/google-research,
@@ -40,6 +48,8 @@ Example:
 """
 
 import copy
+
+from supcon_tf.errors import UsageError
 
 SOURCE_PAPER = "Khosla et al., Supervised Contrastive Learning, NeurIPS 2020, arXiv:2004.11362"
 SOURCE_SUPCONTRAST = (
@@ -223,6 +233,7 @@ PRESETS = {
     "imagenet_resnet50_supcon": {
         "description": "The paper's ImageNet ResNet-50 SupCon run: batch 6144, LARS, "
         "AutoAugment, temperature 0.1, 350 epochs; classifier 90 epochs.",
+        "tied": {"classifier_batch_size": "batch_size"},
         "flags": {
             # Published learning rates are for the preset's own batch size.
             "learning_rate_scaling": "none",
@@ -277,6 +288,7 @@ PRESETS = {
     "keras_example": {
         "description": "The original Keras example: ResNet50V2 encoder (no weights), "
         "Adam 1e-3, batch 265, temperature 0.05, 50 + 50 epochs, Dense(128) projection.",
+        "tied": {"classifier_batch_size": "batch_size", "baseline_epochs": "pretrain_epochs"},
         "flags": {
             # Published learning rates are for the preset's own batch size.
             "learning_rate_scaling": "none",
@@ -339,6 +351,7 @@ PRESETS = {
         "description": "The first Keras example (2020/11/01): small CNN (314,432 parameters), "
         "no augmentation, no projection head, npairs loss at temperature 0.05, Adam 1e-3, "
         "batch 256, 50 + 50 epochs; classifier Dropout 0.5, Dense(64), Dropout 0.5, Dense(10).",
+        "tied": {"classifier_batch_size": "batch_size", "baseline_epochs": "pretrain_epochs"},
         "flags": {
             "learning_rate_scaling": "none",
             "dataset": "cifar10",
@@ -405,6 +418,7 @@ PRESETS = {
         "down), MLP projection, temperature 0.1, Adam with cosine decay; a 3-epoch linear stage "
         "on standardised features; the baseline with the same encoder and augmentation. Epochs "
         "are set per wall-clock budget by benchmarks/cifar10_studies.py.",
+        "tied": {"classifier_batch_size": "batch_size", "baseline_epochs": "pretrain_epochs"},
         "flags": {
             "learning_rate_scaling": "none",
             "dataset": "cifar10",
@@ -466,12 +480,16 @@ def get_preset(name):
     0.05
     """
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}.")
+        raise UsageError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}.")
     return copy.deepcopy(PRESETS[name])
 
 
 def apply_preset(name, explicit_values, defaults):
-    """Merges flag values: explicit values > the preset's values > defaults.
+    """Merges flag values: explicit values > tied values > the preset's values > defaults.
+
+    A flag the preset ties to another (`"tied"`) takes that flag's explicit value
+    when only the other one is given (`--batch_size=16` on a preset whose classifier
+    batch is its batch size gives `classifier_batch_size=16` too).
 
     Args:
         name: a preset name, or None/"" for no preset.
@@ -484,6 +502,10 @@ def apply_preset(name, explicit_values, defaults):
 
     >>> apply_preset("keras_example", {"batch_size": 64}, {"batch_size": 32, "temperature": 1.0})
     {'batch_size': 64, 'temperature': 0.05}
+    >>> merged = apply_preset("keras_example_2020", {"pretrain_epochs": 1},
+    ...                       {"pretrain_epochs": 30, "baseline_epochs": None})
+    >>> merged["baseline_epochs"]
+    1
     """
     merged = dict(defaults)
     if name:
@@ -492,6 +514,51 @@ def apply_preset(name, explicit_values, defaults):
                 merged[key] = value
     unknown = sorted(set(explicit_values) - set(defaults))
     if unknown:
-        raise ValueError(f"Explicit values for unknown flags {unknown}; known: {sorted(defaults)}.")
+        raise UsageError(
+            f"Explicit values for unknown flags {unknown}; use flags among {sorted(defaults)}."
+        )
     merged.update(explicit_values)
+    if name:
+        for tied, source in get_preset(name).get("tied", {}).items():
+            if source in explicit_values and tied not in explicit_values and tied in merged:
+                merged[tied] = explicit_values[source]
     return merged
+
+
+# Values a stage takes from another flag when the preset leaves them unset.
+_FOLLOWS = {"classifier_batch_size": "batch_size", "baseline_epochs": "pretrain_epochs"}
+
+
+def preset_notes(name, values):
+    """Lines saying how `values` (a configuration as a dict) departs from preset `name`.
+
+    One line per flag that differs from the preset's value; a stage value that keeps
+    the preset's while the value it goes with was overridden is said plainly, so that
+    a smaller run does not silently keep, say, the preset's 50 baseline epochs.
+
+    Example:
+
+    >>> flags = get_preset("cifar10_resnet50_supcon")["flags"]
+    >>> for line in preset_notes("cifar10_resnet50_supcon", {**flags, "batch_size": 64}):
+    ...     print(line)
+    batch_size=64 overrides the preset's 1024
+    classifier_batch_size keeps the preset's 512 (batch_size was overridden)
+    """
+    if not name:
+        return []
+    preset = get_preset(name)
+    flags, tied = preset["flags"], preset.get("tied", {})
+    lines = []
+    for key, value in flags.items():
+        if key in values and values[key] != value:
+            source = tied.get(key)
+            if source and values.get(source) == values[key]:
+                lines.append(f"{key}={values[key]!r} follows {source} (tied by the preset)")
+            else:
+                lines.append(f"{key}={values[key]!r} overrides the preset's {value!r}")
+    for key, source in _FOLLOWS.items():
+        overridden = source in flags and source in values and values[source] != flags[source]
+        kept = key in flags and values.get(key) == flags[key]
+        if overridden and kept:
+            lines.append(f"{key} keeps the preset's {flags[key]!r} ({source} was overridden)")
+    return lines

@@ -10,9 +10,14 @@ A run folder (`model_dir`) holds:
 - `logs/<phase>/`: the phase's `history.csv` and TensorBoard logs.
 - `phases/<phase>.json`: the completion marker of a finished phase, holding its
   result; a finished phase is not run again (`RunDirectory.run_phase`).
-- `report.json` and the saved models (written by the experiment).
+- `report.json` and the saved models (written by the experiment); a folder whose
+  report is there holds a complete run (`RunDirectory.complete_report`).
 - `run.lock`: while a process trains in the folder, its PID and host
   (`RunDirectory.lock`); a second process refuses to start.
+
+Nothing is written until the run claims the folder (`RunDirectory.lock`, then
+`record_config`): a run refused before that (a failed preflight) leaves no trace.
+`check_config` compares a configuration with the folder's without writing anything.
 
 Everything that decides whether, and where, a run resumes lives here, so that
 resumption rules (atomic writes, locks, stopping on a signal) have one home:
@@ -56,9 +61,12 @@ import keras
 import tensorflow as tf
 
 from supcon_tf.checkpoints import TrainingCheckpoint, latest_position
+from supcon_tf.errors import UsageError
 from supcon_tf.files import is_file, is_remote, join, read_text, remove, write_atomically
 
 LOCK_FILE = "run.lock"
+CONFIG_FILE = "config.json"
+REPORT_FILE = "report.json"
 
 # On an object store the lock is written, then read back after this long: a process
 # that wrote over it in the meantime is seen (see `RunDirectory.lock`).
@@ -144,8 +152,8 @@ class RunDirectory:
     """The output folder of one run: configuration, backups, logs, markers, report.
 
     Args:
-        model_dir: the folder (created if missing): a local path or a `tf.io.gfile`
-            URL such as `gs://bucket/run`.
+        model_dir: the folder (created when the run claims it, `lock`): a local path
+            or a `tf.io.gfile` URL such as `gs://bucket/run`.
 
     Attributes:
         root: `model_dir` as a string; the paths of `phase_paths` are strings too.
@@ -153,7 +161,6 @@ class RunDirectory:
 
     def __init__(self, model_dir):
         self.root = os.fspath(model_dir)
-        tf.io.gfile.makedirs(self.root)
 
     def phase_paths(self, phase):
         """The `PhasePaths` of `phase`."""
@@ -181,6 +188,7 @@ class RunDirectory:
         Raises:
             RunLockedError: another live process holds the lock.
         """
+        tf.io.gfile.makedirs(self.root)
         path = join(self.root, LOCK_FILE)
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         create = _create_remote_lock if is_remote(path) else _create_local_lock
@@ -203,33 +211,61 @@ class RunDirectory:
             if _same_owner(_read_lock(path), owner):
                 remove(path)
 
-    def record_config(self, config, resumable_fields=()):
-        """Writes `config.json`, refusing a folder that holds a run with another configuration.
+    def check_config(self, config, resumable_fields=()):
+        """Refuses a folder that holds a run with another configuration; writes nothing.
 
         Args:
             config: the configuration as a JSON-compatible dict.
             resumable_fields: keys that may differ from the stored run's.
 
         Raises:
-            ValueError: when a key outside `resumable_fields` differs.
+            UsageError: when a key outside `resumable_fields` differs.
         """
-        path = join(self.root, "config.json")
-        if is_file(path):
-            previous = _read_json(path, "the run's configuration")
-            differences = sorted(
-                key
-                for key in set(previous) | set(config)
-                if key not in resumable_fields and previous.get(key) != config.get(key)
+        path = join(self.root, CONFIG_FILE)
+        if not is_file(path):
+            return
+        previous = _read_json(path, "the run's configuration")
+        differences = sorted(
+            key
+            for key in set(previous) | set(config)
+            if key not in resumable_fields and previous.get(key) != config.get(key)
+        )
+        if differences:
+            details = ", ".join(
+                f"{key}: {previous.get(key)!r} -> {config.get(key)!r}" for key in differences
             )
-            if differences:
-                details = ", ".join(
-                    f"{key}: {previous.get(key)!r} -> {config.get(key)!r}" for key in differences
-                )
-                raise ValueError(
-                    f"{self.root} holds a run with a different configuration ({details}); "
-                    "use a new model_dir, or delete it to start over."
-                )
-        write_json(path, config)
+            raise UsageError(
+                f"{self.root} holds a run with a different configuration ({details}); "
+                "use a new model_dir, or delete it to start over."
+            )
+
+    def record_config(self, config, resumable_fields=(), records=None):
+        """Writes `config.json` (and `records`), refusing a run with another configuration.
+
+        Args:
+            config: the configuration as a JSON-compatible dict.
+            resumable_fields: keys that may differ from the stored run's.
+            records: optional `{file name: JSON-compatible payload}` written beside it
+                (`flags.json` of the command line).
+
+        Raises:
+            UsageError: when a key outside `resumable_fields` differs.
+        """
+        self.check_config(config, resumable_fields)
+        write_json(join(self.root, CONFIG_FILE), config)
+        for name, payload in (records or {}).items():
+            write_json(join(self.root, name), payload)
+
+    def complete_report(self):
+        """The stored `report.json` of a complete run, or `None` when there is none."""
+        path = join(self.root, REPORT_FILE)
+        if not is_file(path):
+            return None
+        try:
+            return _read_json(path, "the run's report")
+        except ValueError as error:
+            logging.warning("%s; the run is finished again.", error)
+            return None
 
     def run_phase(self, phase, train, seed):
         """Returns `train()`'s result dict, or the stored one when the phase is finished.
@@ -270,7 +306,7 @@ class RunDirectory:
 
     def write_report(self, report):
         """Writes `report.json`."""
-        write_json(join(self.root, "report.json"), report)
+        write_json(join(self.root, REPORT_FILE), report)
 
 
 def _read_json(path, what):
