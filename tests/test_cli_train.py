@@ -204,9 +204,9 @@ def test_command_on_digits(tmp_path):
 def test_command_names_a_missing_dataset_file(tmp_path):
     result = _run(f"--dataset={tmp_path / 'missing.npz'}", f"--model_dir={tmp_path / 'run'}")
     assert result.returncode != 0
-    assert re.search(
-        "NotFoundError: Dataset file .*missing.npz does not exist", result.stderr
-    ), result.stderr[-2000:]
+    assert re.search("NotFoundError: Dataset file .*missing.npz does not exist", result.stderr), (
+        result.stderr[-2000:]
+    )
 
 
 @pytest.mark.slow
