@@ -167,6 +167,11 @@ class TestData:
         refused(config, UsageError, r"applies to streamed datasets .* Drop --image_size")
         corrected_run_works(tiny_config(tmp_path))
 
+    def test_images_smaller_than_the_encoder_takes(self, tmp_path):
+        config = tiny_config(tmp_path, encoder="resnet18")  # 6-pixel images; it needs 8
+        refused(config, UsageError, r"are 6 pixels a side, but encoder resnet18 .*; choose")
+        corrected_run_works(tiny_config(tmp_path))
+
     def test_sampling_reads_a_few_images_not_the_folder(self, tmp_path, monkeypatch):
         root = write_folder(tmp_path / "images", per_class=(30, 2))
         reads = []

@@ -41,7 +41,7 @@ import tensorflow as tf
 from supcon_tf.data import folders, tfrecords
 from supcon_tf.data.arrays import resolve_dataset
 from supcon_tf.errors import DataError, UsageError
-from supcon_tf.experiment.inputs import check_image_size, check_streaming
+from supcon_tf.experiment.inputs import check_image_size, check_streaming, downsampling_factor
 from supcon_tf.experiment.inputs import open_inputs as load_inputs
 from supcon_tf.experiment.presets import get_preset, preset_notes
 from supcon_tf.experiment.report import budget
@@ -115,7 +115,7 @@ def preflight(config):
     )
     inputs = open_inputs(config, kind)
     if not streamed and min(inputs.input_shape[:2]) < _SAFE_SIDE:
-        check_image_size(min(inputs.input_shape[:2]), config.encoder, config.stem)
+        check_image_side(inputs, config.encoder, config.stem)
     batch_sizes = check_batch_sizes(config, inputs)
     notes = preset_notes(config.preset, dataclasses.asdict(config))
     arms = budget(config)
@@ -269,6 +269,18 @@ def _listing(function, *arguments):
         raise
     except (ValueError, OSError) as error:
         raise DataError(str(error)) from error
+
+
+def check_image_side(inputs, encoder, stem):
+    """`UsageError` when the in-RAM images are smaller than `encoder` downsamples."""
+    side = min(inputs.input_shape[:2])
+    factor = downsampling_factor(encoder, stem)
+    if side < factor:
+        raise UsageError(
+            f"The images of {inputs.name} are {side} pixels a side, but encoder {encoder} "
+            f"(stem {stem}) downsamples by {factor}; choose a smaller encoder such as "
+            "small_cnn, or stream larger crops of an image folder with --image_size."
+        )
 
 
 def check_batch_sizes(config, inputs):
