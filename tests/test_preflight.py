@@ -421,7 +421,7 @@ def test_command_line_corrected_command_runs_in_the_same_folder(tmp_path):
         f"--model_dir={model_dir}",
     ]
     failed = _train(*arguments, "--batch_size=4096")
-    assert failed.returncode != 0 and "exceeds the 1293 training images" in failed.stderr
+    assert failed.returncode != 0 and "exceeds the 1437 training images" in failed.stderr
     assert not model_dir.exists()
     result = _train(*arguments, "--batch_size=64")
     assert result.returncode == 0, result.stderr[-3000:]
