@@ -76,7 +76,7 @@ def _define_data_flags(define):
         "Dataset: digits (offline), cifar10, cifar100, mnist, fashion_mnist (downloaded by "
         "Keras), a path to an .npz file (x_train, y_train, x_test, y_test) or to a folder "
         "with train/<class>/ and test/<class>/ images (all held in RAM); streamed: such a "
-        "folder with --image_size, a folder of TFRecord shards (train-*, validation-*; see "
+        "folder with --image_size, a folder of TFRecord shards (train-*, test-*; see "
         "supcon-prepare) or tfds:<name> (pip install 'supcon_tf[tfds]').",
     )
     define.string(
