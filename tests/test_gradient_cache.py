@@ -411,7 +411,7 @@ class TestConfiguration:
         def build(*args, **kwargs):
             raise BuiltError(kwargs)
 
-        monkeypatch.setattr(experiment, "SupConModel", build)
+        monkeypatch.setattr(experiment.components, "SupConModel", build)
         with pytest.raises(BuiltError) as built:
             experiment.run_experiment(config)
         assert built.value.args[0]["gradient_cache_chunk_size"] == 16

@@ -33,8 +33,8 @@ from supcon_tf.cli.flags import (
 from supcon_tf.cli.summary import settings_summary
 from supcon_tf.errors import UsageError
 from supcon_tf.experiment import run_experiment
+from supcon_tf.experiment.runs import RunLockedError
 from supcon_tf.files import join
-from supcon_tf.runs import RunLockedError, write_json
 
 # Stopped by SIGTERM with its state saved: retry later (sysexits.h EX_TEMPFAIL).
 EXIT_STOPPED = 75
@@ -56,18 +56,25 @@ def main(argv):
         FLAGS.verbose = 2  # One line per epoch: no progress-bar escape codes in a log file.
     config = config_from_flags(FLAGS)
     model_dir = config.model_dir
-    write_json(join(model_dir, "flags.json"), flag_values_dict(FLAGS))
     logging.info("%s", settings_summary(FLAGS, preset_flags))
     try:
-        report = run_experiment(config)
+        # flags.json is written with config.json, once preflight has passed.
+        report = run_experiment(config, records={"flags.json": flag_values_dict(FLAGS)})
     except StopRequested as stopped:
         logging.warning("%s", stopped)
         sys.exit(EXIT_STOPPED)
+    if report.get("dry_run"):
+        print(
+            f"Dry run: the checks passed in {report['preflight_seconds']:.1f} s; nothing written."
+        )
+        return
     print(f"SupCon ({report['method']}) test accuracy: {report['supcon']['test_accuracy']:.4f}")
     if "hybrid" in report:
         print(f"Hybrid (one-stage) test accuracy: {report['hybrid']['test_accuracy']:.4f}")
     if "cross_entropy" in report:
         print(f"Cross-entropy test accuracy: {report['cross_entropy']['test_accuracy']:.4f}")
+    if (report.get("budget") or {}).get("note"):
+        print(report["budget"]["note"])
     print(f"Report: {join(model_dir, 'report.json')}")
     if "evaluation" in report:
         print(f"Evaluation (ECE, kNN, corruptions, plots): {join(model_dir, 'report.md')}")
