@@ -124,7 +124,7 @@ def mistakes(data):
             "mixed_sizes",
             "a folder of mixed image sizes without --image_size",
             [f"--dataset={data / 'mixed'}"],
-            2,
+            1,
         ),
         trainer(
             "corrupt_image",
@@ -142,7 +142,7 @@ def mistakes(data):
             "preset_batch_too_large",
             "the 2020 preset on a small folder (its batches exceed the splits)",
             ["--preset=keras_example_2020", f"--dataset={data / 'same'}"],
-            2,
+            1,
         ),
         trainer("simclr_one_view", "SimCLR with one view", ["--method=simclr", "--views=1"], 2),
         trainer(
