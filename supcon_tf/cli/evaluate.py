@@ -7,7 +7,10 @@ Usage (also `python -m supcon_tf.cli.evaluate`):
 
 Loads `classifier.keras` (and `baseline.keras`, `encoder.keras` when present) and the
 dataset named in `flags.json` (the same split as training: dataset, data_dir,
-validation_fraction, seed), then writes top-1/top-5 accuracy, ECE with reliability
+validation_fraction, seed). A streamed run (an image folder with `--image_size`,
+TFRecord shards, TFDS) is read as it was in training, from its `config.json`: the
+same image size and evaluation crop, batch by batch, so its test accuracy is the one
+in `report.json`. It then writes top-1/top-5 accuracy, ECE with reliability
 diagrams, per-class accuracy with confusion matrices, kNN accuracy, alignment,
 uniformity, a t-SNE plot and the corruption study into `report.json` (under
 `"evaluation"`; the training results are kept) and a `report.md` that links the PNGs
@@ -24,13 +27,15 @@ import tensorflow as tf
 from absl import flags, logging
 
 from supcon_tf.cli.console import run_command
-from supcon_tf.data import load_dataset
 from supcon_tf.errors import DataError, UsageError
 from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
+from supcon_tf.experiment.inputs import DataSource, open_inputs
 from supcon_tf.files import is_file, join, read_text
 
 # The settings of the training run that define the data split.
 _SPLIT_SETTINGS = ("dataset", "data_dir", "validation_fraction", "seed")
+# The settings of the training run that say how its data streamed (crops, image size).
+_STREAM_SETTINGS = ("image_size", "crop_min_area", "center_crop_fraction", "skip_corrupt_images")
 
 # The `supcon-eval` flags by group, in the order `--help` lists them.
 FLAG_GROUPS = {
@@ -105,7 +110,11 @@ def define_flags(flag_values=flags.FLAGS):
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "batch_size", 256, "Images per forward pass.", lower_bound=1, flag_values=flag_values
+        "batch_size",
+        None,
+        "Images per forward pass (default: the run's classifier batch size, else 256).",
+        lower_bound=1,
+        flag_values=flag_values,
     )
     flags.DEFINE_integer(
         "seed",
@@ -144,17 +153,8 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
         raise FileNotFoundError(
             f"--model_dir={model_dir} does not exist; pass the folder of a supcon-train run"
         )
-    stored = {}
-    for name in ("flags.json", "config.json"):
-        path = join(model_dir, name)
-        if is_file(path):
-            try:
-                stored = json.loads(read_text(path))
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{path} is not valid JSON ({error}); restore it, or pass --dataset and --seed"
-                ) from error
-            break
+    records = _stored_records(model_dir)
+    stored = records.get("flags.json", records.get("config.json", {}))
     settings = {"dataset": None, "data_dir": None, "validation_fraction": 0.1, "seed": 0}
     settings.update({key: stored[key] for key in _SPLIT_SETTINGS if stored.get(key) is not None})
     overrides = {"dataset": dataset, "data_dir": data_dir, "seed": seed}
@@ -162,6 +162,80 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
     if not settings["dataset"]:
         raise UsageError(f"{model_dir} has no flags.json naming its dataset; pass --dataset")
     return settings
+
+
+def _stored_records(model_dir):
+    """`{file name: dict}` of the run's `flags.json` and `config.json` (those present)."""
+    records = {}
+    for name in ("flags.json", "config.json"):
+        path = join(model_dir, name)
+        if is_file(path):
+            try:
+                records[name] = json.loads(read_text(path))
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    f"{path} is not valid JSON ({error}); restore it, or pass --dataset and --seed"
+                ) from error
+    return records
+
+
+def run_source(model_dir, settings):
+    """The run's `DataSource`: `settings` (`run_settings`) plus how it streamed its data.
+
+    The image size, crops and corrupt-image handling come from the run's `config.json`
+    (the settings it trained with, presets applied), else `flags.json`, so a streamed
+    run is evaluated through the same streamed path and evaluation crop as in training.
+
+    Example:
+
+    >>> import json, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = open(f"{folder}/config.json", "w").write(json.dumps(
+    ...     {"dataset": "shards/", "image_size": 32, "center_crop_fraction": 0.875}))
+    >>> source = run_source(folder, run_settings(folder))
+    >>> source.dataset, source.image_size, source.center_crop_fraction, source.crop_min_area
+    ('shards/', 32, 0.875, None)
+    """
+    records = _stored_records(model_dir)
+    stored = {**records.get("flags.json", {}), **records.get("config.json", {})}
+    return DataSource(
+        dataset=settings["dataset"],
+        data_dir=settings["data_dir"],
+        validation_fraction=settings["validation_fraction"],
+        seed=settings["seed"],
+        **{key: stored[key] for key in _STREAM_SETTINGS if stored.get(key) is not None},
+    )
+
+
+def run_batch_size(model_dir):
+    """The batch size the run evaluated its classifier with (`config.json`), or 256."""
+    stored = _stored_records(model_dir).get("config.json", {})
+    return stored.get("classifier_batch_size") or stored.get("batch_size") or 256
+
+
+def evaluate_model_dir(model_dir, settings=None, batch_size=None, **options):
+    """What `supcon-eval` runs: `evaluate_run` on the run's data, read as in training.
+
+    Args:
+        model_dir: the run folder.
+        settings: `run_settings(model_dir, ...)` (default: the stored ones).
+        batch_size: images per forward pass (default: `run_batch_size(model_dir)`).
+        **options: the other `evaluate_run` arguments (`num_bins`, `knn_k`, ...).
+
+    Returns:
+        The `"evaluation"` dict written to `report.json`.
+    """
+    settings = settings or run_settings(model_dir)
+    source = run_source(model_dir, settings)
+    logging.info("Evaluating %s on %s", model_dir, source)
+    inputs = open_inputs(source)
+    return evaluate_run(
+        model_dir,
+        inputs if inputs.streamed else inputs.splits,
+        batch_size=batch_size or run_batch_size(model_dir),
+        seed=settings["seed"],
+        **options,
+    )
 
 
 def main(argv):
@@ -173,16 +247,9 @@ def main(argv):
     settings = run_settings(
         flag_values.model_dir, flag_values.dataset, flag_values.data_dir, flag_values.seed
     )
-    logging.info("Evaluating %s on %s", flag_values.model_dir, settings)
-    splits = load_dataset(
-        settings["dataset"],
-        settings["data_dir"],
-        settings["validation_fraction"],
-        seed=settings["seed"],
-    )
-    result = evaluate_run(
+    result = evaluate_model_dir(
         flag_values.model_dir,
-        splits,
+        settings,
         num_bins=flag_values.num_bins,
         knn_k=flag_values.knn_k,
         knn_temperature=flag_values.knn_temperature,
@@ -190,7 +257,6 @@ def main(argv):
         corruption_samples=flag_values.corruption_samples,
         tsne_samples=flag_values.tsne_samples,
         batch_size=flag_values.batch_size,
-        seed=settings["seed"],
     )
     for name, classifier in result["classifiers"].items():
         print(

@@ -21,6 +21,7 @@ from supcon_tf.evaluation.metrics import (
     per_class_accuracy,
     predict,
     predict_probabilities,
+    softmax,
     top_k_accuracy,
 )
 from supcon_tf.evaluation.plots import (
@@ -31,6 +32,7 @@ from supcon_tf.evaluation.plots import (
 )
 from supcon_tf.evaluation.report import update_report_json, write_report_md
 from supcon_tf.evaluation.representation import alignment_uniformity
+from supcon_tf.evaluation.streamed import stream_knn_scores, stream_outputs, stream_subset
 from supcon_tf.files import is_file, join
 
 PLOTS_FOLDER = "plots"
@@ -95,6 +97,11 @@ def evaluate_classifier(
     0.5
     """
     probabilities = predict_probabilities(model, images, batch_size, from_logits)
+    return _classifier_result(probabilities, labels, run_dir, name, class_names, num_bins)
+
+
+def _classifier_result(probabilities, labels, run_dir, name, class_names, num_bins):
+    """`evaluate_classifier`'s dict from the class probabilities `[N, C]` of the test set."""
     labels, probabilities = _check_scores(labels, probabilities)
     num_classes = probabilities.shape[1]
     names = _class_names(class_names, num_classes)
@@ -176,26 +183,59 @@ def evaluate_encoder(
     """
     train_embeddings = predict(encoder, train_images, batch_size)
     test_embeddings = predict(encoder, test_images, batch_size)
-    if train_embeddings.ndim != 2:
-        raise ValueError(
-            f"An encoder must output [N, dim] embeddings, got shape {train_embeddings.shape}."
-        )
+    _check_embedding_shape(train_embeddings)
     test_labels = _check_labels(test_labels, "test_labels")
     accuracy = knn_accuracy(
         train_embeddings, train_labels, test_embeddings, test_labels, k=k, temperature=temperature
     )
+    largest = int(max(_check_labels(train_labels).max(), test_labels.max()))
+    knn = {"accuracy": accuracy, "k": int(min(k, train_embeddings.shape[0]))}
+    return _encoder_result(
+        knn,
+        test_embeddings,
+        test_labels,
+        largest,
+        run_dir,
+        name,
+        class_names,
+        temperature,
+        tsne_samples,
+        seed,
+    )
+
+
+def _check_embedding_shape(embeddings):
+    if embeddings.ndim != 2:
+        raise ValueError(
+            f"An encoder must output [N, dim] embeddings, got shape {embeddings.shape}."
+        )
+
+
+def _encoder_result(
+    knn,
+    test_embeddings,
+    test_labels,
+    largest,
+    run_dir,
+    name,
+    class_names,
+    temperature,
+    tsne_samples,
+    seed,
+):
+    """`evaluate_encoder`'s dict from the kNN result (`{"accuracy", "k"}`), the test
+    embeddings and labels, and the largest label of either set."""
     geometry = alignment_uniformity(test_embeddings, test_labels)
     names = None
     if class_names is not None:
         names = [str(name) for name in class_names]
-        largest = int(max(_check_labels(train_labels).max(), test_labels.max()))
         if largest >= len(names):
             raise ValueError(
                 f"A label ({largest}) has no name: {len(names)} `class_names` were given."
             )
     result = {
-        "knn_accuracy": accuracy,
-        "knn_k": int(min(k, train_embeddings.shape[0])),
+        "knn_accuracy": knn["accuracy"],
+        "knn_k": knn["k"],
         "knn_temperature": float(temperature),
         "knn_weighting": "exponential",
         "alignment": geometry["alignment"],
@@ -204,7 +244,7 @@ def evaluate_encoder(
             for label, value in geometry["per_class_alignment"].items()
         },
         "uniformity": geometry["uniformity"],
-        "embedding_dim": int(train_embeddings.shape[1]),
+        "embedding_dim": int(test_embeddings.shape[1]),
         "plots": {},
     }
     if run_dir is not None and tsne_samples:
@@ -259,8 +299,16 @@ def evaluate_run(
 
     Args:
         model_dir: the run folder.
-        splits: the dataset, an object with `x_train`, `y_train`, `x_test`, `y_test` and
-            optionally `class_names` and `name` (e.g. `supcon_tf.data.DatasetSplits`).
+        splits: the dataset: in RAM, an object with `x_train`, `y_train`, `x_test`,
+            `y_test` and optionally `class_names` and `name` (e.g.
+            `supcon_tf.data.DatasetSplits`); or streamed, an object with
+            `evaluation_batches(split, batch_size)` (`(images, labels)` batches of
+            `"train"` and `"test"`, as the run evaluated them), `num_test`,
+            `num_classes` and optionally `class_names` and `name` (e.g.
+            `supcon_tf.experiment.inputs.StreamInputs`). A streamed dataset is read
+            batch by batch: outputs and embeddings are accumulated, the kNN bank
+            streams by (`supcon_tf.evaluation.streamed`), and only the corruption
+            subset's images are held.
         num_bins: ECE bins.
         knn_k: kNN neighbours.
         knn_temperature: kNN weight temperature.
@@ -296,10 +344,7 @@ def evaluate_run(
             f"{classifier_path} not found: `model_dir` must be a finished supcon-train run "
             "folder holding classifier.keras."
         )
-    for attribute in ("x_train", "y_train", "x_test", "y_test"):
-        if not hasattr(splits, attribute):
-            raise ValueError(f"`splits` has no `{attribute}`; pass a supcon_tf.data.DatasetSplits.")
-    x_test, y_test = np.asarray(splits.x_test), _check_labels(splits.y_test, "y_test")
+    data = _StreamedData(splits, batch_size) if is_streamed(splits) else _ArrayData(splits)
     class_names = getattr(splits, "class_names", None)
     timings = {}
     result = {"dataset": getattr(splits, "name", None), "classifiers": {}, "encoders": {}}
@@ -310,15 +355,13 @@ def evaluate_run(
             classifiers[name] = _load_model(join(model_dir, file_name))
     for name, model in classifiers.items():
         start = time.perf_counter()
-        result["classifiers"][name] = evaluate_classifier(
-            model,
-            x_test,
-            y_test,
-            run_dir=model_dir,
-            name=name,
-            class_names=class_names,
-            num_bins=num_bins,
-            batch_size=batch_size,
+        result["classifiers"][name] = _classifier_result(
+            data.test_probabilities(model, batch_size),
+            data.test_labels(),
+            model_dir,
+            name,
+            class_names,
+            num_bins,
         )
         timings[f"classifier_{name}"] = time.perf_counter() - start
 
@@ -326,32 +369,33 @@ def evaluate_run(
         if not is_file(join(model_dir, file_name)):
             continue
         start = time.perf_counter()
-        result["encoders"][name] = evaluate_encoder(
-            _load_model(join(model_dir, file_name)),
-            np.asarray(splits.x_train),
-            splits.y_train,
-            x_test,
-            y_test,
-            run_dir=model_dir,
-            name=name,
-            class_names=class_names,
-            k=knn_k,
-            temperature=knn_temperature,
-            batch_size=batch_size,
-            tsne_samples=tsne_samples,
-            seed=seed,
+        knn, test_embeddings, largest = data.knn(
+            _load_model(join(model_dir, file_name)), knn_k, knn_temperature, batch_size
+        )
+        result["encoders"][name] = _encoder_result(
+            knn,
+            test_embeddings,
+            data.test_labels(),
+            largest,
+            model_dir,
+            name,
+            class_names,
+            knn_temperature,
+            tsne_samples,
+            seed,
         )
         timings[f"encoder_{name}"] = time.perf_counter() - start
 
     if corruption_samples:
         start = time.perf_counter()
         rng = np.random.default_rng(seed)
-        count = min(int(corruption_samples), x_test.shape[0])
-        chosen = np.sort(rng.choice(x_test.shape[0], count, replace=False))
+        count = min(int(corruption_samples), data.num_test)
+        chosen = np.sort(rng.choice(data.num_test, count, replace=False))
+        images, labels = data.test_subset(chosen)
         corruption_result = evaluate_corruptions(
             classifiers,
-            x_test[chosen],
-            y_test[chosen],
+            images,
+            labels,
             corruptions=corruptions,
             baseline="cross_entropy" if "cross_entropy" in classifiers else None,
             num_bins=num_bins,
@@ -368,3 +412,108 @@ def evaluate_run(
     report = update_report_json(model_dir, {"evaluation": result})
     write_report_md(report, model_dir)
     return result
+
+
+def is_streamed(splits):
+    """Whether `splits` is a streamed dataset (it has `evaluation_batches`), not arrays."""
+    return callable(getattr(splits, "evaluation_batches", None))
+
+
+class _ArrayData:
+    """The test and training sets of a dataset held in RAM (`x_train`, `y_train`, ...)."""
+
+    def __init__(self, splits):
+        for attribute in ("x_train", "y_train", "x_test", "y_test"):
+            if not hasattr(splits, attribute):
+                raise ValueError(
+                    f"`splits` has no `{attribute}`; pass a supcon_tf.data.DatasetSplits."
+                )
+        self.splits = splits
+        self.x_test = np.asarray(splits.x_test)
+        self.y_test = _check_labels(splits.y_test, "y_test")
+        self.num_test = self.x_test.shape[0]
+
+    def test_labels(self):
+        return self.y_test
+
+    def test_probabilities(self, model, batch_size):
+        return predict_probabilities(model, self.x_test, batch_size)
+
+    def knn(self, encoder, k, temperature, batch_size):
+        """`({"accuracy", "k"}, test embeddings, largest label)` of the kNN on `x_train`."""
+        train_embeddings = predict(encoder, np.asarray(self.splits.x_train), batch_size)
+        test_embeddings = predict(encoder, self.x_test, batch_size)
+        _check_embedding_shape(train_embeddings)
+        accuracy = knn_accuracy(
+            train_embeddings,
+            self.splits.y_train,
+            test_embeddings,
+            self.y_test,
+            k=k,
+            temperature=temperature,
+        )
+        largest = int(max(_check_labels(self.splits.y_train).max(), self.y_test.max()))
+        knn = {"accuracy": accuracy, "k": int(min(k, train_embeddings.shape[0]))}
+        return knn, test_embeddings, largest
+
+    def test_subset(self, positions):
+        return self.x_test[positions], self.y_test[positions]
+
+
+class _StreamedData:
+    """A streamed dataset, read batch by batch (`evaluation_batches(split, batch_size)`).
+
+    The test set streams once for its labels and once per model; the training set
+    streams through the encoder for the kNN bank. No split's images are held in RAM:
+    only outputs, embeddings of the test set, and the capped corruption subset.
+    """
+
+    def __init__(self, inputs, batch_size):
+        self.inputs = inputs
+        self.batch_size = batch_size
+        self.num_test = int(inputs.num_test)
+        self._labels = None
+
+    def _batches(self, split, batch_size=None):
+        batches = self.inputs.evaluation_batches(split, batch_size or self.batch_size)
+        if batches is None:
+            raise ValueError(f"The {split} split of {self.inputs.name} is empty.")
+        return batches
+
+    def test_labels(self):
+        if self._labels is None:
+            self._labels = np.concatenate(
+                [np.asarray(labels).reshape(-1) for _, labels in self._batches("test")]
+            ).astype(np.int64)
+        return self._labels
+
+    def test_probabilities(self, model, batch_size):
+        logits, labels = stream_outputs(model, self._batches("test", batch_size))
+        self._labels = labels
+        if logits.ndim != 2:
+            raise ValueError(
+                f"A classifier must output [N, num_classes] scores, got shape {logits.shape}."
+            )
+        return softmax(logits)
+
+    def knn(self, encoder, k, temperature, batch_size):
+        """`({"accuracy", "k"}, test embeddings, largest label)`; the bank streams by."""
+        test_embeddings, labels = stream_outputs(encoder, self._batches("test", batch_size))
+        _check_embedding_shape(test_embeddings)
+        num_classes = int(self.inputs.num_classes)
+        scores, bank_size = stream_knn_scores(
+            encoder,
+            self._batches("train", batch_size),
+            test_embeddings,
+            num_classes,
+            k=k,
+            temperature=temperature,
+        )
+        knn = {
+            "accuracy": float(np.mean(scores.argmax(axis=1) == labels)),
+            "k": int(min(k, bank_size)),
+        }
+        return knn, test_embeddings, num_classes - 1
+
+    def test_subset(self, positions):
+        return stream_subset(self._batches("test"), positions)

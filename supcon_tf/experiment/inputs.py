@@ -231,6 +231,7 @@ class StreamInputs:
         )
         self.name = splits.name
         self.num_classes = splits.num_classes
+        self.class_names = splits.class_names
         self.input_shape = splits.input_shape(image_size)
         self.num_train = splits.train.num_examples
         self.num_validation = splits.validation.num_examples
@@ -273,7 +274,8 @@ class StreamInputs:
         return tf.distribute.get_strategy().distribute_datasets_from_function(dataset_fn)
 
     def evaluation_batches(self, split, batch_size):
-        """Central-crop batches of `"validation"` or `"test"`; `None` if the split is empty."""
+        """Central-crop batches of `"validation"` or `"test"` (or `"train"`, in file order,
+        for a kNN bank); `None` if the split is empty."""
         if self.splits.split(split).num_examples == 0:
             return None
         return make_evaluation_stream(

@@ -122,6 +122,13 @@ def preflight(config):
     arms = budget(config)
     if arms and arms["note"]:
         notes.append(arms["note"])
+    selecting = config.select_best_epoch or config.early_stopping_patience
+    if selecting and config.validation_fraction > 0 and inputs.num_validation == 0:
+        notes.append(
+            f"{inputs.name} has no validation split (TFRecord shards and TFDS datasets train "
+            "on all their training records): best-epoch selection and early stopping are "
+            "off, each classifier keeps its last epoch."
+        )
     return Preflight(inputs, batch_sizes, notes, time.perf_counter() - start)
 
 

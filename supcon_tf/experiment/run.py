@@ -119,13 +119,11 @@ def _evaluate(config, inputs, run, report):
     """The end-of-run evaluation (adds "evaluation" to report.json, writes report.md)."""
     if not config.evaluate:
         return
-    if inputs.streamed:
-        logging.warning(
-            "evaluate: the full evaluation (ECE, kNN, t-SNE, corruptions) needs the "
-            "dataset in RAM; a streamed dataset's report has the classifiers' accuracies."
-        )
-        return
-    report["evaluation"] = evaluate_run(run.root, inputs.splits, seed=config.seed)
+    # A streamed dataset is evaluated batch by batch, through the run's evaluation crop.
+    data = inputs if inputs.streamed else inputs.splits
+    report["evaluation"] = evaluate_run(
+        run.root, data, seed=config.seed, batch_size=config.classifier_stage().batch_size
+    )
 
 
 @contextlib.contextmanager
