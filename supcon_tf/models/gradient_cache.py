@@ -43,7 +43,7 @@ under Memory Limited Setup", RepL4NLP 2021.
 Example:
 
 >>> import numpy as np, keras
->>> from supcon_tf.encoders import build_encoder
+>>> from supcon_tf.models import build_encoder
 >>> from supcon_tf.losses import SupervisedContrastiveLoss
 >>> from supcon_tf.models import SupConModel
 >>> model = SupConModel(build_encoder("small_cnn", (8, 8, 1)), gradient_cache_chunk_size=4)

@@ -1,6 +1,6 @@
 """The momentum (key) encoder of MoCo for the memory bank: a slowly moving copy of the network.
 
-A memory bank (`supcon_tf.memory_bank`) stores embeddings computed at past steps, by
+A memory bank (`supcon_tf.models.memory_bank`) stores embeddings computed at past steps, by
 past weights. MoCo (He et al., 2020; v2: Chen et al., 2020) keeps the queued embeddings
 consistent with each other by computing them with a *key* network, a copy of the
 encoder and projection head whose weights follow the trained (*query*) weights as an
@@ -45,7 +45,7 @@ True
 import keras
 import tensorflow as tf
 
-from supcon_tf.gradient_cache import track_loss
+from supcon_tf.models.gradient_cache import track_loss
 
 
 def check_momentum(momentum):
