@@ -14,7 +14,11 @@ Example:
 """
 
 from supcon_tf.training.checkpoints import TrainingCheckpoint, latest_position
-from supcon_tf.training.custom_loop import fit_with_custom_loop, loss_and_accuracy, needs_custom_loop
+from supcon_tf.training.custom_loop import (
+    fit_with_custom_loop,
+    loss_and_accuracy,
+    needs_custom_loop,
+)
 from supcon_tf.training.distribute import (
     build_strategy,
     per_replica_batch_size,
