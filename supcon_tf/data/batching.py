@@ -24,7 +24,7 @@ def training_steps_per_epoch(splits, batch_size):
 
     Example:
 
-    >>> from supcon_tf.data.sources import StreamSplit
+    >>> from supcon_tf.data.sources import StreamingSplits, StreamSplit
     >>> split = StreamSplit(files=("a.jpg",) * 10, labels=(0,) * 10, num_examples=10)
     >>> training_steps_per_epoch(StreamingSplits(split, split, split, ("a",), "x", "folder"), 4)
     2
