@@ -23,7 +23,11 @@ from supcon_tf.models.classifiers import (
 from supcon_tf.models.encoders import ENCODERS, STEMS, build_encoder
 from supcon_tf.models.layers import L2Normalize, ProjectionHead
 from supcon_tf.models.memory_bank import MemoryBank
-from supcon_tf.models.momentum_encoder import MomentumEncoder, check_momentum
+from supcon_tf.models.momentum_encoder import (
+    MomentumEncoder,
+    check_momentum,
+    check_momentum_encoder_memory,
+)
 from supcon_tf.models.momentum_encoder import train_step as train_step_with_key_network
 from supcon_tf.models.supcon_model import HybridSupConModel, SupConModel
 
@@ -42,5 +46,6 @@ __all__ = [
     "build_encoder",
     "build_linear_classifier",
     "check_momentum",
+    "check_momentum_encoder_memory",
     "train_step_with_key_network",
 ]

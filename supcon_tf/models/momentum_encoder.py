@@ -45,6 +45,7 @@ True
 import keras
 import tensorflow as tf
 
+from supcon_tf.errors import UsageError
 from supcon_tf.models.gradient_cache import track_loss
 
 
@@ -58,6 +59,27 @@ def check_momentum(momentum):
         raise ValueError(
             "`momentum` of the key encoder must be in [0, 1) (0: the key is the query after "
             f"every step; MoCo uses 0.999), got {momentum!r}."
+        )
+
+
+def check_momentum_encoder_memory(momentum_encoder, memory_size):
+    """The one rule tying the two options: a momentum encoder needs a memory bank.
+
+    The key network only computes the embeddings the bank stores, so
+    `momentum_encoder=True` with `memory_size=0` would train nothing different. The model's
+    constructor calls it; a config that takes both options calls it too.
+
+    >>> check_momentum_encoder_memory(True, 64)
+    >>> check_momentum_encoder_memory(True, 0)
+    Traceback (most recent call last):
+    ...
+    supcon_tf.errors.UsageError: `momentum_encoder=True` needs a memory bank: the key network only computes the embeddings the bank stores; got memory_size=0. Set `memory_size` > 0, or momentum_encoder=False.
+    """
+    if momentum_encoder and not memory_size:
+        raise UsageError(
+            "`momentum_encoder=True` needs a memory bank: the key network only computes "
+            f"the embeddings the bank stores; got memory_size={memory_size!r}. Set "
+            "`memory_size` > 0, or momentum_encoder=False."
         )
 
 

@@ -34,11 +34,17 @@ Example:
 import keras
 from keras import ops
 
+from supcon_tf import checks
+from supcon_tf.errors import UsageError
 from supcon_tf.losses.supcon import SupervisedContrastiveLoss
 from supcon_tf.models import gradient_cache
 from supcon_tf.models.layers import ProjectionHead
 from supcon_tf.models.memory_bank import MemoryBank
-from supcon_tf.models.momentum_encoder import MomentumEncoder, check_momentum
+from supcon_tf.models.momentum_encoder import (
+    MomentumEncoder,
+    check_momentum,
+    check_momentum_encoder_memory,
+)
 from supcon_tf.models.momentum_encoder import train_step as train_step_with_key_network
 
 
@@ -145,7 +151,7 @@ class SupConModel(keras.Model):
                 "Use supcon_tf.models.build_encoder(name, input_shape) to build one."
             )
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
-            raise ValueError(f"`num_views` must be a positive integer, got {num_views!r}.")
+            raise UsageError(f"`num_views` must be a positive integer, got {num_views!r}.")
         if augmenter is not None and not callable(augmenter):
             raise ValueError(f"`augmenter` must be a Keras layer or None, got {augmenter!r}.")
         gradient_cache.check_chunk_size(gradient_cache_chunk_size)
@@ -154,15 +160,9 @@ class SupConModel(keras.Model):
                 f"`memory_size` must be a non-negative integer (0: no memory bank), got "
                 f"{memory_size!r}."
             )
-        if not isinstance(momentum_encoder, bool):
-            raise ValueError(f"`momentum_encoder` must be True or False, got {momentum_encoder!r}.")
+        checks.boolean("momentum_encoder", momentum_encoder)
         check_momentum(momentum)
-        if momentum_encoder and not memory_size:
-            raise ValueError(
-                "`momentum_encoder=True` needs a memory bank: the key network only computes "
-                f"the embeddings the bank stores; got memory_size={memory_size!r}. Set "
-                "`memory_size` > 0, or momentum_encoder=False."
-            )
+        check_momentum_encoder_memory(momentum_encoder, memory_size)
         self.encoder = encoder
         self.projection_head = projection_head if projection_head is not None else ProjectionHead()
         self.augmenter = augmenter

@@ -46,11 +46,11 @@ import keras
 import tensorflow as tf
 
 from supcon_tf.files import join
+from supcon_tf.training.schedules import REFERENCE_BATCH_SIZE
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
 LEARNING_RATE_SCALINGS = ("none", "linear", "sqrt")
-REFERENCE_BATCH_SIZE = 256
 
 # Optimizers whose base learning rate is defined per 256 samples of global batch.
 _LINEAR_SCALING_OPTIMIZERS = ("sgd", "lars", "momentum")
