@@ -22,6 +22,7 @@ def augmentation_grid(images, augmenter, num_views=2, min_side=64):
     Example:
 
     >>> import numpy as np
+    >>> from supcon_tf.augment import build_augmenter
     >>> grid = augmentation_grid(np.zeros((2, 8, 8, 3)), build_augmenter("none"), 3, 8)
     >>> grid.shape
     (22, 42, 3)
@@ -78,6 +79,7 @@ def save_augmentation_grid(images, augmenter, num_views, path, min_side=64):
     >>> import os, tempfile, numpy as np
     >>> path = os.path.join(tempfile.mkdtemp(), "views.png")
     >>> images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    >>> from supcon_tf.augment import build_augmenter
     >>> written = save_augmentation_grid(images, build_augmenter("simple", seed=0), 2, path)
     >>> os.path.getsize(path) > 0
     True

@@ -45,7 +45,7 @@ def check_temperature(temperature, name="temperature"):
     >>> check_temperature(0)
     Traceback (most recent call last):
     ...
-    supcon_tf.errors.UsageError: `temperature` must be > 0, got 0.
+    supcon_tf.errors.UsageError: `temperature` must be > 0.0, got 0.
     """
     return checks.number(name, temperature, minimum=0.0, inclusive=False)
 
