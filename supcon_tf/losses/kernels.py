@@ -13,6 +13,11 @@ share one formulation and one custom gradient:
 * `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked;
   from the static shapes when they are known, else at run time (`tf.cond`).
 
+Why one module of about 900 lines: the two kernels share one custom gradient, one
+precision trick and one row loss for the variants; split apart, each half would have to
+import the other's private pieces, and a change to the formulation must reach both
+kernels in the same edit.
+
 The loss of an anchor row i with logits `l_ij = z_i . z_j / tau` splits into
 
     loss_i = logsumexp_{j != i} l_ij - (1/|P(i)|) sum_{p in P(i)} l_ip          (Eq. 2, "out")
