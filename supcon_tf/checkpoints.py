@@ -1,36 +1,16 @@
 """Deprecated: `supcon_tf.checkpoints` moved to `supcon_tf.training.checkpoints`.
 
-This module only re-exports the names it used to define, from their new home, and emits
-a `DeprecationWarning` when imported.
-Import from `supcon_tf.training.checkpoints` (or `supcon_tf.training`) instead.
+Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
 """
 
-import warnings
+from supcon_tf._moved import reexport
 
-from supcon_tf.training.checkpoints import (
-    FORMAT_VERSION,
-    CheckpointError,
-    NonFiniteTrainingError,
-    StopRequested,
-    TrainingCheckpoint,
-    latest_position,
-    training_position,
-    write_atomically,
+__all__ = reexport(
+    globals(),
+    "supcon_tf.checkpoints",
+    "supcon_tf.training.checkpoints",
+    (
+        "CheckpointError FORMAT_VERSION NonFiniteTrainingError StopRequested TrainingCheckpoint "
+        "latest_position training_position write_atomically"
+    ),
 )
-
-warnings.warn(
-    "`supcon_tf.checkpoints` is deprecated; import from `supcon_tf.training.checkpoints` instead.",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-__all__ = [
-    "CheckpointError",
-    "FORMAT_VERSION",
-    "NonFiniteTrainingError",
-    "StopRequested",
-    "TrainingCheckpoint",
-    "latest_position",
-    "training_position",
-    "write_atomically",
-]

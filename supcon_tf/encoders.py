@@ -1,26 +1,13 @@
 """Deprecated: `supcon_tf.encoders` moved to `supcon_tf.models.encoders`.
 
-This module only re-exports the names it used to define, from their new home, and emits
-a `DeprecationWarning` when imported.
-Import from `supcon_tf.models.encoders` (or `supcon_tf.models`) instead.
+Import from there (or from `supcon_tf.models`); importing this module warns; its old public names stay importable from here.
 """
 
-import warnings
+from supcon_tf._moved import reexport
 
-from supcon_tf.models.encoders import (
-    ENCODERS,
-    STEMS,
-    build_encoder,
+__all__ = reexport(
+    globals(),
+    "supcon_tf.encoders",
+    "supcon_tf.models.encoders",
+    ("ENCODERS STEMS build_encoder"),
 )
-
-warnings.warn(
-    "`supcon_tf.encoders` is deprecated; import from `supcon_tf.models.encoders` instead.",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-__all__ = [
-    "ENCODERS",
-    "STEMS",
-    "build_encoder",
-]

@@ -1,22 +1,13 @@
 """Deprecated: `supcon_tf.memory_bank` moved to `supcon_tf.models.memory_bank`.
 
-This module only re-exports the names it used to define, from their new home, and emits
-a `DeprecationWarning` when imported.
-Import from `supcon_tf.models.memory_bank` (or `supcon_tf.models`) instead.
+Import from there (or from `supcon_tf.models`); importing this module warns; its old public names stay importable from here.
 """
 
-import warnings
+from supcon_tf._moved import reexport
 
-from supcon_tf.models.memory_bank import (
-    MemoryBank,
+__all__ = reexport(
+    globals(),
+    "supcon_tf.memory_bank",
+    "supcon_tf.models.memory_bank",
+    ("MemoryBank"),
 )
-
-warnings.warn(
-    "`supcon_tf.memory_bank` is deprecated; import from `supcon_tf.models.memory_bank` instead.",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-__all__ = [
-    "MemoryBank",
-]

@@ -1,26 +1,13 @@
 """Deprecated: `supcon_tf.optimizers` moved to `supcon_tf.training.optimizers`.
 
-This module only re-exports the names it used to define, from their new home, and emits
-a `DeprecationWarning` when imported.
-Import from `supcon_tf.training.optimizers` (or `supcon_tf.training`) instead.
+Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
 """
 
-import warnings
+from supcon_tf._moved import reexport
 
-from supcon_tf.training.optimizers import (
-    LARS,
-    OPTIMIZERS,
-    build_optimizer,
+__all__ = reexport(
+    globals(),
+    "supcon_tf.optimizers",
+    "supcon_tf.training.optimizers",
+    ("LARS OPTIMIZERS build_optimizer"),
 )
-
-warnings.warn(
-    "`supcon_tf.optimizers` is deprecated; import from `supcon_tf.training.optimizers` instead.",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-__all__ = [
-    "LARS",
-    "OPTIMIZERS",
-    "build_optimizer",
-]

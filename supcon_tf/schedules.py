@@ -1,32 +1,16 @@
 """Deprecated: `supcon_tf.schedules` moved to `supcon_tf.training.schedules`.
 
-This module only re-exports the names it used to define, from their new home, and emits
-a `DeprecationWarning` when imported.
-Import from `supcon_tf.training.schedules` (or `supcon_tf.training`) instead.
+Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
 """
 
-import warnings
+from supcon_tf._moved import reexport
 
-from supcon_tf.training.schedules import (
-    REFERENCE_BATCH_SIZE,
-    SCHEDULES,
-    WarmupCosineDecay,
-    build_schedule,
-    plot_schedule,
-    scale_learning_rate,
+__all__ = reexport(
+    globals(),
+    "supcon_tf.schedules",
+    "supcon_tf.training.schedules",
+    (
+        "REFERENCE_BATCH_SIZE SCHEDULES WarmupCosineDecay build_schedule plot_schedule "
+        "scale_learning_rate"
+    ),
 )
-
-warnings.warn(
-    "`supcon_tf.schedules` is deprecated; import from `supcon_tf.training.schedules` instead.",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-__all__ = [
-    "REFERENCE_BATCH_SIZE",
-    "SCHEDULES",
-    "WarmupCosineDecay",
-    "build_schedule",
-    "plot_schedule",
-    "scale_learning_rate",
-]

@@ -12,94 +12,41 @@ import warnings
 
 import pytest
 
+
+def _names(text):
+    """The names of a whitespace-separated list."""
+    return text.split()
+
+
 # The public names of each old module, as they were before the move.
 MOVED_NAMES = {
-    "supcon_tf.kernels": (
-        "AUTO_DENSE_MAX_ELEMENTS",
-        "DEFAULT_BLOCK_ELEMENTS",
-        "DENOMINATOR_MODES",
-        "IMPLEMENTATIONS",
-        "MIN_BLOCK_ROWS",
-        "Positives",
-        "Variant",
-        "anchor_losses",
-        "check_implementation",
-        "check_variant",
-        "choose_implementation",
-        "default_block_size",
+    "supcon_tf.kernels": _names(
+        "AUTO_DENSE_MAX_ELEMENTS DEFAULT_BLOCK_ELEMENTS DENOMINATOR_MODES IMPLEMENTATIONS "
+        "MIN_BLOCK_ROWS Positives Variant anchor_losses check_implementation check_variant "
+        "choose_implementation default_block_size"
     ),
-    "supcon_tf.layers": (
-        "L2Normalize",
-        "ProjectionHead",
+    "supcon_tf.layers": _names("L2Normalize ProjectionHead"),
+    "supcon_tf.encoders": _names("ENCODERS STEMS build_encoder"),
+    "supcon_tf.memory_bank": _names("MemoryBank"),
+    "supcon_tf.momentum_encoder": _names("MomentumEncoder check_momentum track_loss train_step"),
+    "supcon_tf.gradient_cache": _names("check_chunk_size track_loss train_step"),
+    "supcon_tf.optimizers": _names("LARS OPTIMIZERS build_optimizer"),
+    "supcon_tf.schedules": _names(
+        "REFERENCE_BATCH_SIZE SCHEDULES WarmupCosineDecay build_schedule plot_schedule "
+        "scale_learning_rate"
     ),
-    "supcon_tf.encoders": (
-        "ENCODERS",
-        "STEMS",
-        "build_encoder",
+    "supcon_tf.distribute": _names(
+        "LEARNING_RATE_SCALINGS MIXED_PRECISION_POLICIES REFERENCE_BATCH_SIZE STRATEGIES "
+        "build_strategy default_learning_rate_scaling evaluate_classifier fit_with_custom_loop "
+        "is_chief join loss_scale_optimizer needs_custom_loop per_replica_batch_size "
+        "scale_learning_rate set_mixed_precision synchronize_batch_norm training_scope "
+        "worker_model_dir"
     ),
-    "supcon_tf.memory_bank": ("MemoryBank",),
-    "supcon_tf.momentum_encoder": (
-        "MomentumEncoder",
-        "check_momentum",
-        "track_loss",
-        "train_step",
+    "supcon_tf.checkpoints": _names(
+        "CheckpointError FORMAT_VERSION NonFiniteTrainingError StopRequested TrainingCheckpoint "
+        "latest_position training_position write_atomically"
     ),
-    "supcon_tf.gradient_cache": (
-        "check_chunk_size",
-        "track_loss",
-        "train_step",
-    ),
-    "supcon_tf.optimizers": (
-        "LARS",
-        "OPTIMIZERS",
-        "build_optimizer",
-    ),
-    "supcon_tf.schedules": (
-        "REFERENCE_BATCH_SIZE",
-        "SCHEDULES",
-        "WarmupCosineDecay",
-        "build_schedule",
-        "plot_schedule",
-        "scale_learning_rate",
-    ),
-    "supcon_tf.distribute": (
-        "LEARNING_RATE_SCALINGS",
-        "MIXED_PRECISION_POLICIES",
-        "REFERENCE_BATCH_SIZE",
-        "STRATEGIES",
-        "build_strategy",
-        "default_learning_rate_scaling",
-        "evaluate_classifier",
-        "fit_with_custom_loop",
-        "is_chief",
-        "join",
-        "loss_scale_optimizer",
-        "needs_custom_loop",
-        "per_replica_batch_size",
-        "scale_learning_rate",
-        "set_mixed_precision",
-        "synchronize_batch_norm",
-        "training_scope",
-        "worker_model_dir",
-    ),
-    "supcon_tf.checkpoints": (
-        "CheckpointError",
-        "FORMAT_VERSION",
-        "NonFiniteTrainingError",
-        "StopRequested",
-        "TrainingCheckpoint",
-        "latest_position",
-        "training_position",
-        "write_atomically",
-    ),
-    "supcon_tf.selection": (
-        "BestEpoch",
-        "MONITORS",
-        "is_file",
-        "join",
-        "read_text",
-        "write_atomically",
-    ),
+    "supcon_tf.selection": _names("BestEpoch MONITORS is_file join read_text write_atomically"),
 }
 
 # The new home of each old module.
@@ -119,59 +66,25 @@ NEW_HOMES = {
 
 # Modules that became packages (or a module over a package's parts) under the same path.
 KEPT_PATHS = {
-    "supcon_tf.losses": (
-        "CONTRAST_MODES",
-        "NPairsLoss",
-        "SUMMATIONS",
-        "SupervisedContrastiveLoss",
-        "label_tensor",
-        "npairs_loss",
-        "supervised_contrastive_loss",
+    "supcon_tf.losses": _names(
+        "CONTRAST_MODES NPairsLoss SUMMATIONS SupervisedContrastiveLoss label_tensor npairs_loss "
+        "supervised_contrastive_loss"
     ),
-    "supcon_tf.models": (
-        "HIDDEN_ACTIVATIONS",
-        "HybridSupConModel",
-        "MemoryBank",
-        "MomentumEncoder",
-        "ProjectionHead",
-        "SupConModel",
-        "SupervisedContrastiveLoss",
-        "build_cross_entropy_classifier",
-        "build_linear_classifier",
-        "check_momentum",
-        "train_step_with_key_network",
+    "supcon_tf.models": _names(
+        "HIDDEN_ACTIVATIONS HybridSupConModel MemoryBank MomentumEncoder ProjectionHead "
+        "SupConModel SupervisedContrastiveLoss build_cross_entropy_classifier "
+        "build_linear_classifier check_momentum train_step_with_key_network"
     ),
-    "supcon_tf.augment": (
-        "AUGMENTATIONS",
-        "AUTOAUGMENT_POLICIES",
-        "AutoAugment",
-        "ColorDistortion",
-        "RANDAUGMENT_OPERATIONS",
-        "RandAugment",
-        "RandomApply",
-        "RandomResizedCrop",
-        "augmentation_grid",
-        "build_augmenter",
-        "color_jitter",
-        "save_augmentation_grid",
+    "supcon_tf.augment": _names(
+        "AUGMENTATIONS AUTOAUGMENT_POLICIES AutoAugment ColorDistortion RANDAUGMENT_OPERATIONS "
+        "RandAugment RandomApply RandomResizedCrop augmentation_grid build_augmenter color_jitter "
+        "save_augmentation_grid"
     ),
-    "supcon_tf.data.streaming": (
-        "EVALUATION_CROP_FRACTION",
-        "SHUFFLE_BUFFER_RECORDS",
-        "SMALL_IMAGE_SIZE",
-        "StreamSplit",
-        "StreamingSplits",
-        "TFDS_PREFIX",
-        "central_crop",
-        "check_fraction",
-        "crop_settings",
-        "input_error_message",
-        "is_streamed",
-        "make_evaluation_stream",
-        "make_training_stream",
-        "open_streaming_dataset",
-        "random_resized_crop",
-        "training_steps_per_epoch",
+    "supcon_tf.data.streaming": _names(
+        "EVALUATION_CROP_FRACTION SHUFFLE_BUFFER_RECORDS SMALL_IMAGE_SIZE StreamSplit "
+        "StreamingSplits TFDS_PREFIX central_crop check_fraction crop_settings "
+        "input_error_message is_streamed make_evaluation_stream make_training_stream "
+        "open_streaming_dataset random_resized_crop training_steps_per_epoch"
     ),
 }
 
