@@ -1,13 +1,10 @@
-"""Deprecated: `supcon_tf.checkpoints` moved to `supcon_tf.training.checkpoints`.
-
-Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
-"""
+"""Deprecated: moved to `supcon_tf.training.checkpoints`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.checkpoints",
+    __name__,
     "supcon_tf.training.checkpoints",
     (
         "CheckpointError FORMAT_VERSION NonFiniteTrainingError StopRequested TrainingCheckpoint "

@@ -1,6 +1,7 @@
 """Deprecated: `supcon_tf.distribute` moved to `supcon_tf.training.distribute`.
 
-Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
+Import from there (or from `supcon_tf.training`); importing this module warns, and its old public
+names stay importable from here.
 The multi-worker loop (`fit_with_custom_loop`, `needs_custom_loop`) moved to
 `supcon_tf.training.custom_loop`, where `evaluate_classifier` is now named
 `loss_and_accuracy` (the old name stays here as an alias).
@@ -10,7 +11,7 @@ from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.distribute",
+    __name__,
     "supcon_tf.training.distribute",
     (
         "LEARNING_RATE_SCALINGS MIXED_PRECISION_POLICIES REFERENCE_BATCH_SIZE STRATEGIES "

@@ -1,13 +1,10 @@
-"""Deprecated: `supcon_tf.kernels` moved to `supcon_tf.losses.kernels`.
-
-Import from there (or from `supcon_tf.losses`); importing this module warns; its old public names stay importable from here.
-"""
+"""Deprecated: moved to `supcon_tf.losses.kernels`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.kernels",
+    __name__,
     "supcon_tf.losses.kernels",
     (
         "AUTO_DENSE_MAX_ELEMENTS DEFAULT_BLOCK_ELEMENTS DENOMINATOR_MODES IMPLEMENTATIONS "

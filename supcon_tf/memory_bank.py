@@ -1,13 +1,10 @@
-"""Deprecated: `supcon_tf.memory_bank` moved to `supcon_tf.models.memory_bank`.
-
-Import from there (or from `supcon_tf.models`); importing this module warns; its old public names stay importable from here.
-"""
+"""Deprecated: moved to `supcon_tf.models.memory_bank`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.memory_bank",
+    __name__,
     "supcon_tf.models.memory_bank",
     ("MemoryBank"),
 )

@@ -1,13 +1,10 @@
-"""Deprecated: `supcon_tf.optimizers` moved to `supcon_tf.training.optimizers`.
-
-Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
-"""
+"""Deprecated: moved to `supcon_tf.training.optimizers`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.optimizers",
+    __name__,
     "supcon_tf.training.optimizers",
     ("LARS OPTIMIZERS build_optimizer"),
 )

@@ -1,13 +1,10 @@
-"""Deprecated: `supcon_tf.schedules` moved to `supcon_tf.training.schedules`.
-
-Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
-"""
+"""Deprecated: moved to `supcon_tf.training.schedules`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.schedules",
+    __name__,
     "supcon_tf.training.schedules",
     (
         "REFERENCE_BATCH_SIZE SCHEDULES WarmupCosineDecay build_schedule plot_schedule "

@@ -1,13 +1,10 @@
-"""Deprecated: `supcon_tf.selection` moved to `supcon_tf.training.selection`.
-
-Import from there (or from `supcon_tf.training`); importing this module warns; its old public names stay importable from here.
-"""
+"""Deprecated: moved to `supcon_tf.training.selection`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 
 __all__ = reexport(
     globals(),
-    "supcon_tf.selection",
+    __name__,
     "supcon_tf.training.selection",
     ("BestEpoch MONITORS is_file join read_text write_atomically"),
 )
