@@ -4,9 +4,8 @@ import re
 
 import tensorflow as tf
 
-from supcon_tf.data.crops import central_crop, crop_settings, random_resized_crop
+from supcon_tf.data.crops import central_crop, check_image_size, crop_settings, random_resized_crop
 from supcon_tf.data.parsing import _decode, _input_shard, _records
-from supcon_tf.data.sources import _check_image_size
 
 _ERROR_PATTERN = re.compile(r"assertion failed: \[(.*?)\]", re.DOTALL)
 
@@ -86,7 +85,7 @@ def make_training_stream(
         ValueError: bad sizes, a batch larger than the training split, fewer files
             than input pipelines.
     """
-    _check_image_size(image_size)
+    check_image_size(image_size)
     min_crop_area, _ = crop_settings(image_size, min_crop_area)
     per_replica = _check_batch(batch_size, input_context)
     steps = training_steps_per_epoch(splits, batch_size)
@@ -165,7 +164,7 @@ def make_evaluation_stream(
     Returns:
         A `tf.data.Dataset` of `(images, labels)`; the last batch may be smaller.
     """
-    _check_image_size(image_size)
+    check_image_size(image_size)
     _, center_crop_fraction = crop_settings(image_size, center_crop_fraction=center_crop_fraction)
     per_replica = _check_batch(batch_size, input_context)
     pipelines, pipeline_id, _ = _input_shard(input_context)

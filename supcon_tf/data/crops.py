@@ -1,11 +1,27 @@
-"""The crops of a stream: random resized crops for training, central crops for evaluation."""
+"""The crops of a stream: random resized crops for training, central crops for evaluation.
+
+`random_resized_crop` here and `supcon_tf.augment.RandomResizedCrop` draw the same
+SimCLR crop, but they must stay two: this one crops one decoded image of any size inside
+`tf.data`, with a stateless seed of `(seed, epoch, position)` so that a resumed stream is
+the same stream; the layer crops a batch of same-size images inside a model, from a
+`keras.random.SeedGenerator`, and compiles under XLA.
+"""
 
 import tensorflow as tf
+
+from supcon_tf.errors import UsageError
 
 # Resize + central crop of this fraction of the shorter side for evaluation (224 / 256).
 EVALUATION_CROP_FRACTION = 0.875
 # Images below this side (CIFAR-size) get the CIFAR crops: area 0.2-1, no central crop.
 SMALL_IMAGE_SIZE = 96
+
+
+def check_image_size(image_size):
+    """The rule for a stream's output side: a positive integer (square images), else error."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise UsageError(f"`image_size` must be a positive integer, got {image_size!r}.")
+    return image_size
 
 
 def _resized(image, image_size):

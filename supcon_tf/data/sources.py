@@ -113,11 +113,6 @@ def is_streamed(name_or_path, data_dir=None, image_size=None):
     return image_size is not None and tf.io.gfile.isdir(f"{path}/train")
 
 
-def _check_image_size(image_size):
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"`image_size` must be a positive integer, got {image_size!r}.")
-
-
 def _open_folder(root, validation_fraction, seed):
     from supcon_tf.data.arrays import _split_validation
 
