@@ -23,7 +23,10 @@ setup(
     extras_require={
         # Streaming TFDS datasets by name (--dataset=tfds:imagenet2012).
         "tfds": ["tensorflow-datasets"],
+        "faiss": ["faiss-cpu"],  # The optional FAISS backend of retrieval.nearest_neighbors.
+        # The default tests cover the TFDS input path too: CI installs it with the tests.
         "test": [
+            "tensorflow-datasets",
             "pytest>=7",
             "pytest-xdist",
             "ruff",

@@ -119,6 +119,7 @@ def run_seed(root, seed, overrides, candidates):
         )
         run = RunDirectory(config.model_dir)
         # The candidate reuses the pretrained encoder: its pretraining phase is finished.
+        os.makedirs(run.root, exist_ok=True)  # RunDirectory writes nothing until a run claims it
         shutil.copy(join(pretrained.root, "encoder.keras"), join(run.root, "encoder.keras"))
         marker = run.phase_paths("pretrain").marker
         os.makedirs(os.path.dirname(marker), exist_ok=True)

@@ -1,212 +1,31 @@
-"""What an experiment trains on: in-RAM splits or a streamed dataset, behind one interface.
+"""Deprecated: moved to `supcon_tf.experiment.inputs`.
 
-`open_inputs(config)` picks the path a dataset takes (`supcon_tf.data.is_streamed`):
+This module only re-exports the names it used to define, from
+`supcon_tf.experiment.inputs`, and emits a `DeprecationWarning` when imported. Import
+from `supcon_tf.experiment.inputs` (or `supcon_tf.experiment`) instead.
 
-* `ArrayInputs`: small datasets decoded into RAM (`load_dataset`); training batches
-  come from `make_dataset`, the model's augmenter draws the views on the device.
-* `StreamInputs`: image folders with an `image_size`, TFRecord shards and TFDS datasets
-  (`open_streaming_dataset`); the input pipeline draws a random-resized crop per view
-  and the model's augmenter (built without its crop) does the rest. Training batches
-  go through `strategy.distribute_datasets_from_function`, so that every input
-  pipeline (worker, TPU host) reads its own files and batches per replica.
-
-Both give `training_batches(...)` for a phase (resumed at an epoch and step),
-`evaluation_batches(split)`, and the sizes the phases need.
-
-Example:
-
->>> from supcon_tf.experiment import ExperimentConfig
->>> inputs = open_inputs(ExperimentConfig(dataset="digits"))
->>> type(inputs).__name__, inputs.input_shape, inputs.num_train
-('ArrayInputs', (8, 8, 1), 1293)
+`open_inputs` here still accepts an `ExperimentConfig` (the new one takes its
+`data_source()`); `training_batches` of the inputs now takes `batch_size, seed, ...`
+instead of the configuration.
 """
 
-import numpy as np
-import tensorflow as tf
+import warnings
 
-from supcon_tf.data import (
-    is_streamed,
-    load_dataset,
-    make_dataset,
-    make_evaluation_stream,
-    make_training_stream,
-    open_streaming_dataset,
-)
-from supcon_tf.data.streaming import crop_settings
-from supcon_tf.encoders import build_encoder
-
-# Side of the probe images used to measure an encoder's downsampling factor.
-_PROBE_SIZE = 64
+from supcon_tf.experiment import inputs as _inputs
+from supcon_tf.experiment.inputs import _PROBE_SIZE, ArrayInputs, StreamInputs, check_image_size
 
 
 def open_inputs(config):
-    """`ArrayInputs` or `StreamInputs` for `config.dataset` (see the module docstring).
-
-    Raises:
-        ValueError: `config.image_size` for a dataset that is not streamed, or one too
-            small for `config.encoder`.
-    """
-    if is_streamed(config.dataset, config.data_dir, config.image_size):
-        if config.image_size is None:
-            raise ValueError(
-                f"Dataset {config.dataset} is streamed: set `image_size` (--image_size), "
-                "the side of the crops the encoder sees (224 for ImageNet, 32 for CIFAR)."
-            )
-        check_image_size(config.image_size, config.encoder, config.stem)
-        splits = open_streaming_dataset(
-            config.dataset,
-            config.data_dir,
-            config.validation_fraction,
-            seed=config.seed,
-            skip_corrupt_images=config.skip_corrupt_images,
-        )
-        return StreamInputs(
-            splits, config.image_size, config.crop_min_area, config.center_crop_fraction
-        )
-    if config.image_size is not None:
-        raise ValueError(
-            f"`image_size`={config.image_size} applies to streamed datasets (image folders, "
-            f"TFRecord shards, tfds:<name>); {config.dataset!r} is loaded into RAM at its "
-            "own size. Drop --image_size."
-        )
-    return ArrayInputs(
-        load_dataset(config.dataset, config.data_dir, config.validation_fraction, config.seed)
-    )
+    """`supcon_tf.experiment.inputs.open_inputs` of a configuration's (or a source's) data."""
+    source = config.data_source() if hasattr(config, "data_source") else config
+    return _inputs.open_inputs(source)
 
 
-def check_image_size(image_size, encoder, stem):
-    """Raises `ValueError` when `image_size` is below the encoder's downsampling factor.
+warnings.warn(
+    "`supcon_tf.inputs` is deprecated; import from `supcon_tf.experiment.inputs` (or "
+    "`supcon_tf.experiment`) instead.",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
-    Example:
-
-    >>> check_image_size(16, "resnet50", "imagenet")
-    Traceback (most recent call last):
-    ...
-    ValueError: `image_size`=16 is too small for encoder resnet50 (stem imagenet): it \
-downsamples by 32, so crops need at least 32 pixels a side (224 is ImageNet's).
-    """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"`image_size` must be a positive integer, got {image_size!r}.")
-    probe = build_encoder(encoder, (_PROBE_SIZE, _PROBE_SIZE, 3), 0.0625, stem)
-    smallest = min(
-        layer.output.shape[1]
-        for layer in probe.layers
-        if len(getattr(layer, "output", np.zeros(0)).shape) == 4 and layer.output.shape[1]
-    )
-    factor = _PROBE_SIZE // smallest
-    if image_size < factor:
-        raise ValueError(
-            f"`image_size`={image_size} is too small for encoder {encoder} (stem {stem}): it "
-            f"downsamples by {factor}, so crops need at least {factor} pixels a side (224 is "
-            "ImageNet's)."
-        )
-
-
-class ArrayInputs:
-    """A dataset held in RAM as a `supcon_tf.data.DatasetSplits` (`splits`)."""
-
-    streamed = False
-
-    def __init__(self, splits):
-        self.splits = splits
-        self.name = splits.name
-        self.num_classes = splits.num_classes
-        self.input_shape = splits.input_shape
-        self.num_train = len(splits.x_train)
-        self.num_validation = len(splits.x_val)
-        self.num_test = len(splits.x_test)
-
-    def example_images(self, views=None):
-        """Two training images, to build a model (`views` is ignored: the model draws them)."""
-        del views
-        return self.splits.x_train[:2]
-
-    def training_batches(
-        self, config, epochs, initial_epoch, steps_done, labels=True, augmenter=None, views=None
-    ):
-        """Shuffled global batches of epochs `initial_epoch..epochs-1`, minus `steps_done`.
-
-        `views` is ignored: the model draws its views from each image.
-        """
-        del views
-        stream = make_dataset(
-            self.splits.x_train,
-            self.splits.y_train if labels else None,
-            batch_size=config.batch_size,
-            shuffle=True,
-            seed=config.seed,
-            augment=augmenter,
-            drop_remainder=True,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-        )
-        return stream.skip(steps_done)
-
-    def evaluation_batches(self, split, batch_size):
-        """Batches of `(images, labels)` of `"validation"` or `"test"`; `None` if empty."""
-        images, labels = {
-            "validation": (self.splits.x_val, self.splits.y_val),
-            "test": (self.splits.x_test, self.splits.y_test),
-        }[split]
-        if len(images) == 0:
-            return None
-        return make_dataset(images, labels, batch_size=batch_size)
-
-
-class StreamInputs:
-    """A streamed dataset (`supcon_tf.data.StreamingSplits`) cropped to `image_size`.
-
-    `crop_min_area` and `center_crop_fraction` (`None`: by image size, see
-    `supcon_tf.data.streaming.crop_settings`) set the training and evaluation crops.
-    """
-
-    streamed = True
-
-    def __init__(self, splits, image_size, crop_min_area=None, center_crop_fraction=None):
-        self.splits = splits
-        self.image_size = image_size
-        self.crop_min_area, self.center_crop_fraction = crop_settings(
-            image_size, crop_min_area, center_crop_fraction
-        )
-        self.name = splits.name
-        self.num_classes = splits.num_classes
-        self.input_shape = splits.input_shape(image_size)
-        self.num_train = splits.train.num_examples
-        self.num_validation = splits.validation.num_examples
-        self.num_test = splits.test.num_examples
-
-    def example_images(self, views=None):
-        """Zeros shaped like two training inputs (`[2, views, S, S, 3]` with views)."""
-        shape = (2, *self.input_shape) if views is None else (2, views, *self.input_shape)
-        return np.zeros(shape, np.float32)
-
-    def training_batches(
-        self, config, epochs, initial_epoch, steps_done, labels=True, augmenter=None, views=None
-    ):
-        """The distributed training stream: per-replica batches from every input pipeline."""
-
-        def dataset_fn(input_context):
-            stream = make_training_stream(
-                self.splits,
-                config.batch_size,
-                self.image_size,
-                views=views,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                initial_step=steps_done,
-                seed=config.seed,
-                augment=augmenter,
-                min_crop_area=self.crop_min_area,
-                input_context=input_context,
-            )
-            return stream if labels else stream.map(lambda images, _: images)
-
-        return tf.distribute.get_strategy().distribute_datasets_from_function(dataset_fn)
-
-    def evaluation_batches(self, split, batch_size):
-        """Central-crop batches of `"validation"` or `"test"`; `None` if the split is empty."""
-        if self.splits.split(split).num_examples == 0:
-            return None
-        return make_evaluation_stream(
-            self.splits, split, batch_size, self.image_size, self.center_crop_fraction
-        )
+__all__ = ["_PROBE_SIZE", "ArrayInputs", "StreamInputs", "check_image_size", "open_inputs"]

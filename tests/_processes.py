@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,21 @@ def run_on_replicas(module, arrays, folder, replicas=2, timeout=600):
         module, [f"--replicas={replicas}", f"--input={inputs}", f"--output={outputs}"], timeout
     )
     return dict(np.load(outputs))
+
+
+def run_as_user(module, arguments, environment=None, timeout=600):
+    """Runs `python -m <module> <arguments>` as a user would: from the repository root,
+    without the `TF_CPP_MIN_LOG_LEVEL` of the test run (`environment` adds variables).
+    Returns `(CompletedProcess, seconds)`; the exit status is the caller's to check."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=str(ROOT), **(environment or {}))
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result, time.monotonic() - start

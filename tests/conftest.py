@@ -1,4 +1,12 @@
-"""Shared test fixtures: quiet TensorFlow logs, the optional real-data archive, `ram://`."""
+"""Shared test fixtures and hooks.
+
+- Quiet TensorFlow logs, the optional real-data archive, a `ram://` folder.
+- The `numerics` marker on the test modules whose results depend on TensorFlow's CPU
+  kernels (oneDNN or Eigen): `.ci/run` runs them a second time with
+  `TF_ENABLE_ONEDNN_OPTS=0`, the path a CPU without oneDNN's kernels takes.
+- With `SUPCON_TF_STRICT_SKIPS=1` (set by `.ci/run`), a skip whose reason is not in
+  `ALLOWED_SKIPS` fails the run: a test that skips in CI tests nothing.
+"""
 
 import os
 import tarfile
@@ -13,6 +21,30 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SUPCON_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CIFAR10_ARCHIVE = SHARED_DATA / "cifar10-jpeg.tar.gz"
+
+# Test modules whose figures depend on the CPU kernels TensorFlow picks (matmul and
+# convolution round-off, float16 and bfloat16 kernels, cross-replica reductions).
+NUMERICS_MODULES = frozenset(
+    {
+        "test_losses",
+        "test_blocked",
+        "test_gradient_cache",
+        "test_distribute",
+        "test_memory_bank",
+        "test_momentum_encoder",
+        "test_layers",
+    }
+)
+
+# Skips expected on CI, as (a fragment of the skip reason, why it may happen there).
+ALLOWED_SKIPS = (
+    (
+        "real-data test:",
+        "../shared/data is absent: a clone outside the project's machines (CI has it)",
+    ),
+)
+STRICT_SKIPS = os.environ.get("SUPCON_TF_STRICT_SKIPS") == "1"
+_unexpected_skips = []
 
 
 def extract_cifar10_subset(archive, destination, train_per_class, test_per_class):
@@ -66,3 +98,41 @@ def ram_dir():
     yield folder
     if tf.io.gfile.exists(folder):
         tf.io.gfile.rmtree(folder)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rpartition(".")[2] in NUMERICS_MODULES:
+            item.add_marker(pytest.mark.numerics)
+
+
+def pytest_configure(config):
+    # Under pytest-xdist the controller sees every report; the workers need not count.
+    global STRICT_SKIPS
+    STRICT_SKIPS = STRICT_SKIPS and not hasattr(config, "workerinput")
+
+
+def _skip_reason(report):
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+
+
+def pytest_runtest_logreport(report):
+    if not STRICT_SKIPS or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if not any(fragment in reason for fragment, _ in ALLOWED_SKIPS):
+        _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unexpected_skips:
+        terminalreporter.section("unexpected skips (SUPCON_TF_STRICT_SKIPS=1)")
+        for line in _unexpected_skips:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unexpected_skips and exitstatus == 0:
+        session.exitstatus = 1

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf import experiment
 from supcon_tf.checkpoints import TrainingCheckpoint
 from supcon_tf.experiment import (
     SUPCON_ONLY_OPTIONS,
     ExperimentConfig,
+    components,
     contrastive_loss,
     run_experiment,
+    stages,
 )
 from supcon_tf.files import is_file, read_text
 
@@ -233,8 +234,8 @@ def test_finished_phases_are_not_redone(finished_run, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished phase was trained again")
 
-    monkeypatch.setattr(experiment, "fit_phase", fail)
-    monkeypatch.setattr(experiment, "build_encoder", fail)
+    monkeypatch.setattr(stages, "fit_phase", fail)
+    monkeypatch.setattr(components, "build_encoder", fail)
     second = run_experiment(dataclasses.replace(config, verbose=1))
     for method in ("supcon", "cross_entropy"):
         assert second[method] == first[method]
@@ -274,29 +275,35 @@ def test_changed_configuration_is_refused(finished_run):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"views": 0}, "`views` must be a positive integer, got 0"),
-        ({"batch_size": -1}, "`batch_size` must be a positive integer"),
-        ({"pretrain_epochs": 0}, "`pretrain_epochs` must be a positive integer"),
-        ({"baseline_epochs": 0}, "`baseline_epochs` must be a positive integer or None"),
-        ({"method": "byol"}, "Unknown `method` 'byol'"),
+        ({"views": 0}, "`views` must be an integer >= 1, got 0"),
+        ({"batch_size": -1}, "`batch_size` must be an integer >= 1"),
+        ({"pretrain_epochs": 0}, "`pretrain_epochs` must be an integer >= 1"),
+        ({"baseline_epochs": 0}, "`baseline_epochs` must be an integer >= 1"),
+        ({"method": "byol"}, "`method` must be one of .*got 'byol'"),
         ({"method": "simclr", "views": 1}, "SimCLR pretraining needs at least 2 views"),
-        ({"learning_rate": 0.0}, "`learning_rate` must be positive"),
-        ({"temperature": -0.1}, "`temperature` must be positive, got -0.1"),
+        ({"learning_rate": 0.0}, "`learning_rate` must be > 0"),
+        ({"temperature": -0.1}, "`temperature` must be a positive finite number, got -0.1"),
         ({"model_dir": ""}, "`model_dir` must be a folder path"),
-        ({"projection_head": "byol"}, "Unknown `projection_head` 'byol'"),
-        ({"classifier_optimizer": "adagrad"}, "Unknown `classifier_optimizer` 'adagrad'"),
-        ({"classifier_lr_schedule": "step"}, "Unknown `classifier_lr_schedule` 'step'"),
-        ({"classifier_hidden_activation": "gelu"}, "Unknown `classifier_hidden_activation`"),
-        ({"classifier_learning_rate": 0.0}, "`classifier_learning_rate` must be positive"),
+        ({"projection_head": "byol"}, "`projection_head` must be one of .*got 'byol'"),
+        (
+            {"classifier_optimizer": "adagrad"},
+            "`classifier_optimizer` must be one of .*got 'adagrad'",
+        ),
+        (
+            {"classifier_lr_schedule": "step"},
+            "`classifier_lr_schedule` must be one of .*got 'step'",
+        ),
+        ({"classifier_hidden_activation": "gelu"}, "`classifier_hidden_activation` must be one of"),
+        ({"classifier_learning_rate": 0.0}, "`classifier_learning_rate` must be > 0"),
         ({"classifier_weight_decay": -1.0}, "`classifier_weight_decay` must be >= 0"),
-        ({"classifier_batch_size": 0}, "`classifier_batch_size` must be a positive integer"),
+        ({"classifier_batch_size": 0}, "`classifier_batch_size` must be an integer >= 1"),
         ({"early_stopping_patience": -2}, "`early_stopping_patience` must be an integer >= 0"),
-        ({"best_epoch_monitor": "loss"}, "Unknown `best_epoch_monitor` 'loss'"),
+        ({"best_epoch_monitor": "loss"}, "`best_epoch_monitor` must be one of .*got 'loss'"),
         ({"crop_min_area": 0.0}, r"`crop_min_area` must be a number in \(0, 1\], got 0.0"),
         ({"center_crop_fraction": 1.5}, r"`center_crop_fraction` must be a number in \(0, 1\]"),
         ({"crop_min_area": True}, r"`crop_min_area` must be a number in \(0, 1\], got True"),
-        ({"loss": "triplet"}, "Unknown `loss` 'triplet'"),
-        ({"method": "hybrid", "hybrid_weight": 0.0}, "`hybrid_weight` must be a positive"),
+        ({"loss": "triplet"}, "`loss` must be one of .*got 'triplet'"),
+        ({"method": "hybrid", "hybrid_weight": 0.0}, "`hybrid_weight` must be > 0"),
         ({"hybrid_weight": 2.0}, "applies only to method='hybrid', got method='supcon'"),
         ({"denominator_mode": "dcl"}, "Unknown `denominator_mode`='dcl'"),
         ({"positives_cap": -1}, "`positives_cap` must be None .* got -1"),
@@ -317,8 +324,8 @@ def test_config_errors(overrides, match):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"augment": "mixup"}, "Unknown augmentation 'mixup'"),
-        ({"encoder": "vgg"}, "Unknown encoder 'vgg'"),
+        ({"augment": "mixup"}, "`augment` must be one of .*got 'mixup'"),
+        ({"encoder": "vgg"}, "`encoder` must be one of .*got 'vgg'"),
         ({"batch_size": 64}, "batch size 64 exceeds the 48 training images"),
     ],
 )
@@ -399,9 +406,9 @@ def test_run_on_a_gfile_model_dir_writes_there_and_resumes(tmp_path, ram_dir, mo
     assert not is_file(f"{model_dir}/run.lock")  # released by the failed call
 
     trained = []
-    fit_phase = experiment.fit_phase
+    fit_phase = stages.fit_phase
     monkeypatch.setattr(
-        experiment, "fit_phase", lambda *a, **k: trained.append(a[3]) or fit_phase(*a, **k)
+        stages, "fit_phase", lambda *a, **k: trained.append(a[2]) or fit_phase(*a, **k)
     )
     report = run_experiment(config)
     assert trained == ["classifier", "baseline"]  # pretraining finished in the first call
@@ -454,3 +461,98 @@ def test_evaluation_on_a_gfile_model_dir_writes_report_and_plots(tmp_path, ram_d
     for link in links:
         with tf.io.gfile.GFile(f"{model_dir}/{link}", "rb") as file:
             assert file.read(8) == b"\x89PNG\r\n\x1a\n", link
+
+
+# ----------------------------------------------------------------------------- old paths
+
+# The public names of each module before it moved into the `supcon_tf.experiment`
+# package (recorded from the flat modules), and where each lives now.
+OLD_NAMES = {
+    "supcon_tf.experiment": (
+        "supcon_tf.experiment",
+        (
+            "ExperimentConfig",
+            "HIDDEN_ACTIVATIONS",
+            "LEARNING_RATE_SCALINGS",
+            "LOSSES",
+            "METHODS",
+            "MIXED_PRECISION_POLICIES",
+            "MONITORS",
+            "OPTIMIZERS",
+            "PHASES",
+            "PROJECTION_HEADS",
+            "SCHEDULES",
+            "STRATEGIES",
+            "SUPCON_ONLY_OPTIONS",
+            "contrastive_loss",
+            "run_experiment",
+        ),
+    ),
+    "supcon_tf.presets": (
+        "supcon_tf.experiment.presets",
+        (
+            "PRESETS",
+            "SOURCE_GOOGLE",
+            "SOURCE_KERAS_EXAMPLE",
+            "SOURCE_KERAS_EXAMPLE_2020",
+            "SOURCE_PAPER",
+            "SOURCE_SUPCONTRAST",
+            "SOURCE_SUPCONTRAST_LINEAR",
+            "apply_preset",
+            "get_preset",
+        ),
+    ),
+    "supcon_tf.inputs": (
+        "supcon_tf.experiment.inputs",
+        ("ArrayInputs", "StreamInputs", "check_image_size", "open_inputs", "_PROBE_SIZE"),
+    ),
+    # `training_batches` was dead and is gone (ArrayInputs.training_batches does its job).
+    "supcon_tf.phases": (
+        "supcon_tf.experiment.phases",
+        ("build_phase_optimizer", "compile_classifier", "evaluate_split", "fit_phase"),
+    ),
+    "supcon_tf.runs": (
+        "supcon_tf.experiment.runs",
+        (
+            "LOCK_FILE",
+            "PhasePaths",
+            "REMOTE_LOCK_SETTLE_SECONDS",
+            "RunDirectory",
+            "RunLockedError",
+            "StopSignal",
+            "resume_position",
+            "stop_on_sigterm",
+            "write_json",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("old_path", sorted(OLD_NAMES))
+def test_every_old_name_imports_from_the_old_path_and_the_new(old_path, monkeypatch):
+    import importlib
+    import sys
+    import warnings
+
+    new_path, names = OLD_NAMES[old_path]
+    new = importlib.import_module(new_path)
+    if old_path == new_path:  # the package keeps its names, without a warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            old = importlib.import_module(old_path)
+    else:
+        monkeypatch.delitem(sys.modules, old_path, raising=False)
+        with pytest.warns(DeprecationWarning, match=rf"`{old_path}` is deprecated.*{new_path}"):
+            old = importlib.import_module(old_path)
+    for name in names:
+        assert getattr(old, name) is not None, name
+        if name != "open_inputs":  # the old one still takes a configuration
+            assert getattr(old, name) is getattr(new, name), name
+
+
+def test_old_open_inputs_still_takes_a_configuration():
+    import importlib
+
+    old = importlib.import_module("supcon_tf.inputs")
+    inputs = old.open_inputs(ExperimentConfig(dataset="digits"))
+    assert inputs.num_train == 1293

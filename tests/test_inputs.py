@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf.data import write_shards
-from supcon_tf.experiment import ExperimentConfig, run_experiment
-from supcon_tf.inputs import ArrayInputs, StreamInputs, check_image_size, open_inputs
+from supcon_tf.experiment import ExperimentConfig, preflight, run_experiment
+from supcon_tf.experiment.inputs import ArrayInputs, StreamInputs, check_image_size, open_inputs
 from tests._processes import run_module
 from tests._streaming_worker import write_id_folder
 from tests.test_streaming import TFDS_MISSING, build_tfds_dataset, truncate, write_mixed_folder
@@ -29,6 +29,10 @@ def mixed_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def id_folder(tmp_path_factory):
     return Path(write_id_folder(str(tmp_path_factory.mktemp("ids"))))
+
+
+def source(*arguments, **overrides):
+    return tiny_config(*arguments, **overrides).data_source()
 
 
 def tiny_config(dataset, model_dir, **overrides):
@@ -52,19 +56,19 @@ def tiny_config(dataset, model_dir, **overrides):
 
 class TestOpenInputs:
     def test_paths(self, id_folder, tmp_path):
-        streamed = open_inputs(tiny_config(id_folder, tmp_path))
+        streamed = open_inputs(source(id_folder, tmp_path))
         assert isinstance(streamed, StreamInputs) and streamed.input_shape == (16, 16, 3)
         assert (streamed.num_train, streamed.num_validation, streamed.num_test) == (43, 5, 8)
-        in_ram = open_inputs(tiny_config(id_folder, tmp_path, image_size=None))
+        in_ram = open_inputs(source(id_folder, tmp_path, image_size=None))
         assert isinstance(in_ram, ArrayInputs) and in_ram.input_shape == (48, 64, 3)
 
     def test_image_size_errors(self, id_folder, tmp_path):
         with pytest.raises(ValueError, match=r"`image_size`=16 applies to streamed datasets"):
-            open_inputs(tiny_config("digits", tmp_path))
+            open_inputs(source("digits", tmp_path))
         with pytest.raises(ValueError, match=r"`image_size`=8 is too small for encoder resnet18"):
             config = tiny_config(id_folder, tmp_path, image_size=8, encoder="resnet18")
-            open_inputs(dataclasses.replace(config, stem="imagenet"))
-        with pytest.raises(ValueError, match="must be a positive integer or None, got 0"):
+            preflight(dataclasses.replace(config, stem="imagenet"))
+        with pytest.raises(ValueError, match="`image_size` must be an integer >= 1, got 0"):
             tiny_config(id_folder, tmp_path, image_size=0)
 
     def test_downsampling_factors(self):
@@ -75,19 +79,21 @@ class TestOpenInputs:
 
     def test_shards_need_an_image_size(self, id_folder, tmp_path):
         write_shards(id_folder, tmp_path / "shards", num_shards=2, progress=False)
-        with pytest.raises(ValueError, match="is streamed: set `image_size`"):
-            open_inputs(tiny_config(tmp_path / "shards", tmp_path, image_size=None))
+        with pytest.raises(
+            ValueError, match="is streamed as square crops of one side; set `image_size`"
+        ):
+            open_inputs(source(tmp_path / "shards", tmp_path, image_size=None))
 
     def test_resumed_training_batches_continue_the_stream(self, id_folder, tmp_path):
-        inputs = open_inputs(tiny_config(id_folder, tmp_path, batch_size=8))
+        inputs = open_inputs(source(id_folder, tmp_path, batch_size=8))
         config = tiny_config(id_folder, tmp_path, batch_size=8)
         steps = inputs.num_train // 8
-        full = [images.numpy() for images, _ in inputs.training_batches(config, 2, 0, 0)]
-        resumed = [images.numpy() for images, _ in inputs.training_batches(config, 2, 1, 3)]
+        full = [images.numpy() for images, _ in inputs.training_batches(8, config.seed, 2, 0, 0)]
+        resumed = [images.numpy() for images, _ in inputs.training_batches(8, config.seed, 2, 1, 3)]
         assert len(full) == 2 * steps and len(resumed) == steps - 3
         for expected, actual in zip(full[steps + 3 :], resumed, strict=True):
             np.testing.assert_array_equal(actual, expected)
-        views = inputs.training_batches(config, 1, 0, 0, labels=False, views=2)
+        views = inputs.training_batches(8, config.seed, 1, 0, 0, labels=False, views=2)
         first = next(iter(views))
         assert first.shape == (8, 2, 16, 16, 3)  # images only (SimCLR), two views
 

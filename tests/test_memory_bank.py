@@ -365,11 +365,11 @@ class TestConfiguration:
         def build(*args, **kwargs):
             raise BuiltError(kwargs)
 
-        monkeypatch.setattr(experiment, "SupConModel", build)
+        monkeypatch.setattr(experiment.components, "SupConModel", build)
         with pytest.raises(BuiltError) as built:
             experiment.run_experiment(config)
         assert built.value.args[0]["memory_size"] == 64
-        with pytest.raises(ValueError, match="`memory_size` must be a non-negative integer"):
+        with pytest.raises(ValueError, match="`memory_size` must be an integer >= 0, got -1"):
             experiment.ExperimentConfig(memory_size=-1)
 
     def test_get_config_round_trip(self):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from supcon_tf.experiment.presets import PRESETS, apply_preset, get_preset
 from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.presets import PRESETS, apply_preset, get_preset
 from supcon_tf.schedules import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,17 @@ class TestPresetStructure:
     @pytest.mark.parametrize("name", sorted(PRESETS))
     def test_every_preset_is_complete_and_sourced(self, name):
         preset = get_preset(name)
-        assert set(preset) == {"description", "flags", "recipe", "sources", "published", "notes"}
+        assert set(preset) - {"tied"} == {
+            "description",
+            "flags",
+            "recipe",
+            "sources",
+            "published",
+            "notes",
+        }
+        # A tie joins two values the preset sets equal (overriding one carries to the other).
+        for tied, source in preset.get("tied", {}).items():
+            assert preset["flags"][tied] == preset["flags"][source], (tied, source)
         assert preset["sources"] and all(
             "github.com" in s or "keras.io" in s or "arXiv" in s for s in preset["sources"]
         )
@@ -345,9 +355,10 @@ def test_supcon_train_with_preset_lars_and_cosine(tmp_path):
     assert schedule["config"]["total_steps"] == steps_per_epoch  # one baseline epoch
     assert schedule["config"]["warmup_steps"] == steps_per_epoch
     # ... the classifier stage with the preset's own linear-stage recipe (Adam 1e-3,
-    # batch 265, constant, last epoch).
+    # constant, last epoch).
     classifier = keras.saving.load_model(tmp_path / "run" / "classifier.keras").optimizer
     assert isinstance(classifier, keras.optimizers.Adam)
     assert float(classifier.learning_rate) == pytest.approx(1e-3)
-    assert int(classifier.iterations) == report["dataset"]["train"] // 265
+    # The preset ties its classifier batch to its batch: --batch_size=64 carries there.
+    assert int(classifier.iterations) == report["dataset"]["train"] // 64
     assert report["supcon"]["selected_epoch"] == 1

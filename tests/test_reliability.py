@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf import runs
 from supcon_tf.data import load_dataset
 from supcon_tf.evaluation.run import _load_model
-from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.experiment import ExperimentConfig, run_experiment, runs
+from supcon_tf.experiment.runs import RunDirectory, RunLockedError
 from supcon_tf.files import read_text, write_atomically
-from supcon_tf.runs import RunDirectory, RunLockedError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_STOPPED = 75

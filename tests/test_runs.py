@@ -5,8 +5,8 @@ import json
 import pytest
 import tensorflow as tf
 
+from supcon_tf.experiment.runs import RunDirectory
 from supcon_tf.files import read_text, write_atomically
-from supcon_tf.runs import RunDirectory
 
 
 class TestRunDirectory:
@@ -62,7 +62,9 @@ class TestRunDirectoryOnGfile:
     def test_paths_keep_the_scheme(self, ram_dir):
         run = RunDirectory(f"{ram_dir}/run")
         assert run.root == f"{ram_dir}/run"
-        assert tf.io.gfile.isdir(run.root)
+        assert not tf.io.gfile.exists(run.root)  # nothing is written before the run claims it
+        with run.lock():
+            assert tf.io.gfile.isdir(run.root)
         assert run.phase_paths("pretrain").marker == f"{ram_dir}/run/phases/pretrain.json"
 
     def test_record_config_and_markers(self, ram_dir):

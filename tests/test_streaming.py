@@ -7,7 +7,6 @@ float64 NumPy transcriptions of the crops, and counts of generated files.
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from supcon_tf.data import (
     make_evaluation_stream,
     make_training_stream,
     open_streaming_dataset,
+    tfrecords,
     write_shards,
 )
 from supcon_tf.data.streaming import (
@@ -34,6 +34,7 @@ from supcon_tf.data.streaming import (
     random_resized_crop,
 )
 from supcon_tf.data.tfrecords import IMAGE_KEY, LABEL_KEY, image_example
+from supcon_tf.errors import DataError, UsageError
 from tests._processes import run_module
 from tests._streaming_worker import ID_TRAIN_PER_CLASS, identities, write_id_folder
 
@@ -380,10 +381,8 @@ class TestTFRecords:
         info = json.loads((id_shards / "dataset_info.json").read_text())
         assert info["num_examples"] == {"train": NUM_ID_IMAGES, "test": 8}
         shards = {f"train-0000{index}-of-00004" for index in range(4)}
-        assert set(os.listdir(id_shards)) == shards | {
-            "validation-00000-of-00001",
-            "dataset_info.json",
-        }
+        assert set(os.listdir(id_shards)) == shards | {"test-00000-of-00001", "dataset_info.json"}
+        assert info["num_shards"] == {"train": 4, "test": 1}
         splits = open_streaming_dataset(id_shards)
         assert splits.kind == "tfrecord" and splits.class_names == ("a", "b")
         assert splits.validation.num_examples == 0
@@ -461,24 +460,195 @@ class TestTFRecords:
         with pytest.raises(FileNotFoundError, match="has no evaluation shards"):
             open_streaming_dataset(tmp_path)
 
-    def test_converter_command_writes_shards_with_a_progress_bar(self, tmp_path):
+    def test_converter_command(self, tmp_path):
+        """supcon-prepare as a user runs it: a corrupt image, then a full folder, in one line."""
         write_id_folder(str(tmp_path / "images"), train_per_class=3, test_per_class=1)
         truncate(tmp_path / "images" / "train" / "a" / "01.jpg")
         command = [sys.executable, "-m", "supcon_tf.cli.prepare", f"--input={tmp_path / 'images'}"]
         command += [f"--output={tmp_path / 'shards'}", "--num_shards=2"]
         environment = dict(os.environ, PYTHONPATH=str(ROOT))
+        environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
         failed = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=ROOT)
-        assert failed.returncode != 0
-        assert "Cannot read image" in failed.stderr and "train/a/01.jpg" in failed.stderr
+        assert failed.returncode == 1
+        # libjpeg itself may say "Improper call to JPEG library" first.
+        lines = failed.stderr.strip().splitlines()
+        assert lines[-1].startswith("supcon-prepare: error: Cannot read image ")
+        assert "train/a/01.jpg" in lines[-1] and "--skip_corrupt_images" in lines[-1]
+        assert "Traceback" not in failed.stderr and failed.stderr.count("error:") == 1
         done = subprocess.run(
             [*command, "--skip_corrupt_images"], env=environment, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        output = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)  # the bar's colour codes
-        assert "6/6" in output and "Wrote 5 training and 2 evaluation images" in output
+        # Not a terminal: what is written, without the progress bar's escape codes.
+        assert "\x1b[" not in done.stdout
+        assert "Writing 6 train images to 2 train-* shards" in done.stdout
+        assert "Wrote 5 train and 2 test images of 2 classes" in done.stdout
         info = json.loads((tmp_path / "shards" / "dataset_info.json").read_text())
         assert info["skipped_images"] == [str(tmp_path / "images" / "train" / "a" / "01.jpg")]
         assert open_streaming_dataset(tmp_path / "shards").train.num_examples == 5
+        again = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=ROOT)
+        assert again.returncode == 2
+        assert again.stderr.strip() == (
+            f"supcon-prepare: error: --output={tmp_path / 'shards'} is not empty (4 files); "
+            "pass --overwrite to replace its shards, or an empty or new folder"
+        )
+
+
+def shard_listing(folder):
+    return sorted(name for name in os.listdir(folder) if name != "dataset_info.json")
+
+
+class TestPrepareNeverMixes:
+    """write_shards refuses, replaces and survives a kill; check_shards refuses a mix."""
+
+    @pytest.fixture
+    def images(self, tmp_path):
+        write_id_folder(str(tmp_path / "images"), train_per_class=4, test_per_class=2)
+        return tmp_path / "images"
+
+    def test_non_empty_output_is_refused(self, tmp_path, images):
+        (tmp_path / "shards").mkdir()
+        (tmp_path / "shards" / "notes.txt").write_text("mine")
+        with pytest.raises(UsageError, match=r"shards is not empty \(1 files\); pass --overwrite"):
+            write_shards(images, tmp_path / "shards", progress=False)
+        with pytest.raises(UsageError, match=r"holds files that are not shards \(notes.txt\)"):
+            write_shards(images, tmp_path / "shards", progress=False, overwrite=True)
+        assert os.listdir(tmp_path / "shards") == ["notes.txt"]
+
+    def test_overwrite_replaces_the_whole_set(self, tmp_path, images):
+        output = tmp_path / "shards"
+        write_shards(images, output, num_shards=4, progress=False)
+        info = write_shards(images, output, num_shards=2, progress=False, overwrite=True)
+        assert shard_listing(output) == [
+            "test-00000-of-00001",
+            "train-00000-of-00002",
+            "train-00001-of-00002",
+        ]
+        assert info["num_shards"] == {"train": 2, "test": 1}
+        assert sorted(os.listdir(tmp_path)) == ["images", "shards"]  # No staging left.
+        splits = open_streaming_dataset(output)
+        assert (splits.train.num_examples, splits.test.num_examples) == (8, 4)
+        assert sorted(epoch_identities(make_evaluation_stream(splits, "test", 4, 16))) == list(
+            range(8, 12)
+        )
+
+    def test_a_kill_while_writing_leaves_the_old_set(self, tmp_path, images, monkeypatch):
+        output = tmp_path / "shards"
+        write_shards(images, output, num_shards=4, progress=False)
+        before = {name: (output / name).read_bytes() for name in os.listdir(output)}
+        written = []
+
+        def dies_on_the_fifth(*arguments):
+            written.append(arguments)
+            if len(written) == 5:
+                raise KeyboardInterrupt("killed")
+            return image_example(*arguments)
+
+        monkeypatch.setattr(tfrecords, "image_example", dies_on_the_fifth)
+        with pytest.raises(KeyboardInterrupt):
+            write_shards(images, output, num_shards=2, progress=False, overwrite=True)
+        assert {name: (output / name).read_bytes() for name in os.listdir(output)} == before
+        assert open_streaming_dataset(output).train.num_examples == 8
+        monkeypatch.undo()
+        # The next run removes the unfinished staging folder and writes the new set.
+        write_shards(images, output, num_shards=2, progress=False, overwrite=True)
+        assert len(shard_listing(output)) == 3
+        assert sorted(os.listdir(tmp_path)) == ["images", "shards"]
+
+    def test_a_kill_between_the_renames_is_finished_next_time(self, tmp_path, images, monkeypatch):
+        output = tmp_path / "shards"
+        write_shards(images, output, num_shards=4, progress=False)
+        rename = tf.io.gfile.rename
+        renames = []
+
+        def dies_on_the_second(source, target, overwrite=False):
+            renames.append(target)
+            if len(renames) == 2:
+                raise KeyboardInterrupt("killed")
+            rename(source, target, overwrite)
+
+        monkeypatch.setattr(tf.io.gfile, "rename", dies_on_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            write_shards(images, output, num_shards=2, progress=False, overwrite=True)
+        monkeypatch.undo()
+        # Killed with the old set moved aside and the new one complete in staging.
+        assert not output.exists()
+        assert (tmp_path / ".shards.staging" / "dataset_info.json").is_file()
+        assert tfrecords.finish_interrupted_overwrite(output)
+        assert sorted(os.listdir(tmp_path)) == ["images", "shards"]
+        assert len(shard_listing(output)) == 3
+        assert open_streaming_dataset(output).train.num_examples == 8
+
+    def test_overwrite_on_an_object_store(self, ram_dir, images, monkeypatch):
+        output = f"{ram_dir}/shards"
+        write_shards(images, output, num_shards=4, progress=False)
+        write_shards(images, output, num_shards=2, progress=False, overwrite=True)
+        names = sorted(path.rsplit("/", 1)[-1] for path in tf.io.gfile.glob(f"{output}/*"))
+        assert names == [
+            "dataset_info.json",
+            "test-00000-of-00001",
+            "train-00000-of-00002",
+            "train-00001-of-00002",
+        ]
+        assert not tf.io.gfile.glob(f"{ram_dir}/.shards.staging/*")
+        assert open_streaming_dataset(output).train.num_examples == 8
+        # Killed after the new test-* and first train-* shard moved in: refused, then
+        # finished.
+        rename = tf.io.gfile.rename
+        moved = []
+
+        def dies_on_the_third(source, target, overwrite=False):
+            moved.append(target)
+            if len(moved) == 3:
+                raise KeyboardInterrupt("killed")
+            rename(source, target, overwrite)
+
+        monkeypatch.setattr(tf.io.gfile, "rename", dies_on_the_third)
+        with pytest.raises(KeyboardInterrupt):
+            write_shards(images, output, num_shards=4, progress=False, overwrite=True)
+        monkeypatch.undo()
+        with pytest.raises(DataError, match=r"has 1 train-\*-of-00004 shards, not 4"):
+            open_streaming_dataset(output)
+        assert tfrecords.finish_interrupted_overwrite(output)
+        assert open_streaming_dataset(output).train.num_examples == 8
+
+    @pytest.mark.parametrize(
+        ("names", "info", "match"),
+        [
+            (
+                ["train-00000-of-00002", "train-00001-of-00002", "train-00000-of-00001"],
+                None,
+                r"mixes shard sets: train-\*-of-00001 \(1 file\), train-\*-of-00002 \(2 files\)",
+            ),
+            (
+                ["train-00000-of-00003", "train-00002-of-00003"],
+                None,
+                "missing train-00001-of-00003",
+            ),
+            (["train-00000-of-00001", "train-00003-of-00001"], None, "numbered past 0"),
+            (["train-00000-of-00001", "train-old"], None, r"not named train-NNNNN-of-NNNNN"),
+            ([], None, r"has no train-\* shards"),
+            (
+                ["train-00000-of-00001", "validation-00000-of-00001"],
+                None,
+                "both validation-\\* and test-\\* shards",
+            ),
+            (
+                ["train-00000-of-00001"],
+                {"num_shards": {"train": 2, "test": 1}},
+                r"lists 2 train shards, the folder holds 1",
+            ),
+        ],
+    )
+    def test_reader_refuses_a_mix(self, tmp_path, names, info, match):
+        for name in [*names, "test-00000-of-00001"]:
+            write_records(tmp_path / name, [image_example(encoded_png(), 0)])
+        if info is not None:
+            (tmp_path / "dataset_info.json").write_text(json.dumps({"class_names": ["a"], **info}))
+        with pytest.raises(DataError, match=match) as raised:
+            open_streaming_dataset(tmp_path)
+        assert str(tmp_path) in str(raised.value)
+        assert "supcon-prepare --overwrite" in str(raised.value)
 
 
 TFDS_MISSING = importlib.util.find_spec("tensorflow_datasets") is None

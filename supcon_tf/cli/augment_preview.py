@@ -3,19 +3,42 @@
 Each row shows one image, then `--num_views` views drawn by the `--augment` policy,
 so a user sees what the encoder sees during contrastive pretraining.
 
-Example:
+Usage (also `python -m supcon_tf.cli.augment_preview`):
 
-    supcon-augment-preview --augment=simaugment --strength=0.5 --num_views=4 \
+    supcon-augment-preview --augment=simaugment --augment_strength=0.5 --num_views=4 \
         --dataset=digits --output=preview.png
+
+The flags the trainer also has (`--augment`, `--augment_magnitude`,
+`--augment_strength`, `--crop_min_area`, `--dataset`, `--data_dir`, `--image_size`,
+`--seed`) mean the same here. A mistake prints one line,
+`supcon-augment-preview: error: <what is wrong>; <what to do>`.
 """
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
 from supcon_tf import augment
+from supcon_tf.cli.console import run_command
 from supcon_tf.data import load_dataset
+from supcon_tf.errors import UsageError
 
 FLAGS = flags.FLAGS
+
+# The flags by group, in the order `--help` lists them.
+FLAG_GROUPS = {
+    "data": ("dataset", "data_dir", "num_images", "seed"),
+    "augmentation": (
+        "augment",
+        "augment_magnitude",
+        "augment_strength",
+        "num_layers",
+        "crop_min_area",
+        "blur",
+        "autoaugment_policy",
+        "image_size",
+    ),
+    "output": ("output", "num_views", "min_side"),
+}
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -69,12 +92,18 @@ def define_flags(flag_values=flags.FLAGS):
         ),
         (
             flags.DEFINE_float,
-            "magnitude",
+            "augment_magnitude",
             9.0,
             "RandAugment magnitude in [0, 10].",
             {"lower_bound": 0.0, "upper_bound": 10.0},
         ),
-        (flags.DEFINE_float, "strength", 1.0, "Colour-jitter strength s of SimAugment.", {}),
+        (
+            flags.DEFINE_float,
+            "augment_strength",
+            1.0,
+            "Colour-jitter strength s of SimAugment.",
+            {"lower_bound": 1e-6},
+        ),
         (
             flags.DEFINE_integer,
             "num_layers",
@@ -82,7 +111,13 @@ def define_flags(flag_values=flags.FLAGS):
             "RandAugment operations per image.",
             {"lower_bound": 1},
         ),
-        (flags.DEFINE_float, "min_crop_area", 0.08, "Smallest crop area fraction.", {}),
+        (
+            flags.DEFINE_float,
+            "crop_min_area",
+            0.08,
+            "Smallest random-resized crop (fraction of the area); 1 shows whole images.",
+            {"lower_bound": 1e-6, "upper_bound": 1.0},
+        ),
         (flags.DEFINE_bool, "blur", False, "Add SimCLR's Gaussian blur to SimAugment.", {}),
         (
             flags.DEFINE_enum,
@@ -121,29 +156,32 @@ def load_preview_images(dataset, num_images, data_dir=None, seed=0):
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise UsageError(
+            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
+        )
     images = load_preview_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed)
     augmenter = augment.build_augmenter(
         FLAGS.augment,
         seed=FLAGS.seed,
         image_size=FLAGS.image_size or None,
-        magnitude=FLAGS.magnitude,
-        strength=FLAGS.strength,
+        magnitude=FLAGS.augment_magnitude,
+        strength=FLAGS.augment_strength,
         num_layers=FLAGS.num_layers,
-        min_crop_area=FLAGS.min_crop_area,
+        min_crop_area=FLAGS.crop_min_area,
         blur=FLAGS.blur,
         autoaugment_policy=FLAGS.autoaugment_policy,
     )
     path = augment.save_augmentation_grid(
         images, augmenter, FLAGS.num_views, FLAGS.output, min_side=FLAGS.min_side
     )
-    logging.info("Wrote %s (%d images x %d views).", path, len(images), FLAGS.num_views)
+    print(f"Wrote {path} ({len(images)} images x {FLAGS.num_views} views)")
 
 
 def run():
     """Console-script entry point."""
     define_flags()
-    app.run(main)
+    run_command(main, "supcon-augment-preview", __doc__, FLAG_GROUPS)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,20 @@ diagrams, per-class accuracy with confusion matrices, kNN accuracy, alignment,
 uniformity, a t-SNE plot and the corruption study into `report.json` (under
 `"evaluation"`; the training results are kept) and a `report.md` that links the PNGs
 in `plots/`. `--model_dir` may be a `tf.io.gfile` URL (`gs://bucket/run`).
+
+A mistake prints one line, `supcon-eval: error: <what is wrong>; <what to do>`
+(`--traceback` shows the traceback); exit status 2 for a wrong flag, 1 for missing or
+unfitting data.
 """
 
 import json
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
-from supcon_tf.cli.usage import grouped_help_parser
+from supcon_tf.cli.console import run_command
 from supcon_tf.data import load_dataset
+from supcon_tf.errors import DataError, UsageError
 from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
 from supcon_tf.files import is_file, join, read_text
 
@@ -136,7 +141,9 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
     {'dataset': 'digits', 'data_dir': None, 'validation_fraction': 0.1, 'seed': 3}
     """
     if not tf.io.gfile.isdir(model_dir):
-        raise FileNotFoundError(f"--model_dir {model_dir} does not exist.")
+        raise FileNotFoundError(
+            f"--model_dir={model_dir} does not exist; pass the folder of a supcon-train run"
+        )
     stored = {}
     for name in ("flags.json", "config.json"):
         path = join(model_dir, name)
@@ -144,20 +151,24 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
             try:
                 stored = json.loads(read_text(path))
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not valid JSON ({error}).") from error
+                raise DataError(
+                    f"{path} is not valid JSON ({error}); restore it, or pass --dataset and --seed"
+                ) from error
             break
     settings = {"dataset": None, "data_dir": None, "validation_fraction": 0.1, "seed": 0}
     settings.update({key: stored[key] for key in _SPLIT_SETTINGS if stored.get(key) is not None})
     overrides = {"dataset": dataset, "data_dir": data_dir, "seed": seed}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     if not settings["dataset"]:
-        raise ValueError(f"No dataset: {model_dir} has no flags.json naming one; pass --dataset.")
+        raise UsageError(f"{model_dir} has no flags.json naming its dataset; pass --dataset")
     return settings
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise UsageError(
+            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
+        )
     flag_values = flags.FLAGS
     settings = run_settings(
         flag_values.model_dir, flag_values.dataset, flag_values.data_dir, flag_values.seed
@@ -200,7 +211,7 @@ def main(argv):
 def run():
     """Console-script entry point."""
     define_flags()
-    app.run(main, flags_parser=grouped_help_parser(__doc__, FLAG_GROUPS))
+    run_command(main, "supcon-eval", __doc__, FLAG_GROUPS)
 
 
 if __name__ == "__main__":

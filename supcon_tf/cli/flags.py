@@ -22,11 +22,11 @@ from supcon_tf.experiment import (
     SUPCON_ONLY_OPTIONS,
     ExperimentConfig,
 )
+from supcon_tf.experiment.presets import PRESETS, apply_preset
 from supcon_tf.kernels import DENOMINATOR_MODES, IMPLEMENTATIONS
 from supcon_tf.losses import CONTRAST_MODES, SUMMATIONS
 from supcon_tf.models import HIDDEN_ACTIVATIONS
 from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.presets import PRESETS, apply_preset
 from supcon_tf.schedules import SCHEDULES
 from supcon_tf.selection import MONITORS
 
@@ -76,7 +76,7 @@ def _define_data_flags(define):
         "Dataset: digits (offline), cifar10, cifar100, mnist, fashion_mnist (downloaded by "
         "Keras), a path to an .npz file (x_train, y_train, x_test, y_test) or to a folder "
         "with train/<class>/ and test/<class>/ images (all held in RAM); streamed: such a "
-        "folder with --image_size, a folder of TFRecord shards (train-*, validation-*; see "
+        "folder with --image_size, a folder of TFRecord shards (train-*, test-*; see "
         "supcon-prepare) or tfds:<name> (pip install 'supcon_tf[tfds]').",
     )
     define.string(
@@ -454,7 +454,14 @@ def _define_output_flags(define):
         "Deterministic TensorFlow ops (slower on GPUs): with --seed, two runs, interrupted "
         "or not, give the same weights.",
     )
-    define.integer("verbose", "Keras progress: 0 silent, 1 progress bars, 2 one line per epoch.", 0)
+    define.integer(
+        "verbose",
+        "Keras progress: 0 silent, 1 progress bars on a terminal (one line per epoch in a "
+        "log file), 2 one line per epoch.",
+        0,
+    )
+    define.boolean("reevaluate", "Evaluate a finished run again (without it: 'Already complete').")
+    define.boolean("dry_run", "Check the run (paths, data, batch sizes) and stop; write nothing.")
 
 
 # The flag groups of `supcon-train`, in the order `--help` lists them.

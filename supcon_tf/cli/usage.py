@@ -4,7 +4,7 @@ absl's own `--help` lists only the flags of the main module; the commands define
 theirs in `supcon_tf.cli`, so it would list none of them. `app.run(main,
 flags_parser=grouped_help_parser(description, groups))` answers `--help`, `-h`,
 `-?` and `--helpshort` with the command's description and its flags, group by group,
-and exits 0; `--helpfull` still lists them together with absl's and TensorFlow's.
+and exits 0; `--helpfull` lists them together with absl's and TensorFlow's (exit 0).
 
 Example:
 
@@ -27,6 +27,7 @@ import textwrap
 from absl import flags
 
 HELP_ARGUMENTS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+FULL_HELP_ARGUMENTS = ("--helpfull", "-helpfull")
 
 
 def format_grouped_help(flag_values, groups, description):
@@ -76,8 +77,9 @@ def grouped_help_parser(description, groups, flag_values=flags.FLAGS):
 
     Returns:
         A function of `argv` that exits 0 after printing the help when `argv` asks for
-        it, and otherwise parses `argv` into `flag_values` (exiting 1 on a bad flag, as
-        absl's parser does) and returns the remaining arguments.
+        it, and otherwise parses `argv` into `flag_values` and returns the remaining
+        arguments. A bad flag raises absl's `flags.Error`, which
+        `supcon_tf.cli.console.run_command` reports as one line (exit status 2).
     """
 
     def parse(argv):
@@ -88,11 +90,9 @@ def grouped_help_parser(description, groups, flag_values=flags.FLAGS):
             named = groups() if callable(groups) else groups
             print(format_grouped_help(flag_values, named, description))
             sys.exit(0)
-        try:
-            return flag_values(argv)
-        except flags.Error as error:
-            sys.stderr.write(f"FATAL Flags parsing error: {error}\n")
-            sys.stderr.write("Pass --help or --helpfull to see help on flags.\n")
-            sys.exit(1)
+        if any(argument in FULL_HELP_ARGUMENTS for argument in arguments):
+            print(f"{description.strip()}\n\n{flag_values.get_help()}")
+            sys.exit(0)
+        return flag_values(argv)
 
     return parse

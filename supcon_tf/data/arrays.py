@@ -22,19 +22,28 @@ Example:
 """
 
 import dataclasses
+import difflib
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf.data import tfrecords
+from supcon_tf.errors import DataError, UsageError
+
 KERAS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 DATASETS = ("digits", *KERAS_DATASETS)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+TFDS_PREFIX = "tfds:"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 # scikit-learn's digits ship without a test split: a fixed, seed-independent 20 %.
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_TEST_SEED = 0
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """A dataset path (or `data_dir`) that does not exist: a `DataError` and a `FileNotFoundError`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,24 +90,24 @@ def _as_images(images, source):
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:
-        raise ValueError(
+        raise DataError(
             f"Images from {source} must have shape [N, H, W] or [N, H, W, C], "
             f"got shape {images.shape}."
         )
     if np.issubdtype(images.dtype, np.integer):
         if images.size and (images.min() < 0 or images.max() > 255):
-            raise ValueError(
+            raise DataError(
                 f"Integer images from {source} must be in [0, 255], got values in "
                 f"[{images.min()}, {images.max()}]."
             )
         return images.astype(np.float32) / 255.0
     if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"Images from {source} must be numbers, got dtype {images.dtype}.")
+        raise DataError(f"Images from {source} must be numbers, got dtype {images.dtype}.")
     images = images.astype(np.float32)
     if images.size and (
         not np.all(np.isfinite(images)) or images.min() < 0.0 or images.max() > 1.0
     ):
-        raise ValueError(
+        raise DataError(
             f"Floating-point images from {source} must be finite and in [0, 1]; got values "
             f"in [{np.nanmin(images)}, {np.nanmax(images)}]. Divide by 255 first."
         )
@@ -110,7 +119,7 @@ def _as_labels(labels, num_images, source):
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or labels.shape[0] != num_images:
-        raise ValueError(
+        raise DataError(
             f"Labels from {source} must have shape [{num_images}] (one per image), "
             f"got shape {labels.shape}."
         )
@@ -119,9 +128,9 @@ def _as_labels(labels, num_images, source):
         and not np.issubdtype(labels.dtype, np.integer)
         and not np.all(np.equal(np.mod(labels, 1), 0))
     ):
-        raise ValueError(f"Labels from {source} must be integers, got dtype {labels.dtype}.")
+        raise DataError(f"Labels from {source} must be integers, got dtype {labels.dtype}.")
     if labels.size and labels.min() < 0:
-        raise ValueError(f"Labels from {source} must be non-negative, got {labels.min()}.")
+        raise DataError(f"Labels from {source} must be non-negative, got {labels.min()}.")
     return labels.astype(np.int32)
 
 
@@ -168,10 +177,10 @@ def _load_npz(path):
             found = sorted(archive.files)
             arrays = {key: archive[key] for key in NPZ_KEYS if key in archive.files}
     except Exception as error:  # zipfile.BadZipFile, OSError, EOFError, object arrays, ...
-        raise ValueError(f"Cannot read the .npz dataset {path}: {error}") from error
+        raise DataError(f"Cannot read the .npz dataset {path}: {error}") from error
     missing = [key for key in NPZ_KEYS if key not in arrays]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path} is missing arrays {missing}; an .npz dataset needs {list(NPZ_KEYS)} "
             f"(found {found})."
         )
@@ -209,13 +218,16 @@ def _find_bad_image(paths):
         if reference_shape is None:
             reference_shape = shape
         elif shape != reference_shape:
-            return path, f"its shape {shape} differs from the first image's {reference_shape}"
+            return path, (
+                f"its shape {shape} differs from the first image's {reference_shape}; images "
+                "of several sizes are streamed as square crops: set --image_size"
+            )
     return None, None
 
 
 def _read_images(paths, split_dir):
     if not paths:
-        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {split_dir}.")
+        raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {split_dir}.")
     dataset = tf.data.Dataset.from_tensor_slices(paths).map(
         _decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
@@ -224,10 +236,8 @@ def _read_images(paths, split_dir):
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         bad_path, reason = _find_bad_image(paths)
         if bad_path is None:
-            raise ValueError(
-                f"Cannot read the images under {split_dir}: {error.message}"
-            ) from error
-        raise ValueError(f"Cannot read image {bad_path}: {reason}.") from error
+            raise DataError(f"Cannot read the images under {split_dir}: {error.message}") from error
+        raise DataError(f"Cannot read image {bad_path}: {reason}.") from error
     return np.concatenate(images, axis=0)
 
 
@@ -235,18 +245,18 @@ def _load_image_folder(root):
     train_dir, test_dir = root / "train", root / "test"
     for split_dir in (train_dir, test_dir):
         if not split_dir.is_dir():
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"Image-folder dataset {root} has no {split_dir.name}/ folder; expected "
                 f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg."
             )
     class_names = tuple(sorted(path.name for path in train_dir.iterdir() if path.is_dir()))
     if not class_names:
-        raise ValueError(f"{train_dir} has no class sub-folders.")
+        raise DataError(f"{train_dir} has no class sub-folders.")
     unknown = sorted(
         path.name for path in test_dir.iterdir() if path.is_dir() and path.name not in class_names
     )
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{test_dir} has classes {unknown} that {train_dir} lacks; both splits need the "
             f"same class folders {list(class_names)}."
         )
@@ -255,7 +265,7 @@ def _load_image_folder(root):
     x_train = _read_images(train_paths, train_dir)
     x_test = _read_images(test_paths, test_dir)
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
+        raise DataError(
             f"Train images {x_train.shape[1:]} and test images {x_test.shape[1:]} under "
             f"{root} must have the same shape."
         )
@@ -271,9 +281,10 @@ def _split_validation(images, labels, validation_fraction, seed):
     stratify = labels if counts[counts > 0].min() >= 2 else None
     num_validation = int(round(validation_fraction * len(labels)))
     if num_validation < 1 or num_validation >= len(labels):
-        raise ValueError(
+        raise DataError(
             f"`validation_fraction`={validation_fraction} of {len(labels)} training images "
-            f"leaves {num_validation} for validation; need at least one in each split."
+            f"leaves {num_validation} for validation; need at least one in each split: "
+            "change --validation_fraction (0 for none) or add images."
         )
     if stratify is not None and num_validation < len(np.unique(labels)):
         stratify = None
@@ -283,34 +294,93 @@ def _split_validation(images, labels, validation_fraction, seed):
     return x_train, y_train, x_val, y_val
 
 
-def _resolve_source(name_or_path, data_dir):
-    """Returns `(kind, value)`: a named dataset, or the path of an .npz / image folder."""
+def _exists(path):
+    return tf.io.gfile.exists(str(path))
+
+
+def _is_dir(path):
+    return tf.io.gfile.isdir(str(path))
+
+
+def _join(folder, name):
+    return f"{str(folder).rstrip('/')}/{name}"
+
+
+def resolve_dataset(name_or_path, data_dir=None):
+    """`(kind, location)` of a dataset, without reading it: where a run's data comes from.
+
+    `kind` is `"named"` (a dataset of `DATASETS`, loaded by name), `"npz"`, `"folder"`
+    (an image folder, `train/<class>/` and `test/<class>/`), `"tfrecord"` (a folder of
+    `train-*` shards) or `"tfds"` (`"tfds:<name>"`). A named dataset with a local copy
+    in `data_dir` (`<data_dir>/<name>.npz` or `<data_dir>/<name>/train/`) resolves to
+    that copy; a relative path missing here is looked up in `data_dir`.
+
+    Raises:
+        DatasetNotFoundError: `data_dir` or the dataset's path does not exist.
+        UsageError: a name that is neither a known dataset nor a path (the message
+            lists the choices).
+        DataError: a path that is neither an `.npz` file nor a dataset folder.
+
+    Example:
+
+    >>> resolve_dataset("digits")
+    ('named', 'digits')
+    >>> resolve_dataset("cifar-10")
+    Traceback (most recent call last):
+    ...
+    supcon_tf.errors.UsageError: Unknown dataset 'cifar-10' (did you mean 'cifar10'?); \
+use one of digits, cifar10, cifar100, mnist, fashion_mnist, a path to an .npz file or an \
+image folder (train/<class>/, test/<class>/), a folder of TFRecord shards or tfds:<name>.
+    """
     name = str(name_or_path)
+    if data_dir is not None and not _is_dir(data_dir):
+        raise DatasetNotFoundError(
+            f"--data_dir {data_dir} does not exist; fix the path, create the folder (to "
+            "cache downloaded datasets there) or drop --data_dir."
+        )
+    if name.startswith(TFDS_PREFIX):
+        return "tfds", name
     if name in DATASETS:
         if data_dir is not None:
-            # A local copy under data_dir takes precedence over the (downloading) loader.
-            for candidate in (Path(data_dir) / f"{name}.npz", Path(data_dir) / name):
-                if candidate.is_file() or (candidate / "train").is_dir():
-                    return ("npz" if candidate.suffix == ".npz" else "folder"), candidate
+            copy = _join(data_dir, f"{name}.npz")
+            if _exists(copy) and not _is_dir(copy):
+                return "npz", copy
+            if _is_dir(_join(_join(data_dir, name), "train")):
+                return "folder", _join(data_dir, name)
         return "named", name
-    path = Path(name)
-    if not path.is_absolute() and data_dir is not None and not path.exists():
-        path = Path(data_dir) / path
-    if path.suffix == ".npz":
-        if not path.is_file():
-            raise FileNotFoundError(f"Dataset file {path} does not exist.")
-        return "npz", path
-    if path.is_dir():
-        return "folder", path
-    if path.exists():
-        raise ValueError(
-            f"Dataset {path} is neither an .npz file nor a folder with train/ and test/."
+    path = name
+    relative = not Path(name).is_absolute() and "://" not in name
+    if data_dir is not None and relative and not _exists(path):
+        path = _join(data_dir, name)
+    if not _exists(path):
+        if any(character in name for character in "/\\.") or data_dir is not None:
+            where = " (also looked up in --data_dir)" if data_dir is not None and relative else ""
+            kind = "file" if name.endswith(".npz") else "path"
+            raise DatasetNotFoundError(
+                f"Dataset {kind} {path} does not exist{where}; check --dataset."
+            )
+        guesses = difflib.get_close_matches(name, DATASETS, n=1)
+        guess = f" (did you mean {guesses[0]!r}?)" if guesses else ""
+        raise UsageError(
+            f"Unknown dataset {name!r}{guess}; use one of {', '.join(DATASETS)}, a path to "
+            "an .npz file or an image folder (train/<class>/, test/<class>/), a folder of "
+            "TFRecord shards or tfds:<name>."
         )
-    if "/" in name or "\\" in name or "." in name:
-        raise FileNotFoundError(f"Dataset path {path} does not exist.")
-    raise ValueError(
-        f"Unknown dataset {name!r}. Expected one of {DATASETS}, a path to an .npz file, or a "
-        "folder with train/<class>/ and test/<class>/ images."
+    if _is_dir(path):
+        if tfrecords.is_shard_folder(path):
+            return "tfrecord", path
+        if _is_dir(_join(path, "train")):
+            return "folder", path
+        raise DataError(
+            f"Dataset folder {path} holds neither train/<class>/ image folders nor train-* "
+            "TFRecord shards; point --dataset at an image folder (train/<class>/, "
+            "test/<class>/) or a supcon-prepare output."
+        )
+    if path.endswith(".npz"):
+        return "npz", path
+    raise DataError(
+        f"Dataset {path} is neither an .npz file nor a folder with train/ and test/; point "
+        "--dataset at one of them."
     )
 
 
@@ -348,8 +418,13 @@ def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, 
     if isinstance(validation_fraction, bool) or not (
         isinstance(validation_fraction, (int, float)) and 0 <= validation_fraction < 1
     ):
-        raise ValueError(f"`validation_fraction` must be in [0, 1), got {validation_fraction!r}.")
-    kind, source = _resolve_source(name_or_path, data_dir)
+        raise UsageError(f"`validation_fraction` must be in [0, 1), got {validation_fraction!r}.")
+    kind, source = resolve_dataset(name_or_path, data_dir)
+    if kind in ("tfrecord", "tfds"):
+        raise UsageError(
+            f"Dataset {source} is streamed (TFRecord shards or TFDS), not loaded into RAM; "
+            "open it with supcon_tf.data.open_streaming_dataset (--image_size in supcon-train)."
+        )
     if kind == "named" and source == "digits":
         arrays = _load_digits()
     elif kind == "named":
@@ -359,19 +434,19 @@ def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, 
     elif kind == "npz":
         arrays = _load_npz(source)
     else:
-        arrays = _load_image_folder(source)
+        arrays = _load_image_folder(Path(source))
     x_train, y_train, x_test, y_test, class_names = arrays
     x_train = _as_images(x_train, f"{source} (x_train)")
     x_test = _as_images(x_test, f"{source} (x_test)")
     y_train = _as_labels(y_train, len(x_train), f"{source} (y_train)")
     y_test = _as_labels(y_test, len(x_test), f"{source} (y_test)")
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
+        raise DataError(
             f"Train images {x_train.shape[1:]} and test images {x_test.shape[1:]} from "
             f"{source} must have the same shape."
         )
     if len(x_train) == 0 or len(x_test) == 0:
-        raise ValueError(f"Dataset {source} needs training and test images, got an empty split.")
+        raise DataError(f"Dataset {source} needs training and test images, got an empty split.")
     x_train, y_train, x_val, y_val = _split_validation(x_train, y_train, validation_fraction, seed)
     return DatasetSplits(
         x_train=x_train,

@@ -143,6 +143,7 @@ def _shard_split(shards, num_examples):
 
 
 def _open_shards(directory):
+    tfrecords.check_shards(directory)
     train = tfrecords.find_shards(directory, tfrecords.TRAIN_PREFIX)
     evaluation = []
     for prefix in tfrecords.EVALUATION_PREFIXES:

@@ -1,0 +1,156 @@
+"""`run_experiment`: the method, in order: check, claim the folder, pretrain, classify, compare.
+
+1. The configuration was checked when it was built (`ExperimentConfig`).
+2. The run folder is read, never written: a different configuration there is refused,
+   and a finished run says where its report is and stops (unless `reevaluate`).
+3. Preflight (`supcon_tf.experiment.preflight`): paths, data, image sizes and every
+   stage's batch size, in seconds. `dry_run` stops here.
+4. The folder is claimed (`run.lock`, `config.json`, the caller's records such as
+   `flags.json`); nothing was written before.
+5. The stages (`supcon_tf.experiment.stages`): pretraining, the classifier on the
+   frozen encoder, the cross-entropy baseline, the one-stage hybrid.
+6. `report.json` (`supcon_tf.experiment.report`), with the budgets of the two arms,
+   then the end-of-run evaluation.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import time
+
+import tensorflow as tf
+
+from supcon_tf.data.streaming import input_error_message
+from supcon_tf.distribute import (
+    build_strategy,
+    per_replica_batch_size,
+    training_scope,
+    worker_model_dir,
+)
+from supcon_tf.errors import DataError, UsageError
+from supcon_tf.evaluation import evaluate_run
+from supcon_tf.experiment.config import RESUMABLE_FIELDS, ExperimentConfig
+from supcon_tf.experiment.preflight import preflight
+from supcon_tf.experiment.report import build_report
+from supcon_tf.experiment.runs import REPORT_FILE, RunDirectory, stop_on_sigterm
+from supcon_tf.experiment.stages import Stages
+from supcon_tf.files import join
+
+
+def run_experiment(config, records=None):
+    """Runs SupCon pretraining, the frozen-encoder classifier and the baseline.
+
+    Args:
+        config: an `ExperimentConfig`.
+        records: optional `{file name: JSON-compatible payload}` written into
+            `model_dir` beside `config.json` once preflight passed (the command line
+            writes `flags.json` so).
+
+    Returns:
+        The report dict also written to `<model_dir>/report.json`:
+        `{"supcon": {"test_accuracy", "validation_accuracy", "test_loss"}` (the
+        frozen-encoder classifier after SupCon or SimCLR pretraining, see "method"),
+        "cross_entropy": {...} and "budget": {...} (when `config.baseline`),
+        "config": {...}, "timings": {...}, "dataset": {...}, "history": {...}}`.
+        A finished run's stored report (see the module docstring); with `dry_run`,
+        preflight's summary (`{"dry_run": True, "dataset": ..., "batch_sizes": ...}`).
+
+    Raises:
+        UsageError, DataError: a mistake found before anything was written.
+
+    Example:
+
+    >>> ExperimentConfig(views=0)
+    Traceback (most recent call last):
+    ...
+    supcon_tf.errors.UsageError: `views` must be an integer >= 1, got 0.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise UsageError(
+            f"`config` must be an ExperimentConfig, got {type(config).__name__}; build one "
+            "with ExperimentConfig(...)."
+        )
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy, config = _distribute(config)
+    run = RunDirectory(config.model_dir)
+    run.check_config(dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS)
+    finished = run.complete_report()
+    if finished is not None and _is_complete(finished, config) and not config.dry_run:
+        logging.warning(
+            "Already complete: report at %s (pass --reevaluate to evaluate it again).",
+            join(run.root, REPORT_FILE),
+        )
+        return finished
+    checked = preflight(config)
+    for note in checked.notes:
+        logging.warning("%s", note)
+    if config.dry_run:
+        return {"dry_run": True, **checked.summary()}
+    with run.lock(), stop_on_sigterm() as stop_requested:
+        run.record_config(
+            dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS, records=records
+        )
+        start = time.perf_counter()
+        stages = Stages(config, checked.inputs, run, stop_requested)
+        with training_scope(strategy, config.mixed_precision), _input_errors_as_data_errors():
+            results = {"pretrain": stages.run("pretrain", stages.pretrain)}
+            results["classifier"] = stages.run("classifier", stages.train_classifier)
+            if config.baseline:
+                results["baseline"] = stages.run("baseline", stages.train_baseline)
+            if config.method == "hybrid":
+                results["hybrid"] = stages.run("hybrid", stages.train_hybrid)
+        report = build_report(
+            config, checked.inputs, strategy, results, time.perf_counter() - start
+        )
+        run.write_report(report)
+        if report.get("budget") and report["budget"]["note"]:
+            logging.warning("%s", report["budget"]["note"])
+        _evaluate(config, checked.inputs, run, report)
+    return report
+
+
+def _is_complete(report, config):
+    """Whether a stored report holds everything `config` asks for."""
+    return not config.reevaluate and (not config.evaluate or "evaluation" in report)
+
+
+def _evaluate(config, inputs, run, report):
+    """The end-of-run evaluation (adds "evaluation" to report.json, writes report.md)."""
+    if not config.evaluate:
+        return
+    if inputs.streamed:
+        logging.warning(
+            "evaluate: the full evaluation (ECE, kNN, t-SNE, corruptions) needs the "
+            "dataset in RAM; a streamed dataset's report has the classifiers' accuracies."
+        )
+        return
+    report["evaluation"] = evaluate_run(run.root, inputs.splits, seed=config.seed)
+
+
+@contextlib.contextmanager
+def _input_errors_as_data_errors():
+    """Re-raises a streamed dataset's bad input (an error naming the file) as `DataError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        message = input_error_message(error)
+        if message is None:
+            raise
+        raise DataError(message) from error
+
+
+def _distribute(config):
+    """The run's `tf.distribute` strategy, and `config` with this worker's `model_dir`."""
+    # The strategy comes first: a multi-worker strategy must exist before other TF work.
+    strategy = build_strategy(config.strategy, config.tpu, config.tpu_zone, config.gcp_project)
+    try:
+        per_replica_batch_size(config.batch_size, strategy)
+        per_replica_batch_size(config.classifier_stage().batch_size, strategy)
+    except UsageError:
+        raise
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    # Workers other than the chief write their files into a folder of their own.
+    model_dir = worker_model_dir(config.model_dir, strategy)
+    return strategy, dataclasses.replace(config, model_dir=model_dir)

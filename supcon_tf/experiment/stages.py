@@ -1,0 +1,223 @@
+"""The training stages of an experiment: each trains, saves its model and returns results.
+
+`Stages.pretrain` (SupCon or SimCLR pretraining, `encoder.keras`),
+`Stages.train_classifier` (a head on the frozen encoder, `classifier.keras`),
+`Stages.train_baseline` (cross-entropy end to end, `baseline.keras`) and
+`Stages.train_hybrid` (one-stage SupCon + cross-entropy, `hybrid.keras`). Each is run
+through `RunDirectory.run_phase`, so a finished stage is not trained again.
+`supcon_tf.experiment.run.run_experiment` calls them in order.
+"""
+
+import keras
+
+from supcon_tf.distribute import synchronize_batch_norm
+from supcon_tf.experiment import components
+from supcon_tf.experiment.config import PHASES
+from supcon_tf.experiment.phases import (
+    build_phase_optimizer,
+    compile_classifier,
+    evaluate_split,
+    fit_phase,
+)
+from supcon_tf.files import join
+from supcon_tf.models import (
+    HybridSupConModel,
+    build_cross_entropy_classifier,
+    build_linear_classifier,
+)
+from supcon_tf.selection import BestEpoch
+
+
+class Stages:
+    """The training stages of one run (see the module docstring).
+
+    Args:
+        config: the `ExperimentConfig`.
+        inputs: the run's `ArrayInputs` or `StreamInputs`.
+        run: the `RunDirectory`.
+        stop_requested: optional callable; True stops at the next step (SIGTERM).
+    """
+
+    def __init__(self, config, inputs, run, stop_requested=None):
+        self.config = config
+        self.inputs = inputs
+        self.run_directory = run
+        self.stop_requested = stop_requested
+
+    def run(self, phase, train):
+        """`train()`'s result, or the stored one when the phase finished in an earlier call."""
+        seed = self.config.seed + PHASES.index(phase)
+        return self.run_directory.run_phase(phase, train, seed=seed)
+
+    def pretrain(self):
+        """Contrastive pretraining of a new encoder; saves `encoder.keras`."""
+        config, inputs = self.config, self.inputs
+        model = components.new_supcon_model(
+            config,
+            inputs.input_shape,
+            crop=not inputs.streamed,
+            gradient_cache_chunk_size=config.gradient_cache_chunk_size,
+            memory_size=config.memory_size,
+            momentum_encoder=config.momentum_encoder,
+            momentum=config.encoder_momentum,
+        )
+        training_batches = self._prepare_contrastive(model, labels=config.method != "simclr")
+        # Integer class labels (or none): the memory bank is built now, so that a
+        # checkpoint restored by `fit_phase` finds its variables.
+        model.build_memory_bank(labels_shape=(None,))
+        history, initial_epoch = self._fit(
+            model,
+            "pretrain",
+            training_batches,
+            config.pretrain_epochs,
+            config.batch_size,
+            callbacks=components.knn_monitors(model.encoder, inputs, config),
+        )
+        model.encoder.save(join(self.run_directory.root, "encoder.keras"))
+        return {"history": history, "resumed_from_epoch": initial_epoch}
+
+    def train_classifier(self):
+        """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
+        config = self.config
+        encoder = keras.saving.load_model(
+            join(self.run_directory.root, "encoder.keras"), safe_mode=True
+        )
+        model = build_linear_classifier(
+            encoder,
+            self.inputs.num_classes,
+            hidden_units=config.classifier_hidden_units,
+            dropout=config.classifier_dropout,
+            hidden_activation=config.classifier_hidden_activation,
+            standardize=config.classifier_standardize,
+        )
+        # The classifier stage trains with its own recipe (classifier_* settings).
+        return self._classify(
+            "classifier", model, config.classifier_epochs, config.classifier_recipe()
+        )
+
+    def train_baseline(self):
+        """A new encoder and head trained end to end with cross-entropy; saves `baseline.keras`."""
+        config = self.config
+        model = build_cross_entropy_classifier(
+            components.new_encoder(config, self.inputs.input_shape),
+            self.inputs.num_classes,
+            hidden_units=config.classifier_hidden_units,
+            dropout=config.classifier_dropout,
+            hidden_activation=config.classifier_hidden_activation,
+        )
+        synchronize_batch_norm(model, config.sync_batchnorm)
+        return self._classify(
+            "baseline", model, config.effective_baseline_epochs(), config.training_recipe()
+        )
+
+    def train_hybrid(self):
+        """One-stage `HybridSupConModel` on a new encoder; saves `hybrid.keras` (its classifier)."""
+        config, inputs = self.config, self.inputs
+        model = HybridSupConModel(
+            components.new_supcon_model(config, inputs.input_shape, crop=not inputs.streamed),
+            num_classes=inputs.num_classes,
+            hybrid_weight=config.hybrid_weight,
+        )
+        training_batches = self._prepare_contrastive(model, labels=True)
+        history, initial_epoch = self._fit(
+            model, "hybrid", training_batches, config.pretrain_epochs, config.batch_size
+        )
+        classifier = model.classifier()
+        compile_classifier(classifier, config.training_recipe(), 1, inputs.num_train)
+        return {
+            **self._save_and_score(classifier, "hybrid", config.batch_size),
+            "history": history,
+            "resumed_from_epoch": initial_epoch,
+        }
+
+    def _fit(self, model, phase, batches, epochs, batch_size, **options):
+        return fit_phase(
+            model,
+            self.run_directory,
+            phase,
+            batches,
+            self.inputs.num_train,
+            epochs,
+            batch_size,
+            backup_steps=self.config.backup_steps,
+            verbose=self.config.verbose,
+            should_stop=self.stop_requested,
+            **options,
+        )
+
+    def _save_and_score(self, model, name, batch_size):
+        """Saves `<name>.keras`; returns its validation and test accuracy and test loss."""
+        model.save(join(self.run_directory.root, f"{name}.keras"))
+        _, validation_accuracy = evaluate_split(
+            model, self.inputs.evaluation_batches("validation", batch_size)
+        )
+        test_loss, test_accuracy = evaluate_split(
+            model, self.inputs.evaluation_batches("test", batch_size)
+        )
+        return {
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "validation_accuracy": validation_accuracy,
+        }
+
+    def _prepare_contrastive(self, model, labels):
+        """Compiles and builds a contrastive `model`; returns its training-batch factory."""
+        config, inputs = self.config, self.inputs
+        model.compile(
+            optimizer=build_phase_optimizer(
+                config.training_recipe(), config.pretrain_epochs, inputs.num_train
+            ),
+            loss=components.contrastive_loss(config),
+        )
+        synchronize_batch_norm(model, config.sync_batchnorm)
+        # A streamed dataset's pipeline draws the views (crops); in RAM the model does.
+        views = config.views if inputs.streamed else None
+        model(inputs.example_images(views))
+
+        def training_batches(end_epoch, first_epoch, step):
+            return inputs.training_batches(
+                config.batch_size, config.seed, end_epoch, first_epoch, step, labels, views=views
+            )
+
+        return training_batches
+
+    def _classify(self, phase, model, epochs, recipe):
+        """Trains a classifier phase with `recipe`, keeps its best validation epoch, saves
+        `<phase>.keras`, evaluates validation and test."""
+        config, inputs = self.config, self.inputs
+        compile_classifier(model, recipe, epochs, inputs.num_train)
+        model(inputs.example_images())
+        augmenter = components.augmenter(config, crop=not inputs.streamed)
+
+        def training_batches(end_epoch, first_epoch, step):
+            return inputs.training_batches(
+                recipe.batch_size, config.seed, end_epoch, first_epoch, step, augmenter=augmenter
+            )
+
+        best_epoch = None
+        if inputs.num_validation and (config.select_best_epoch or config.early_stopping_patience):
+            best_epoch = BestEpoch(
+                join(self.run_directory.root, "best", phase),
+                config.early_stopping_patience,
+                monitor=config.best_epoch_monitor,
+            )
+        history, initial_epoch = self._fit(
+            model,
+            phase,
+            training_batches,
+            epochs,
+            recipe.batch_size,
+            validation_data=inputs.evaluation_batches("validation", recipe.batch_size),
+            callbacks=[best_epoch] if best_epoch else [],
+        )
+        epochs_trained = initial_epoch + len(history.get("loss", []))
+        selected_epoch = epochs_trained
+        if best_epoch and config.select_best_epoch:
+            selected_epoch = best_epoch.restore(model) or epochs_trained
+        return {
+            **self._save_and_score(model, phase, recipe.batch_size),
+            "selected_epoch": selected_epoch,
+            "epochs_trained": epochs_trained,
+            "history": history,
+            "resumed_from_epoch": initial_epoch,
+        }
