@@ -34,6 +34,7 @@ training images of digits; set --batch_size to at most 1293.
 
 import dataclasses
 import logging
+import re
 import time
 
 import tensorflow as tf
@@ -186,9 +187,8 @@ def sample_images(kind, location, mixed_sizes_allowed, skip_corrupt=False):
             if skip_corrupt:
                 logging.warning("Preflight: %s does not decode; it will be skipped.", where)
                 continue
-            first_line = error.message.splitlines()[0]
             raise DataError(
-                f"Cannot read image {where} ({first_line}); replace or remove it (or pass "
+                f"Cannot read image {where} ({_decode_reason(error)}); replace or remove it (or pass "
                 "--skip_corrupt_images with --image_size to leave such images out)."
             ) from error
         shapes[where] = tuple(image.shape)
@@ -307,3 +307,16 @@ def check_batch_sizes(config, inputs):
             f"training images of {inputs.name}; set --{flag} to at most {inputs.num_train}."
         )
     return batch_sizes
+
+
+def _decode_reason(error):
+    """TensorFlow's decode error without its op and function-node decorations.
+
+    >>> _decode_reason(tf.errors.InvalidArgumentError(None, None,
+    ...     "{{function_node __wrapped__DecodeImage_device_/job:localhost}} Unknown image "
+    ...     "file format. One of JPEG, PNG required. [Op:DecodeImage] name: "))
+    'Unknown image file format. One of JPEG, PNG required.'
+    """
+    reason = error.message.splitlines()[0]
+    reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", reason)
+    return re.sub(r"\s*\[Op:\w+\].*$", "", reason).strip()
