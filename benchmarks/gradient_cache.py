@@ -34,9 +34,9 @@ SHAPE = (32, 32, 3)
 def _model(encoder, chunk_size, seed=0):
     import keras
 
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.encoders import build_encoder
 
     keras.utils.set_random_seed(seed)
     model = SupConModel(

@@ -30,10 +30,10 @@ def pretrain_and_score(splits, batch_size, memory_size, epochs, seed, arguments)
     import keras
 
     from supcon_tf.augment import build_augmenter
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.evaluation import knn_accuracy
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.encoders import build_encoder
 
     keras.utils.set_random_seed(seed)
     encoder = build_encoder(

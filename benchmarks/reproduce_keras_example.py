@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from supcon_tf.losses import SupervisedContrastiveLoss
-from supcon_tf.optimizers import build_optimizer
+from supcon_tf.training.optimizers import build_optimizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Image folder with train/<class>/ and test/<class>/.")

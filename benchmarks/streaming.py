@@ -51,9 +51,9 @@ def child_memory(root):
 
     from supcon_tf.augment import build_augmenter
     from supcon_tf.data import make_training_stream, open_streaming_dataset
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.encoders import build_encoder
 
     splits = open_streaming_dataset(root, validation_fraction=0)
     model = SupConModel(
@@ -76,9 +76,9 @@ def child_throughput(root, batches):
 
     from supcon_tf.augment import build_augmenter
     from supcon_tf.data import make_training_stream, open_streaming_dataset
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.encoders import build_encoder
 
     splits = open_streaming_dataset(root, validation_fraction=0)
     augment = build_augmenter("simaugment", seed=0, crop=False)

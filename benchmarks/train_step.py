@@ -29,9 +29,9 @@ def build_steps(encoder_name, width, batch_size, num_classes, implementation):
     import keras
     import numpy as np
 
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel, build_cross_entropy_classifier
+    from supcon_tf.models.encoders import build_encoder
 
     rng = np.random.default_rng(0)
     images = rng.random((2 * batch_size, 32, 32, 3)).astype("float32")
@@ -70,7 +70,7 @@ def build_steps(encoder_name, width, batch_size, num_classes, implementation):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--encoder", default="small_cnn", help="supcon_tf.encoders name")
+    parser.add_argument("--encoder", default="small_cnn", help="supcon_tf.models.encoders name")
     parser.add_argument("--width", type=float, default=1.0, help="encoder width multiplier")
     parser.add_argument("--batch", type=int, default=256, help="source images per step (B)")
     parser.add_argument("--classes", type=int, default=10)

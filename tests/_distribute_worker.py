@@ -234,7 +234,7 @@ def _batch_norm_outputs(strategy, arrays, synchronized):
     import keras
     import tensorflow as tf
 
-    from supcon_tf.distribute import synchronize_batch_norm
+    from supcon_tf.training.distribute import synchronize_batch_norm
 
     features = arrays["batch_norm_inputs"]
     with strategy.scope():
@@ -292,7 +292,7 @@ def run_mirrored(arguments):
 def run_multi_worker(arguments):
     import numpy as np
 
-    from supcon_tf.distribute import build_strategy, is_chief
+    from supcon_tf.training.distribute import build_strategy, is_chief
 
     arrays = dict(np.load(arguments.input))
     strategy = build_strategy("multi_worker")
@@ -315,7 +315,7 @@ def run_train(arguments):
     import tensorflow as tf
 
     from supcon_tf import SupervisedContrastiveLoss
-    from supcon_tf.checkpoints import TrainingCheckpoint
+    from supcon_tf.training.checkpoints import TrainingCheckpoint
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

@@ -24,8 +24,8 @@ def main(argv):
     parser.add_argument("--term_after", type=int, default=0)
     arguments, train_flags = parser.parse_known_args(argv)
 
-    from supcon_tf import checkpoints
     from supcon_tf.cli import train
+    from supcon_tf.training import checkpoints
 
     counts = {"batches": 0, "writes": 0}
     on_train_batch_end = checkpoints.TrainingCheckpoint.on_train_batch_end

@@ -22,9 +22,9 @@ def build_model(arrays, chunk_size):
     """Dense -> BatchNorm -> tanh encoder on feature vectors, linear head, SGD, compiled."""
     import keras
 
-    from supcon_tf.layers import ProjectionHead
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.layers import ProjectionHead
 
     num_features = arrays["x"].shape[1]
     encoder = keras.Sequential(
@@ -55,9 +55,9 @@ def build_memory_model(arrays, memory_size):
     """Dense -> tanh encoder, linear head, a memory bank; SGD with learning rate 0."""
     import keras
 
-    from supcon_tf.layers import ProjectionHead
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.layers import ProjectionHead
 
     num_features = arrays["x"].shape[1]
     encoder = keras.Sequential(
@@ -135,7 +135,7 @@ def _memory_bank_queue(strategy, arrays):
 
 def _synchronized_batch_norm_error(strategy, arrays):
     """The error of caching with synchronised BatchNorm on several replicas ("" if none)."""
-    from supcon_tf.distribute import synchronize_batch_norm
+    from supcon_tf.training.distribute import synchronize_batch_norm
 
     with strategy.scope():
         model = build_model(arrays, int(arrays["chunk_size"]))

@@ -25,9 +25,9 @@ def build_momentum_model(arrays, chunk_size):
     """
     import keras
 
-    from supcon_tf.layers import ProjectionHead
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.layers import ProjectionHead
 
     encoder = keras.Sequential(
         [

@@ -62,9 +62,9 @@ def _configure_logical_cpus(count):
 def _model():
     import keras
 
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.losses import SupervisedContrastiveLoss
     from supcon_tf.models import SupConModel
+    from supcon_tf.models.encoders import build_encoder
 
     model = SupConModel(build_encoder("small_cnn", (16, 16, 3), width_multiplier=0.25))
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=SupervisedContrastiveLoss())
@@ -112,7 +112,8 @@ def run_multi_worker(arguments):
     import tensorflow as tf
 
     from supcon_tf.data import make_training_stream, open_streaming_dataset
-    from supcon_tf.distribute import build_strategy, fit_with_custom_loop
+    from supcon_tf.training.custom_loop import fit_with_custom_loop
+    from supcon_tf.training.distribute import build_strategy
 
     strategy = build_strategy("multi_worker")
     splits = open_streaming_dataset(arguments.root, validation_fraction=0)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from PIL import Image, ImageEnhance, ImageOps
 
 from supcon_tf import augment
+from supcon_tf.augment import ops as augment_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 4.5  # binomial standard deviations
@@ -56,16 +57,16 @@ class TestImageOperations:
     def test_equalize_matches_pil(self, seed):
         images = uint8_images(seed=seed)
         images[0] //= 4  # a low-contrast image, where equalization changes a lot
-        result = augment._equalize(tf.constant(images / 255.0, tf.float32)).numpy()
+        result = augment_ops._equalize(tf.constant(images / 255.0, tf.float32)).numpy()
         np.testing.assert_allclose(result * 255, apply_pil(images, ImageOps.equalize), atol=1e-3)
 
     def test_equalize_keeps_a_flat_channel(self):
         images = np.full((1, 4, 4, 3), 0.4, np.float32)
-        np.testing.assert_array_equal(augment._equalize(tf.constant(images)).numpy(), images)
+        np.testing.assert_array_equal(augment_ops._equalize(tf.constant(images)).numpy(), images)
 
     def test_autocontrast_matches_pil(self):
         images = (uint8_images() // 3 + 40).astype(np.uint8)
-        result = augment._autocontrast(tf.constant(images / 255.0, tf.float32)).numpy()
+        result = augment_ops._autocontrast(tf.constant(images / 255.0, tf.float32)).numpy()
         np.testing.assert_allclose(
             result * 255, apply_pil(images, ImageOps.autocontrast), atol=1.01
         )
@@ -73,7 +74,7 @@ class TestImageOperations:
     @pytest.mark.parametrize("bits", [1, 4, 5, 7, 8])
     def test_posterize_matches_pil(self, bits):
         images = uint8_images()
-        result = augment._posterize(
+        result = augment_ops._posterize(
             tf.constant(images / 255.0, tf.float32), per_image(bits, 3)
         ).numpy()
         expected = apply_pil(images, lambda image: ImageOps.posterize(image, bits))
@@ -82,7 +83,7 @@ class TestImageOperations:
     @pytest.mark.parametrize("threshold", [0, 100, 128, 256])
     def test_solarize_matches_pil(self, threshold):
         images = uint8_images()
-        result = augment._solarize(
+        result = augment_ops._solarize(
             tf.constant(images / 255.0, tf.float32), per_image(threshold, 3)
         ).numpy()
         expected = apply_pil(images, lambda image: ImageOps.solarize(image, threshold))
@@ -90,16 +91,16 @@ class TestImageOperations:
 
     def test_invert_matches_pil(self):
         images = uint8_images()
-        result = augment._invert(tf.constant(images / 255.0, tf.float32)).numpy()
+        result = augment_ops._invert(tf.constant(images / 255.0, tf.float32)).numpy()
         np.testing.assert_allclose(result * 255, apply_pil(images, ImageOps.invert), atol=1e-3)
 
     @pytest.mark.parametrize(
         ("operation", "enhancer"),
         [
-            (augment._color, ImageEnhance.Color),
-            (augment._contrast, ImageEnhance.Contrast),
-            (augment._brightness, ImageEnhance.Brightness),
-            (augment._sharpness, ImageEnhance.Sharpness),
+            (augment_ops._color, ImageEnhance.Color),
+            (augment_ops._contrast, ImageEnhance.Contrast),
+            (augment_ops._brightness, ImageEnhance.Brightness),
+            (augment_ops._sharpness, ImageEnhance.Sharpness),
         ],
     )
     @pytest.mark.parametrize("factor", [0.1, 0.55, 1.0, 1.9])
@@ -112,7 +113,7 @@ class TestImageOperations:
 
     def test_rotate_quarter_turn_is_exact(self):
         images = random_images(batch=2, size=9)
-        rotated = augment._rotate(tf.constant(images), per_image(90.0, 2), 0.5).numpy()
+        rotated = augment_ops._rotate(tf.constant(images), per_image(90.0, 2), 0.5).numpy()
         # Counter-clockwise as PIL's Image.rotate: np.rot90 turns rows into columns so.
         np.testing.assert_allclose(rotated, np.rot90(images, k=1, axes=(1, 2)), atol=1e-5)
 
@@ -120,8 +121,8 @@ class TestImageOperations:
     def test_translate_shifts_and_fills(self, pixels):
         images = random_images(batch=2, size=8)
         fraction = per_image(pixels / 8, 2)
-        moved_x = augment._translate_x(tf.constant(images), fraction, 0.25).numpy()
-        moved_y = augment._translate_y(tf.constant(images), fraction, 0.25).numpy()
+        moved_x = augment_ops._translate_x(tf.constant(images), fraction, 0.25).numpy()
+        moved_y = augment_ops._translate_y(tf.constant(images), fraction, 0.25).numpy()
         expected_x = np.full_like(images, 0.25)
         expected_y = np.full_like(images, 0.25)
         if pixels > 0:
@@ -136,7 +137,7 @@ class TestImageOperations:
     @pytest.mark.parametrize("shear", [0.3, -0.2])
     def test_shear_matches_pil_affine(self, shear):
         images = uint8_images(batch=1, height=16, width=16)
-        result = augment._shear_x(
+        result = augment_ops._shear_x(
             tf.constant(images / 255.0, tf.float32), per_image(shear, 1), 0.0
         ).numpy()
         # PIL maps output (x, y) to input (x + shear * y + c); centre the shear.
@@ -158,8 +159,8 @@ class TestImageOperations:
         images = tf.constant(np.arange(4, dtype=np.float32).reshape(1, 2, 2, 1))
         rows = tf.constant([[[-1.0, 0.5]]])
         columns = tf.constant([[[0.0, 0.5]]])
-        clamped = augment._bilinear_sample(images, rows, columns).numpy().ravel()
-        filled = augment._bilinear_sample(images, rows, columns, 9.0).numpy().ravel()
+        clamped = augment_ops._bilinear_sample(images, rows, columns).numpy().ravel()
+        filled = augment_ops._bilinear_sample(images, rows, columns, 9.0).numpy().ravel()
         np.testing.assert_allclose(clamped, [0.0, 1.5])
         np.testing.assert_allclose(filled, [9.0, 1.5])
 
@@ -172,7 +173,7 @@ class TestImageOperations:
             "signs": tf.ones([4, 2]),
             "apply": tf.constant([[True, True], [True, False], [True, True], [False, False]]),
         }
-        result = augment._apply_operations(
+        result = augment_ops._apply_operations(
             tf.constant(images / 255.0, tf.float32), names, transformation, 0.5
         ).numpy()
         equalize = apply_pil(images, ImageOps.equalize)
@@ -339,7 +340,7 @@ class TestAutoAugment:
         for sub_policy in table:
             assert len(sub_policy) == 2
             for name, probability, magnitude in sub_policy:
-                assert name in {**augment._OPERATIONS, **augment._GEOMETRIC_OPERATIONS}
+                assert name in {**augment_ops._OPERATIONS, **augment_ops._GEOMETRIC_OPERATIONS}
                 assert 0 <= probability <= 1
                 assert magnitude is None or magnitude in range(10)
                 assert (magnitude is None) == (name in ("AutoContrast", "Equalize", "Invert"))

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf import SupervisedContrastiveLoss, kernels, supervised_contrastive_loss
-from supcon_tf.losses import _per_sample_loss
+from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
+from supcon_tf.losses import kernels
+from supcon_tf.losses.supcon import _per_sample_loss
 from tests._kernel_choice_worker import TEST_DENSE_MAX_ELEMENTS, count_kernel_runs
 from tests.reference import npairs_reference, supcon_reference
 

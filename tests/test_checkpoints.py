@@ -1,4 +1,4 @@
-"""Tests of supcon_tf.checkpoints: exact training state, atomic writes, fallback, NaN stop."""
+"""Tests of supcon_tf.training.checkpoints: exact training state, atomic writes, fallback, NaN stop."""
 
 import logging
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf.checkpoints import (
+from supcon_tf.training.checkpoints import (
     NonFiniteTrainingError,
     StopRequested,
     TrainingCheckpoint,

@@ -22,14 +22,16 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
-from supcon_tf.distribute import (
+from supcon_tf.training.custom_loop import (
+    fit_with_custom_loop,
+    loss_and_accuracy,
+    needs_custom_loop,
+)
+from supcon_tf.training.distribute import (
     build_strategy,
     default_learning_rate_scaling,
-    evaluate_classifier,
-    fit_with_custom_loop,
     is_chief,
     loss_scale_optimizer,
-    needs_custom_loop,
     per_replica_batch_size,
     scale_learning_rate,
     set_mixed_precision,
@@ -626,7 +628,7 @@ class TestSynchronizeBatchNorm:
         assert not inner.layers[0].synchronized
 
     def test_layers_inside_subclassed_layers(self):
-        from supcon_tf.layers import ProjectionHead
+        from supcon_tf.models.layers import ProjectionHead
 
         head = ProjectionHead(output_units=4, batch_norm=True)
         model = keras.Sequential([keras.Input((8,)), keras.layers.BatchNormalization(), head])
@@ -755,7 +757,7 @@ class TestExperimentDistributionOptions:
 
 
 class TestCustomLoop:
-    """`fit_with_custom_loop` / `evaluate_classifier`: the multi-worker replacements of fit."""
+    """`fit_with_custom_loop` / `loss_and_accuracy`: the multi-worker replacements of fit."""
 
     def classifier(self):
         keras.utils.set_random_seed(3)
@@ -821,7 +823,7 @@ class TestCustomLoop:
         with pytest.raises(ValueError, match="must be compiled"):
             fit_with_custom_loop(model, dataset, epochs=1, steps_per_epoch=1)
         with pytest.raises(ValueError, match="must be compiled with a loss"):
-            evaluate_classifier(model, dataset)
+            loss_and_accuracy(model, dataset)
 
     def test_only_multi_worker_strategies_need_it(self):
         assert not needs_custom_loop(build_strategy("default"))

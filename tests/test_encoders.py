@@ -1,10 +1,10 @@
-"""Tests of supcon_tf.encoders: shapes, stems, parameter counts of the reference ResNets."""
+"""Tests of supcon_tf.models.encoders: shapes, stems, parameter counts of the reference ResNets."""
 
 import keras
 import numpy as np
 import pytest
 
-from supcon_tf.encoders import build_encoder
+from supcon_tf.models.encoders import build_encoder
 
 
 def _trainable_parameters(model):

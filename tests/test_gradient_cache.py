@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from supcon_tf import experiment, gradient_cache
+from supcon_tf import experiment
 from supcon_tf.cli.flags import config_from_flags, define_flags
-from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
-from supcon_tf.models import SupConModel
+from supcon_tf.models import SupConModel, gradient_cache
+from supcon_tf.models.layers import ProjectionHead
 from tests._gradient_cache_worker import build_model, fit_one_step
 from tests._processes import run_module, run_on_replicas
 from tests.reference import supcon_reference

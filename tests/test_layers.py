@@ -1,10 +1,10 @@
-"""Tests of supcon_tf.layers against NumPy transcriptions."""
+"""Tests of supcon_tf.models.layers against NumPy transcriptions."""
 
 import keras
 import numpy as np
 import pytest
 
-from supcon_tf.layers import L2Normalize, ProjectionHead
+from supcon_tf.models.layers import L2Normalize, ProjectionHead
 
 
 def _round_trip(layer, inputs, tmp_path):

@@ -1,5 +1,5 @@
 """Tests of the label-aware memory bank: the loss with memory contrasts, the FIFO queue
-(`supcon_tf.memory_bank.MemoryBank`) and `SupConModel(memory_size=...)`.
+(`supcon_tf.models.memory_bank.MemoryBank`) and `SupConModel(memory_size=...)`.
 
 The loss oracle is the float64 transcription of Eq. 2 / Eq. 3 in tests/reference.py,
 with the bank entries as extra contrasts.
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss, supervised_contrastive_loss
-from supcon_tf.memory_bank import MemoryBank
 from supcon_tf.models import SupConModel
+from supcon_tf.models.layers import ProjectionHead
+from supcon_tf.models.memory_bank import MemoryBank
 from tests._gradient_cache_worker import build_memory_model
 from tests._processes import run_on_replicas
 from tests.reference import supcon_reference

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf.encoders import build_encoder
-from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import (
     HybridSupConModel,
@@ -14,6 +12,8 @@ from supcon_tf.models import (
     build_cross_entropy_classifier,
     build_linear_classifier,
 )
+from supcon_tf.models.encoders import build_encoder
+from supcon_tf.models.layers import ProjectionHead
 from tests.reference import supcon_reference
 
 SHAPE = (8, 8, 1)

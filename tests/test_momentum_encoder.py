@@ -1,5 +1,5 @@
 """Tests of the momentum (key) encoder: `SupConModel(momentum_encoder=True)` and
-`supcon_tf.momentum_encoder.MomentumEncoder`.
+`supcon_tf.models.momentum_encoder.MomentumEncoder`.
 
 Oracles: a float64 NumPy transcription of the EMA recursion
 `key_t = m key_{t-1} + (1 - m) query_t` over the query weights recorded after every
@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import pytest
 
-from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
-from supcon_tf.momentum_encoder import MomentumEncoder
+from supcon_tf.models.layers import ProjectionHead
+from supcon_tf.models.momentum_encoder import MomentumEncoder
 from tests._momentum_worker import LEARNING_RATE, build_momentum_model, fit_steps
 from tests._processes import run_on_replicas
 from tests.reference import supcon_reference

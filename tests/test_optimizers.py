@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from supcon_tf.optimizers import LARS, OPTIMIZERS, build_optimizer
-from supcon_tf.schedules import WarmupCosineDecay
+from supcon_tf.training.optimizers import LARS, OPTIMIZERS, build_optimizer
+from supcon_tf.training.schedules import WarmupCosineDecay
 
 
 def reference_lars(

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from supcon_tf.schedules import (
+from supcon_tf.training.schedules import (
     SCHEDULES,
     WarmupCosineDecay,
     build_schedule,

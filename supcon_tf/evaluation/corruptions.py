@@ -24,6 +24,10 @@ giving the same result. Differences from the reference code, all deliberate:
 `spatter` are not implemented (frost needs the authors' photographs; the others need
 ImageMagick or OpenCV, which are not dependencies).
 
+The module (about 650 lines) holds the fifteen corruptions, their severity tables and
+`evaluate_corruptions` together: each corruption is short, and the table of severity
+parameters reads best beside the code that uses it.
+
 `evaluate_corruptions` runs one or more classifiers over corruptions x severities and
 reports accuracy and ECE per severity and the corruption error relative to a baseline:
 `CE_c = sum_s E_{s,c} / sum_s E^baseline_{s,c}`, `mCE = mean_c CE_c` (Hendrycks &

@@ -15,36 +15,47 @@ Layout conventions used throughout:
 * The loss needs the TensorFlow backend of Keras 3.
 """
 
-import math
-
 import keras
 import tensorflow as tf
 
-from supcon_tf import kernels
+from supcon_tf import checks
+from supcon_tf.losses import kernels
+from supcon_tf.losses.labels import (
+    _as_views,
+    _flat_labels,
+    _num_views,
+    _positives,
+    label_tensor,
+)
+from supcon_tf.losses.memory import _memory_bank
+from supcon_tf.losses.replicas import _gather_across_replicas, _multi_replica_context
 
 CONTRAST_MODES = ("all", "one")
 SUMMATIONS = ("out", "in")
 
 
+def check_temperature(temperature, name="temperature"):
+    """The one rule for a softmax temperature: a finite number > 0, returned as a float.
+
+    The losses' public entries call it; a config that takes a temperature calls it too, so
+    the rule and its message live here only.
+
+    >>> check_temperature(0.1)
+    0.1
+    >>> check_temperature(0)
+    Traceback (most recent call last):
+    ...
+    supcon_tf.errors.UsageError: `temperature` must be > 0.0, got 0.
+    """
+    return checks.number(name, temperature, minimum=0.0, inclusive=False)
+
+
 def _check_options(temperature, base_temperature, contrast_mode, summation):
     """Validates the loss options and returns `(temperature, base_temperature)`."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise ValueError(
-            f"`temperature` must be a positive number, got {temperature!r} "
-            f"of type {type(temperature).__name__}."
-        )
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise ValueError(f"`temperature` must be a positive finite number, got {temperature}.")
+    temperature = check_temperature(temperature)
     if base_temperature is None:
         base_temperature = temperature
-    if isinstance(base_temperature, bool) or not isinstance(base_temperature, (int, float)):
-        raise ValueError(
-            f"`base_temperature` must be a positive number or None, got {base_temperature!r}."
-        )
-    if not base_temperature > 0 or not math.isfinite(base_temperature):
-        raise ValueError(
-            f"`base_temperature` must be a positive finite number or None, got {base_temperature}."
-        )
+    base_temperature = check_temperature(base_temperature, "base_temperature")
     if contrast_mode not in CONTRAST_MODES:
         raise ValueError(
             f"Unknown `contrast_mode`={contrast_mode!r}. Expected one of {CONTRAST_MODES}: "
@@ -55,180 +66,7 @@ def _check_options(temperature, base_temperature, contrast_mode, summation):
             f"Unknown `summation`={summation!r}. Expected one of {SUMMATIONS}: "
             "'out' is Eq. 2 of the paper (L_out), 'in' is Eq. 3 (L_in)."
         )
-    return float(temperature), float(base_temperature)
-
-
-def _as_views(y_pred):
-    """Returns embeddings as a float `[B, V, D]` tensor (float32 unless float64)."""
-    y_pred = tf.convert_to_tensor(y_pred)
-    if not y_pred.dtype.is_floating:
-        raise ValueError(
-            f"Embeddings `y_pred` must be a floating-point tensor, got dtype {y_pred.dtype.name}."
-        )
-    if y_pred.dtype != tf.float64:
-        # float16 / bfloat16 inputs (mixed precision) are computed in float32.
-        y_pred = tf.cast(y_pred, tf.float32)
-    rank = y_pred.shape.rank
-    if rank is None:
-        raise ValueError(
-            "Embeddings `y_pred` must have a known rank: [batch, dim] or [batch, views, dim]."
-        )
-    if rank < 2:
-        raise ValueError(
-            f"Embeddings `y_pred` must have rank 2 ([batch, dim]) or 3 ([batch, views, dim]), "
-            f"got rank {rank} with shape {y_pred.shape}. For a single embedding, add a batch "
-            "axis; for one view per sample use [batch, dim]."
-        )
-    if rank == 2:
-        return y_pred[:, None, :]
-    if rank > 3:
-        dims = tf.shape(y_pred)
-        y_pred = tf.reshape(y_pred, tf.concat([dims[:2], [-1]], axis=0))
-    return y_pred
-
-
-def _num_views(features):
-    views = features.shape[1]
-    if views is None:
-        raise ValueError("The number of views (axis 1 of `y_pred`) must be known statically.")
-    return views
-
-
-def _check_batch(name, tensor, batch_size):
-    """Raises when the static first dimension of `tensor` differs from the batch size."""
-    size = tensor.shape[0]
-    if size is not None and batch_size is not None and size != batch_size:
-        raise ValueError(
-            f"`{name}` has {size} rows but `y_pred` has a batch of {batch_size} samples; "
-            f"they must match (got {name} shape {tensor.shape})."
-        )
-
-
-def label_tensor(y_true):
-    """Labels as a tensor whose integer values stay exact: integers become int64.
-
-    Integer labels are compared for equality only, so they must never pass through
-    float32 (which merges labels from 2**24 on); boolean and floating-point labels
-    (one-/multi-hot) are kept as given.
-
-    Args:
-        y_true: integer, boolean or floating-point labels (any shape).
-
-    Returns:
-        A tensor: int64 for integer labels, else `y_true`'s own dtype.
-
-    Raises:
-        ValueError: for any other dtype (strings, complex numbers).
-
-    Example:
-
-    >>> label_tensor([16777216, 16777217]).dtype.name
-    'int64'
-    >>> label_tensor(["cat", "dog"])
-    Traceback (most recent call last):
-    ...
-    ValueError: Labels `y_true` must be integers, booleans or floats (one-/multi-hot), got dtype string. Map other labels to integer ids first (e.g. with `keras.layers.StringLookup`).
-    """
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.dtype.is_integer:
-        return tf.cast(y_true, tf.int64)
-    if y_true.dtype.is_bool or y_true.dtype.is_floating:
-        return y_true
-    raise ValueError(
-        "Labels `y_true` must be integers, booleans or floats (one-/multi-hot), got dtype "
-        f"{y_true.dtype.name}. Map other labels to integer ids first (e.g. with "
-        "`keras.layers.StringLookup`)."
-    )
-
-
-def _pair_weights(y_true, batch_size):
-    """Validates a `[G, G]` (or `[G, 1, G, 1]`) non-negative pair-weight matrix."""
-    y_true = tf.convert_to_tensor(y_true)
-    if not y_true.dtype.is_floating and not y_true.dtype.is_integer:
-        raise ValueError(
-            "With `pair_weights=True`, `y_true` must be a numeric [batch, batch] weight "
-            f"matrix, got dtype {y_true.dtype.name}."
-        )
-    shape = y_true.shape
-    if shape.rank == 4 and shape[1] == 1 and shape[3] == 1:
-        y_true = y_true[:, 0, :, 0]
-        shape = y_true.shape
-    if shape.rank != 2 or (None not in (shape[0], shape[1]) and shape[0] != shape[1]):
-        raise ValueError(
-            "With `pair_weights=True`, `y_true` must be a square [batch, batch] (or "
-            f"[batch, 1, batch, 1]) matrix of pair weights, got shape {shape}."
-        )
-    _check_batch("y_true", y_true, batch_size)
-    if y_true.dtype not in (tf.float32, tf.float64):
-        y_true = tf.cast(y_true, tf.float32)
-    if tf.executing_eagerly():
-        smallest = float(tf.reduce_min(y_true)) if tf.size(y_true) > 0 else 0.0
-        if not smallest >= 0:
-            raise ValueError(
-                "With `pair_weights=True`, `y_true` must hold non-negative, finite weights "
-                f"(0 marks a negative pair), got a smallest entry of {smallest}."
-            )
-    else:
-        check = tf.debugging.assert_non_negative(
-            y_true, message="`y_true` pair weights must be non-negative"
-        )
-        with tf.control_dependencies([check]):
-            y_true = tf.identity(y_true)
-    return kernels.Positives("weights", y_true)
-
-
-def _positives(y_true, batch_size, positive_mask=None, pair_weights=False):
-    """Validates the labels (or mask) and describes the positive pairs between samples.
-
-    Returns a `kernels.Positives`: integer labels, one-/multi-hot labels, an explicit
-    boolean `[B, B]` mask (diagonal set: other views of the same sample are positives),
-    or, without labels, only the other views of the same sample.
-    """
-    if positive_mask is not None:
-        if y_true is not None:
-            raise ValueError("Pass either `y_true` labels or `positive_mask`, not both.")
-        positive_mask = tf.convert_to_tensor(positive_mask)
-        if positive_mask.shape.rank != 2:
-            raise ValueError(
-                f"`positive_mask` must be a [batch, batch] matrix, got shape {positive_mask.shape}."
-            )
-        _check_batch("positive_mask", positive_mask, batch_size)
-        cols = positive_mask.shape[1]
-        if (
-            cols is not None
-            and positive_mask.shape[0] is not None
-            and cols != positive_mask.shape[0]
-        ):
-            raise ValueError(
-                f"`positive_mask` must be square [batch, batch], got shape {positive_mask.shape}."
-            )
-        if positive_mask.dtype != tf.bool:
-            positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
-        eye = tf.eye(tf.shape(positive_mask)[0], dtype=tf.bool)
-        return kernels.Positives("mask", tf.logical_or(positive_mask, eye))
-    if pair_weights:
-        if y_true is None:
-            raise ValueError(
-                "`pair_weights=True` needs `y_true` as a [batch, batch] weight matrix, got None."
-            )
-        return _pair_weights(y_true, batch_size)
-    if y_true is None:
-        return kernels.Positives("samples")
-    y_true = label_tensor(y_true)
-    rank = y_true.shape.rank
-    if rank is None or rank == 0 or rank > 2:
-        raise ValueError(
-            "Labels `y_true` must be integer labels [batch] or [batch, 1], or one-/multi-hot "
-            f"labels [batch, classes]; got shape {y_true.shape}."
-        )
-    _check_batch("y_true", y_true, batch_size)
-    if rank == 2 and y_true.shape[1] == 0:
-        # A [B, 0] tensor (no labels at all) leaves only the other views of the same sample.
-        return kernels.Positives("samples")
-    if rank == 2 and y_true.shape[1] != 1:
-        # One-hot or multi-hot: positives share at least one label.
-        return kernels.Positives("hot", y_true)
-    return kernels.Positives("labels", tf.reshape(y_true, [-1]))
+    return temperature, base_temperature
 
 
 def supervised_contrastive_loss(
@@ -420,77 +258,6 @@ def supervised_contrastive_loss(
     return loss * tf.cast(temperature / base_temperature, loss.dtype)
 
 
-def _memory_bank(memory_embeddings, memory_labels, features, y_true, positive_mask):
-    """Validates the memory bank; returns `(embeddings [K, V, D], labels or None)` or None.
-
-    The embeddings are cast to the loss dtype and cut from the gradient; the labels
-    follow `y_true` (int64 integers, or one-/multi-hot in `y_true`'s dtype).
-    """
-    if memory_embeddings is None:
-        if memory_labels is not None:
-            raise ValueError("`memory_labels` were given without `memory_embeddings`.")
-        return None
-    if positive_mask is not None:
-        raise ValueError(
-            "A memory bank needs labels (or none, SimCLR) to find its positives; it cannot "
-            "be combined with `positive_mask`."
-        )
-    memory = tf.stop_gradient(tf.cast(_as_views(memory_embeddings), features.dtype))
-    if memory.shape[1:] != features.shape[1:]:
-        raise ValueError(
-            "`memory_embeddings` must have the same views and width as `y_pred`: "
-            f"[K, {features.shape[1]}, {features.shape[2]}] for `y_pred` of shape "
-            f"{features.shape}; got shape {memory.shape}."
-        )
-    y_true = _none_if_no_labels(y_true)
-    if y_true is None:
-        if memory_labels is not None:
-            raise ValueError(
-                "`memory_labels` without `y_true`: without labels (SimCLR) the bank holds "
-                "only negatives; pass memory_labels=None."
-            )
-        return memory, None
-    if memory_labels is None:
-        raise ValueError(
-            "`memory_labels` must be given with `y_true`: the bank's positives are the "
-            "entries with the anchor's label."
-        )
-    labels = label_tensor(memory_labels)
-    batch_labels = label_tensor(y_true)
-    size = memory.shape[0]
-    if labels.shape[0] is not None and size is not None and labels.shape[0] != size:
-        raise ValueError(
-            f"`memory_labels` has {labels.shape[0]} rows but `memory_embeddings` has {size} "
-            "samples; they must match."
-        )
-    hot = batch_labels.shape.rank == 2 and batch_labels.shape[1] != 1
-    if hot:
-        if labels.shape.rank != 2 or labels.shape[1] != batch_labels.shape[1]:
-            raise ValueError(
-                f"`memory_labels` must be one-/multi-hot [K, {batch_labels.shape[1]}] like "
-                f"`y_true`, got shape {labels.shape}."
-            )
-        return memory, tf.cast(labels, batch_labels.dtype)
-    return memory, _flat_labels(labels)
-
-
-def _none_if_no_labels(y_true):
-    """`None` for no labels: `None` or a `[B, 0]` tensor (SimCLR through the Loss class)."""
-    if y_true is None:
-        return None
-    shape = tf.convert_to_tensor(y_true).shape
-    if shape.rank == 2 and shape[1] == 0:
-        return None
-    return y_true
-
-
-def _flat_labels(labels):
-    """Integer labels `[B, 1]` as `[B]`; one-/multi-hot labels unchanged."""
-    if labels.shape.rank == 2 and labels.shape[1] == 1:
-        return tf.reshape(labels, [-1])
-    return labels
-
-
 def _check_cap_views(positives_cap, num_views):
     """A cap counts whole samples: it must be a multiple of the number of views."""
     if positives_cap is not None and positives_cap % num_views:
@@ -498,101 +265,6 @@ def _check_cap_views(positives_cap, num_views):
             f"`positives_cap` must be a multiple of the number of views ({num_views}): it "
             f"counts all views of each kept positive sample; got {positives_cap}."
         )
-
-
-def _multi_replica_context():
-    """Returns the current `tf.distribute` replica context when it has several replicas."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        # Cross-replica context (no per-replica shard to gather) or a single replica.
-        return None
-    return context
-
-
-def _gather_across_replicas(context, features, y_true, positive_mask):
-    """All-gathers this replica's shard into the global batch, in replica order.
-
-    The embeddings go through `ReplicaContext.all_gather`, whose gradient sums the
-    upstream gradients of every replica and hands each replica the rows it owns, so
-    every replica's loss back-propagates into the embeddings of all replicas. Labels
-    and masks carry no gradient. Shards may differ in size (a partial last batch): the
-    anchor offset is the total size of the preceding replicas' shards.
-
-    Returns:
-        `(features, y_true, positive_mask, anchor_start, local_batch)` where the first
-        three describe the global batch and the anchors are rows
-        `anchor_start .. anchor_start + local_batch - 1` of it.
-    """
-    local_batch = tf.shape(features)[0]
-    shard_sizes = context.all_gather(tf.reshape(local_batch, [1]), axis=0)
-    anchor_start = tf.reduce_sum(shard_sizes[: context.replica_id_in_sync_group])
-    gathered = [context.all_gather(features, axis=0)]
-    local = [features]
-
-    if y_true is not None:
-        y_true = label_tensor(y_true)
-        _check_batch("y_true", y_true, features.shape[0])
-        if y_true.shape.rank == 2 and y_true.shape[1] == 0:
-            # No labels at all ([B, 0], SimCLR through the Loss class): sample identity
-            # is positional, which the kernel derives from the gathered order itself.
-            y_true = None
-        else:
-            gathered.append(context.all_gather(tf.stop_gradient(y_true), axis=0))
-            local.append(y_true)
-    if positive_mask is not None:
-        positive_mask = tf.convert_to_tensor(positive_mask)
-        if positive_mask.shape.rank != 2:
-            raise ValueError(
-                f"With `gather_across_replicas=True` over {context.num_replicas_in_sync} "
-                "replicas, `positive_mask` must hold this replica's rows of the global mask, "
-                f"shape [local batch, global batch], got shape {positive_mask.shape}."
-            )
-        _check_batch("positive_mask", positive_mask, features.shape[0])
-        if positive_mask.dtype != tf.bool:
-            positive_mask = tf.not_equal(positive_mask, tf.zeros((), positive_mask.dtype))
-        # Collectives do not carry booleans: gather as int32 rows of the [G, G] mask.
-        gathered.append(context.all_gather(tf.cast(positive_mask, tf.int32), axis=0) > 0)
-        local.append(positive_mask)
-
-    global_size = _static_global_size(context, gathered, positive_mask)
-    gathered = [
-        _with_static_shape(tensor, [global_size, *original.shape[1:]])
-        for tensor, original in zip(gathered, local, strict=True)
-    ]
-    global_features = gathered.pop(0)
-    if y_true is not None:
-        y_true = gathered.pop(0)
-    if positive_mask is not None:
-        positive_mask = gathered.pop(0)
-    return global_features, y_true, positive_mask, anchor_start, local_batch
-
-
-def _static_global_size(context, gathered, positive_mask):
-    """The global batch size if any gathered tensor (or the mask's width) knows it statically."""
-    sizes = {tensor.shape[0] for tensor in gathered} - {None}
-    if positive_mask is not None and positive_mask.shape[1] is not None:
-        sizes.add(positive_mask.shape[1])
-    if len(sizes) > 1:
-        raise ValueError(
-            f"With `gather_across_replicas=True` over {context.num_replicas_in_sync} "
-            "replicas, `positive_mask` must hold this replica's rows of the global mask, "
-            "shape [local batch, global batch]; its width and the gathered global batch "
-            f"disagree (sizes {sorted(sizes)}). Build it from global sample indices, or pass "
-            "`gather_across_replicas=False` for per-replica masks."
-        )
-    return sizes.pop() if sizes else None
-
-
-def _with_static_shape(tensor, shape):
-    """Gives a gathered tensor the static shape a graph-mode all-gather may drop.
-
-    The batch dimension is checked at run time (`tf.ensure_shape`), the others are the
-    local tensor's own.
-    """
-    if shape[0] is not None and tensor.shape[0] is None:
-        tensor = tf.ensure_shape(tensor, shape)
-    tensor.set_shape(shape)
-    return tensor
 
 
 def _per_sample_loss(
@@ -640,42 +312,6 @@ def _per_sample_loss(
         block_size=block_size,
         variant=variant,
     )
-
-
-def npairs_loss(y_true, y_pred):
-    """Native replacement for `tfa.losses.npairs_loss` (TensorFlow Addons).
-
-    Computes the n-pairs loss of Sohn (NeurIPS 2016) on a precomputed similarity
-    (logit) matrix, exactly as TensorFlow Addons did: row i's target distribution is
-    uniform over the samples with the same label as i (i itself included), and the loss
-    is the softmax cross-entropy of row i of `y_pred` against it, averaged over rows.
-
-    Args:
-        y_true: integer labels `[B]` (or `[B, 1]`).
-        y_pred: similarity logits `[B, B]`, e.g. `z @ z.T / temperature`.
-
-    Returns:
-        The scalar mean loss (as `tfa.losses.npairs_loss` returned).
-
-    Example:
-
-    >>> import numpy as np
-    >>> z = np.eye(3, dtype="float32")
-    >>> float(npairs_loss([0, 0, 1], z @ z.T / 0.5)) > 0
-    True
-    """
-    y_pred = tf.convert_to_tensor(y_pred)
-    if y_pred.shape.rank != 2:
-        raise ValueError(
-            f"`y_pred` must be a [batch, batch] logit matrix, got shape {y_pred.shape}."
-        )
-    if y_pred.dtype not in (tf.float32, tf.float64):
-        y_pred = tf.cast(y_pred, tf.float32)
-    labels = tf.reshape(label_tensor(y_true), [-1])
-    _check_batch("y_true", labels, y_pred.shape[0])
-    same = tf.cast(tf.equal(labels[:, None], labels[None, :]), y_pred.dtype)
-    targets = same / tf.reduce_sum(same, axis=1, keepdims=True)
-    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=y_pred))
 
 
 class _PassThrough(keras.losses.Loss):
@@ -848,58 +484,4 @@ class SupervisedContrastiveLoss(_LabelLoss):
                 "pair_weights": self.pair_weights,
             }
         )
-        return config
-
-
-@keras.saving.register_keras_serializable(package="supcon_tf")
-class NPairsLoss(_LabelLoss):
-    """The original Keras SupCon example's loss, without TensorFlow Addons.
-
-    The Keras example ("Supervised Contrastive Learning", Khandelwal 2020) computed
-    `tfa.losses.npairs_loss(labels, z @ z.T / temperature)` on L2-normalised embeddings.
-    Unlike `SupervisedContrastiveLoss`, each sample counts as its own positive and stays
-    in the softmax denominator:
-
-        L(i) = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/tau) / sum_{a} exp(z_i.z_a/tau) )
-
-    with `P(i)` every view with i's label, i included, and `a` over all views, i
-    included. With one view per sample this equals `npairs_loss(y, z @ z.T / tau)`.
-
-    Args:
-        temperature: softmax temperature (the Keras example used 0.05).
-        normalize: L2-normalise embeddings first (the Keras example did).
-        reduction, name, dtype: as for any Keras loss.
-
-    Example:
-
-    >>> import numpy as np
-    >>> z = np.random.default_rng(0).normal(size=(6, 8)).astype("float32")
-    >>> bool(NPairsLoss(temperature=0.05)([0, 1, 2, 0, 1, 2], z) > 0)
-    True
-    """
-
-    def __init__(
-        self,
-        temperature=0.05,
-        normalize=True,
-        reduction="sum_over_batch_size",
-        name="npairs_loss",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        _check_options(temperature, None, "all", "out")
-        self.temperature = temperature
-        self.normalize = normalize
-
-    def call(self, y_true, y_pred):
-        features = _as_views(y_pred)
-        if self.normalize:
-            features = tf.math.l2_normalize(features, axis=-1)
-        return _per_sample_loss(
-            features, y_true, None, self.temperature, "all", "out", include_self=True
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"temperature": self.temperature, "normalize": self.normalize})
         return config

@@ -16,7 +16,7 @@ alternative: a `SupConModel` and a linear head trained together on
 Example:
 
 >>> import numpy as np, keras
->>> from supcon_tf.encoders import build_encoder
+>>> from supcon_tf.models import build_encoder, build_linear_classifier
 >>> from supcon_tf.losses import SupervisedContrastiveLoss
 >>> encoder = build_encoder("small_cnn", (8, 8, 1), width_multiplier=0.25)
 >>> model = SupConModel(encoder, augmenter=keras.layers.RandomTranslation(0.1, 0.1, seed=0))
@@ -34,12 +34,18 @@ Example:
 import keras
 from keras import ops
 
-from supcon_tf import gradient_cache
-from supcon_tf.layers import ProjectionHead
-from supcon_tf.losses import SupervisedContrastiveLoss
-from supcon_tf.memory_bank import MemoryBank
-from supcon_tf.momentum_encoder import MomentumEncoder, check_momentum
-from supcon_tf.momentum_encoder import train_step as train_step_with_key_network
+from supcon_tf import checks
+from supcon_tf.errors import UsageError
+from supcon_tf.losses.supcon import SupervisedContrastiveLoss
+from supcon_tf.models import gradient_cache
+from supcon_tf.models.layers import ProjectionHead
+from supcon_tf.models.memory_bank import MemoryBank
+from supcon_tf.models.momentum_encoder import (
+    MomentumEncoder,
+    check_momentum,
+    check_momentum_encoder_memory,
+)
+from supcon_tf.models.momentum_encoder import train_step as train_step_with_key_network
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
@@ -57,7 +63,7 @@ class SupConModel(keras.Model):
 
     Args:
         encoder: a `keras.Model` from images to features `[B, F]` (see
-            `supcon_tf.encoders.build_encoder`).
+            `supcon_tf.models.build_encoder`).
         projection_head: a layer from features to embeddings; default
             `ProjectionHead()` (hidden width F, 128 outputs).
         augmenter: any Keras layer (or `keras.layers.Pipeline` / `keras.Sequential`)
@@ -79,7 +85,7 @@ class SupConModel(keras.Model):
             moving statistics once per chunk. See `docs/large-batches.md`.
             TensorFlow backend only.
         memory_size: 0 (default) or the number K of past samples kept in a
-            label-aware memory bank (XBM / the MoCo queue, `supcon_tf.memory_bank`):
+            label-aware memory bank (XBM / the MoCo queue, `supcon_tf.models.memory_bank`):
             after each training step the step's projected embeddings (all views) and
             labels are enqueued, and the loss of the next steps contrasts each anchor
             also against the K stored samples (extra contrasts, never anchors, no
@@ -90,7 +96,7 @@ class SupConModel(keras.Model):
             `SupervisedContrastiveLoss`.
         momentum_encoder: `False` (default): the bank stores the model's own
             embeddings. `True` (needs `memory_size > 0`): MoCo's key network
-            (`supcon_tf.momentum_encoder`), a copy of the encoder and projection head
+            (`supcon_tf.models.momentum_encoder`), a copy of the encoder and projection head
             with non-trainable weights, identical at `build`, moved after every
             optimizer step by `key <- momentum * key + (1 - momentum) * query`
             (non-trainable weights such as BatchNorm moving statistics are copied);
@@ -109,7 +115,7 @@ class SupConModel(keras.Model):
     Example:
 
     >>> import numpy as np
-    >>> from supcon_tf.encoders import build_encoder
+    >>> from supcon_tf.models import build_encoder
     >>> model = SupConModel(build_encoder("small_cnn", (8, 8, 1)), num_views=3)
     >>> tuple(model(np.zeros((4, 8, 8, 1), dtype="float32")).shape)
     (4, 3, 128)
@@ -142,10 +148,10 @@ class SupConModel(keras.Model):
         if not isinstance(encoder, keras.Model):
             raise ValueError(
                 f"`encoder` must be a keras.Model, got {type(encoder).__name__}. "
-                "Use supcon_tf.encoders.build_encoder(name, input_shape) to build one."
+                "Use supcon_tf.models.build_encoder(name, input_shape) to build one."
             )
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
-            raise ValueError(f"`num_views` must be a positive integer, got {num_views!r}.")
+            raise UsageError(f"`num_views` must be a positive integer, got {num_views!r}.")
         if augmenter is not None and not callable(augmenter):
             raise ValueError(f"`augmenter` must be a Keras layer or None, got {augmenter!r}.")
         gradient_cache.check_chunk_size(gradient_cache_chunk_size)
@@ -154,15 +160,9 @@ class SupConModel(keras.Model):
                 f"`memory_size` must be a non-negative integer (0: no memory bank), got "
                 f"{memory_size!r}."
             )
-        if not isinstance(momentum_encoder, bool):
-            raise ValueError(f"`momentum_encoder` must be True or False, got {momentum_encoder!r}.")
+        checks.boolean("momentum_encoder", momentum_encoder)
         check_momentum(momentum)
-        if momentum_encoder and not memory_size:
-            raise ValueError(
-                "`momentum_encoder=True` needs a memory bank: the key network only computes "
-                f"the embeddings the bank stores; got memory_size={memory_size!r}. Set "
-                "`memory_size` > 0, or momentum_encoder=False."
-            )
+        check_momentum_encoder_memory(momentum_encoder, memory_size)
         self.encoder = encoder
         self.projection_head = projection_head if projection_head is not None else ProjectionHead()
         self.augmenter = augmenter
@@ -375,130 +375,6 @@ class SupConModel(keras.Model):
         return cls(**config)
 
 
-HIDDEN_ACTIVATIONS = ("relu", "linear")
-# BatchNorm momentum of the feature standardisation: PyTorch's 0.1, as in MoCo v3 / MAE
-# linear probing; the moving statistics settle within a few dozen steps.
-_STANDARDIZATION_MOMENTUM = 0.9
-
-
-def _check_classifier_arguments(encoder, num_classes, hidden_units, dropout, hidden_activation):
-    if hidden_activation not in HIDDEN_ACTIVATIONS:
-        raise ValueError(
-            f"Unknown `hidden_activation` {hidden_activation!r}. Expected one of "
-            f"{HIDDEN_ACTIVATIONS}."
-        )
-    if not isinstance(encoder, keras.Model):
-        raise ValueError(f"`encoder` must be a keras.Model, got {type(encoder).__name__}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
-    if hidden_units is not None and (
-        isinstance(hidden_units, bool) or not isinstance(hidden_units, int) or hidden_units < 1
-    ):
-        raise ValueError(
-            f"`hidden_units` must be a positive integer or None, got {hidden_units!r}."
-        )
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
-
-
-def _classifier(encoder, num_classes, head, frozen, name):
-    """`encoder` -> [standardisation] -> [dropout] -> [hidden Dense, dropout] -> logits."""
-    hidden_units, dropout, hidden_activation, standardize = head
-    inputs = keras.Input(encoder.input_shape[1:], name="images")
-    features = encoder(inputs, training=False) if frozen else encoder(inputs)
-    if standardize:
-        features = keras.layers.BatchNormalization(
-            center=False,
-            scale=False,
-            momentum=_STANDARDIZATION_MOMENTUM,
-            name="feature_standardization",
-        )(features)
-    if dropout:
-        features = keras.layers.Dropout(dropout, name="features_dropout")(features)
-    if hidden_units:
-        features = keras.layers.Dense(
-            hidden_units, activation=hidden_activation, name="hidden_dense"
-        )(features)
-        if dropout:
-            features = keras.layers.Dropout(dropout, name="hidden_dropout")(features)
-    logits = keras.layers.Dense(num_classes, name="logits")(features)
-    return keras.Model(inputs, logits, name=name)
-
-
-def build_linear_classifier(
-    encoder,
-    num_classes,
-    hidden_units=None,
-    dropout=0.0,
-    hidden_activation="relu",
-    standardize=False,
-):
-    """The classifier phase: a linear (or one-hidden-layer) head on the frozen encoder.
-
-    The encoder is set to `trainable=False` and called with `training=False`, so its
-    weights and BatchNorm statistics stay fixed while the head trains.
-
-    With `standardize=True` the frozen features are standardised per dimension by a
-    `BatchNormalization` without scale or offset (batch statistics in training, moving
-    averages at inference) before the head, as in the linear probing of MoCo v3
-    (Chen et al., 2021) and MAE (He et al., 2022): the probe then sees features of
-    unit scale whatever the encoder, and one learning rate suits every encoder.
-
-    Args:
-        encoder: the pretrained encoder (images -> `[B, F]`); it is frozen in place.
-        num_classes: number of classes.
-        hidden_units: optional width of a hidden layer (the later Keras example used
-            512 with ReLU, the first one 64, linear); `None` gives a linear classifier.
-        dropout: dropout rate before each Dense layer of the head (0 disables it).
-        hidden_activation: `"relu"` or `"linear"`, the hidden layer's activation.
-        standardize: standardise the features before the head (see above).
-
-    Returns:
-        A `keras.Model` from images to logits `[B, num_classes]`; compile it with
-        `SparseCategoricalCrossentropy(from_logits=True)`.
-
-    Example:
-
-    >>> from supcon_tf.encoders import build_encoder
-    >>> encoder = build_encoder("small_cnn", (8, 8, 1))
-    >>> classifier = build_linear_classifier(encoder, num_classes=10)
-    >>> encoder.trainable, classifier.output_shape
-    (False, (None, 10))
-    """
-    _check_classifier_arguments(encoder, num_classes, hidden_units, dropout, hidden_activation)
-    encoder.trainable = False
-    head = (hidden_units, dropout, hidden_activation, standardize)
-    return _classifier(encoder, num_classes, head, True, "linear_classifier")
-
-
-def build_cross_entropy_classifier(
-    encoder, num_classes, hidden_units=None, dropout=0.0, hidden_activation="relu"
-):
-    """The cross-entropy baseline: encoder and head trained together, end to end.
-
-    Args:
-        encoder: a freshly built encoder (same architecture as the SupCon one).
-        num_classes: number of classes.
-        hidden_units: optional width of a hidden layer; `None`: linear head.
-        dropout: dropout rate before each Dense layer of the head.
-        hidden_activation: `"relu"` or `"linear"`, the hidden layer's activation.
-
-    Returns:
-        A `keras.Model` from images to logits `[B, num_classes]`.
-
-    Example:
-
-    >>> from supcon_tf.encoders import build_encoder
-    >>> model = build_cross_entropy_classifier(build_encoder("small_cnn", (8, 8, 1)), 10)
-    >>> model.output_shape, len(model.trainable_weights) > 2
-    ((None, 10), True)
-    """
-    _check_classifier_arguments(encoder, num_classes, hidden_units, dropout, hidden_activation)
-    encoder.trainable = True
-    head = (hidden_units, dropout, hidden_activation, False)
-    return _classifier(encoder, num_classes, head, False, "cross_entropy_classifier")
-
-
 @keras.saving.register_keras_serializable(package="supcon_tf")
 class HybridSupConModel(keras.Model):
     """One-stage training: `hybrid_weight x SupCon + cross-entropy` of a linear head.
@@ -523,7 +399,7 @@ class HybridSupConModel(keras.Model):
     Example:
 
     >>> import numpy as np
-    >>> from supcon_tf.encoders import build_encoder
+    >>> from supcon_tf.models import build_encoder
     >>> from supcon_tf.losses import SupervisedContrastiveLoss
     >>> supcon = SupConModel(build_encoder("small_cnn", (8, 8, 1), width_multiplier=0.25))
     >>> model = HybridSupConModel(supcon, num_classes=4, hybrid_weight=0.5)

@@ -1,0 +1,178 @@
+"""Reading a stream: files sharded over input pipelines, records parsed, images decoded."""
+
+import logging
+
+import tensorflow as tf
+
+# their file list is permuted as a whole every epoch).
+SHUFFLE_BUFFER_RECORDS = 4096
+_BUFFER_SEED = 7919
+# A label value that no record has: marks a record without the label feature.
+_MISSING_LABEL = -(2**62)
+
+
+def _input_shard(input_context):
+    """`(number of input pipelines, this pipeline's index, replicas it feeds)`."""
+    if input_context is None:
+        return 1, 0, 1
+    pipelines = input_context.num_input_pipelines
+    return (
+        pipelines,
+        input_context.input_pipeline_id,
+        input_context.num_replicas_in_sync // pipelines,
+    )
+
+
+def _file_dataset(splits, split, shuffle_seed, pipelines, pipeline_id):
+    """The split's files (and labels), permuted by `shuffle_seed`, this pipeline's share."""
+    if len(split.files) < pipelines:
+        raise ValueError(
+            f"{splits.name} has {len(split.files)} files for {pipelines} input pipelines; "
+            "each pipeline reads whole files, so write at least one shard per pipeline."
+        )
+    files = tf.constant(split.files)
+    labels = tf.constant(split.labels if split.labels is not None else [0] * len(split.files))
+    if shuffle_seed is not None:
+        order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(files)), shuffle_seed)
+        files, labels = tf.gather(files, order), tf.gather(labels, order)
+    dataset = tf.data.Dataset.from_tensor_slices((files, tf.cast(labels, tf.int64)))
+    return dataset.shard(pipelines, pipeline_id)
+
+
+def _assertion(condition, *parts):
+    """Fails with `InvalidArgumentError('assertion failed: [<parts joined>]')` if not `condition`."""
+    parts = [tf.convert_to_tensor(part) for part in parts]
+    text = [part if part.dtype == tf.string else tf.strings.as_string(part) for part in parts]
+    return tf.debugging.Assert(condition, [tf.strings.join(text)])
+
+
+def _parse_record(splits, shard, record):
+    features = tf.io.parse_single_example(
+        record,
+        {
+            splits.image_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            splits.label_key: tf.io.FixedLenFeature([], tf.int64, default_value=_MISSING_LABEL),
+        },
+    )
+    encoded, label = features[splits.image_key], features[splits.label_key]
+    checks = [
+        _assertion(
+            tf.strings.length(encoded) > 0,
+            "TFRecord file ",
+            shard,
+            f" has a record without the feature '{splits.image_key}' (the encoded image).",
+        ),
+        _assertion(
+            label != _MISSING_LABEL,
+            "TFRecord file ",
+            shard,
+            f" has a record without the feature '{splits.label_key}' (the class label).",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        label = label - splits.label_offset
+        in_range = (label >= 0) & (label < splits.num_classes)
+        check = _assertion(
+            in_range | (label == _MISSING_LABEL - splits.label_offset),
+            "TFRecord file ",
+            shard,
+            " has label ",
+            label + splits.label_offset,
+            f", outside [{splits.label_offset}, {splits.num_classes + splits.label_offset}) "
+            f"for {splits.num_classes} classes with label offset {splits.label_offset}.",
+        )
+    with tf.control_dependencies([check]):
+        return {"name": shard, "payload": tf.identity(encoded), "label": label}
+
+
+def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
+    """The split's elements, shuffled by `shuffle_seed`: one pass, or passes without end.
+
+    A pass reads each of this pipeline's files once; repeating passes (each shuffled
+    anew, deterministically) lets every pipeline fill its epoch when the files do not
+    divide evenly between pipelines.
+    """
+    files = _file_dataset(splits, split, shuffle_seed, pipelines, pipeline_id)
+    if splits.kind == "folder":
+        records = files.map(lambda path, label: {"name": path, "payload": "", "label": label})
+        return records.repeat() if repeat else records
+
+    def read_shard(shard, _):
+        records = tf.data.TFRecordDataset(shard)
+        return records.map(lambda record: _parse_record(splits, shard, record))
+
+    records = files.interleave(
+        read_shard,
+        cycle_length=min(16, max(1, len(split.files) // pipelines)),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if shuffle_seed is not None:
+        # The buffer's own seed is fixed: the file order already changes every epoch.
+        buffer = min(SHUFFLE_BUFFER_RECORDS, max(1, split.num_examples // pipelines))
+        records = records.shuffle(buffer, seed=_BUFFER_SEED)
+    return records.repeat() if repeat else records
+
+
+def _decode_image(element):
+    """Decodes to uint8 RGB `[H, W, 3]` (greyscale is repeated, CMYK and alpha converted)."""
+    encoded = element["payload"]
+    if element["payload"].dtype == tf.string:
+        encoded = tf.cond(
+            tf.strings.length(encoded) > 0,
+            lambda: encoded,
+            lambda: tf.io.read_file(element["name"]),
+        )
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.ensure_shape(image, [None, None, 3])
+    return {**element, "image": image, "readable": tf.constant(True)}
+
+
+def _decoded(element):
+    """One element with `image` and `readable`; an unreadable image gives `readable=False`."""
+    one = tf.data.Dataset.from_tensors(element)
+    decoded = one.map(_decode_image).ignore_errors()
+    placeholder = one.map(
+        lambda item: {**item, "image": tf.zeros([1, 1, 3], tf.uint8), "readable": False}
+    )
+    return decoded.concatenate(placeholder).take(1)
+
+
+def _decode(splits, elements):
+    """Decodes in parallel; stops on (or, when configured, leaves out) unreadable images."""
+    elements = elements.interleave(
+        _decoded, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    if splits.skip_corrupt_images:
+
+        def record_skip(name):
+            path = name.numpy().decode()
+            if path not in splits.skipped_images:  # an epoch may read a file twice
+                splits.skipped_images.append(path)
+                logging.warning("Skipping unreadable image %s (skip_corrupt_images).", path)
+            return False
+
+        def keep(element):
+            return tf.cond(
+                element["readable"],
+                lambda: tf.constant(True),
+                lambda: tf.py_function(record_skip, [element["name"]], tf.bool),
+            )
+
+        return elements.filter(keep)
+
+    where = "in TFRecord file " if splits.kind != "folder" else ""
+
+    def check(element):
+        checked = _assertion(
+            element["readable"],
+            f"Cannot read image {where}",
+            element["name"],
+            ": it is not a readable image (corrupt or truncated). Remove or replace it, or "
+            "skip unreadable images (skip_corrupt_images=True, --skip_corrupt_images).",
+        )
+        with tf.control_dependencies([checked]):
+            return {**element, "image": tf.identity(element["image"])}
+
+    return elements.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
