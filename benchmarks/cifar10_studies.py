@@ -47,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from supcon_tf.presets import get_preset  # noqa: E402
+from supcon_tf.experiment.presets import get_preset  # noqa: E402
 
 STUDIES = ("keras_example_2020", "budget")
 ARMS = ("recipe", "2020")

@@ -29,8 +29,8 @@ import numpy as np
 from supcon_tf.data import load_dataset
 from supcon_tf.evaluation import expected_calibration_error
 from supcon_tf.experiment import ExperimentConfig, run_experiment
+from supcon_tf.experiment.runs import RunDirectory
 from supcon_tf.files import join
-from supcon_tf.runs import RunDirectory
 
 
 def _recipe(optimizer, learning_rate, schedule="constant", standardize=False, select=True):

@@ -23,11 +23,11 @@ _EXPORTS = {
     "DatasetSplits": "supcon_tf.data",
     "load_dataset": "supcon_tf.data",
     "make_dataset": "supcon_tf.data",
-    "build_encoder": "supcon_tf.encoders",
+    "build_encoder": "supcon_tf.models.encoders",
     "ExperimentConfig": "supcon_tf.experiment",
     "run_experiment": "supcon_tf.experiment",
-    "L2Normalize": "supcon_tf.layers",
-    "ProjectionHead": "supcon_tf.layers",
+    "L2Normalize": "supcon_tf.models.layers",
+    "ProjectionHead": "supcon_tf.models.layers",
     "NPairsLoss": "supcon_tf.losses",
     "SupervisedContrastiveLoss": "supcon_tf.losses",
     "npairs_loss": "supcon_tf.losses",
@@ -57,9 +57,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # For readers and static tools; at run time `__getattr__` imports them.
     from supcon_tf.data import DatasetSplits, load_dataset, make_dataset
-    from supcon_tf.encoders import build_encoder
     from supcon_tf.experiment import ExperimentConfig, run_experiment
-    from supcon_tf.layers import L2Normalize, ProjectionHead
     from supcon_tf.losses import (
         NPairsLoss,
         SupervisedContrastiveLoss,
@@ -71,6 +69,8 @@ if TYPE_CHECKING:  # For readers and static tools; at run time `__getattr__` imp
         build_cross_entropy_classifier,
         build_linear_classifier,
     )
+    from supcon_tf.models.encoders import build_encoder
+    from supcon_tf.models.layers import L2Normalize, ProjectionHead
 
 
 def __getattr__(name):

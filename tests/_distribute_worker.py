@@ -358,7 +358,7 @@ def run_train(arguments):
         one_epoch = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(arguments.batch_size)
         return one_epoch.repeat(end_epoch - first_epoch).skip(first_step)
 
-    # The rest of an interrupted epoch, then whole epochs (as supcon_tf.phases does).
+    # The rest of an interrupted epoch, then whole epochs (as supcon_tf.experiment.phases does).
     segments = [(epoch, epoch + 1, arguments.steps - step, step)] if step else []
     segments.append((epoch + (1 if step else 0), arguments.epochs, arguments.steps, 0))
     for first_epoch, end_epoch, steps, first_step in segments:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf.checkpoints import TrainingCheckpoint
 from supcon_tf.experiment import (
     SUPCON_ONLY_OPTIONS,
     ExperimentConfig,
@@ -21,6 +20,7 @@ from supcon_tf.experiment import (
     stages,
 )
 from supcon_tf.files import is_file, read_text
+from supcon_tf.training.checkpoints import TrainingCheckpoint
 
 
 class SimulatedKillError(Exception):

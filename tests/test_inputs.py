@@ -1,4 +1,4 @@
-"""Tests of supcon_tf.inputs and of whole experiments on streamed datasets.
+"""Tests of supcon_tf.experiment.inputs and of whole experiments on streamed datasets.
 
 The streamed datasets are generated image folders (tests/test_streaming.py), their
 TFRecord shards and a TFDS dataset built locally; the runs are tiny (small CNN, one

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from supcon_tf.experiment.presets import PRESETS, apply_preset, get_preset
-from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.schedules import SCHEDULES
+from supcon_tf.training.optimizers import OPTIMIZERS
+from supcon_tf.training.schedules import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -344,7 +344,7 @@ def test_supcon_train_with_preset_lars_and_cosine(tmp_path):
     assert 0.0 <= report["supcon"]["test_accuracy"] <= 1.0
     import keras
 
-    from supcon_tf.optimizers import LARS
+    from supcon_tf.training.optimizers import LARS
 
     # The baseline trains with the explicit optimizer flags ...
     baseline = keras.saving.load_model(tmp_path / "run" / "baseline.keras")

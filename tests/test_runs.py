@@ -1,4 +1,4 @@
-"""Tests of supcon_tf.runs: the run folder, its configuration check and phase markers."""
+"""Tests of supcon_tf.experiment.runs: the run folder, its configuration check and phase markers."""
 
 import json
 

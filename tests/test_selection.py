@@ -1,4 +1,4 @@
-"""Tests of supcon_tf.selection: the best validation epoch is kept, restored, and resumed."""
+"""Tests of supcon_tf.training.selection: the best validation epoch is kept, restored, and resumed."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf.files import read_text
-from supcon_tf.selection import BestEpoch
+from supcon_tf.training.selection import BestEpoch
 
 
 class ScriptedValidation(keras.callbacks.Callback):

@@ -39,8 +39,8 @@ import tensorflow as tf
 import supcon_tf
 from supcon_tf.augment import build_augmenter
 from supcon_tf.data import load_dataset, make_dataset
-from supcon_tf.distribute import build_strategy, per_replica_batch_size
-from supcon_tf.encoders import build_encoder
+from supcon_tf.training.distribute import build_strategy, per_replica_batch_size
+from supcon_tf.models.encoders import build_encoder
 from supcon_tf.models import SupConModel, build_cross_entropy_classifier, build_linear_classifier
 
 # Settings. CI runs this notebook with SUPCON_NOTEBOOK_SMALL=1 on a tiny offline subset.

@@ -13,8 +13,6 @@ import functools
 from absl import flags
 
 from supcon_tf.augment import AUGMENTATIONS
-from supcon_tf.distribute import LEARNING_RATE_SCALINGS, MIXED_PRECISION_POLICIES, STRATEGIES
-from supcon_tf.encoders import ENCODERS, STEMS
 from supcon_tf.experiment import (
     LOSSES,
     METHODS,
@@ -23,12 +21,18 @@ from supcon_tf.experiment import (
     ExperimentConfig,
 )
 from supcon_tf.experiment.presets import PRESETS, apply_preset
-from supcon_tf.kernels import DENOMINATOR_MODES, IMPLEMENTATIONS
 from supcon_tf.losses import CONTRAST_MODES, SUMMATIONS
+from supcon_tf.losses.kernels import DENOMINATOR_MODES, IMPLEMENTATIONS
 from supcon_tf.models import HIDDEN_ACTIVATIONS
-from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.schedules import SCHEDULES
-from supcon_tf.selection import MONITORS
+from supcon_tf.models.encoders import ENCODERS, STEMS
+from supcon_tf.training.distribute import (
+    LEARNING_RATE_SCALINGS,
+    MIXED_PRECISION_POLICIES,
+    STRATEGIES,
+)
+from supcon_tf.training.optimizers import OPTIMIZERS
+from supcon_tf.training.schedules import SCHEDULES
+from supcon_tf.training.selection import MONITORS
 
 _DEFAULTS = ExperimentConfig()
 
@@ -281,7 +285,7 @@ def _define_optimisation_flags(define):
         "preset",
         None,
         sorted(PRESETS),
-        "A published recipe (supcon_tf.presets); flags given explicitly override its values.",
+        "A published recipe (supcon_tf.experiment.presets); flags given explicitly override its values.",
         flag_values=define.flag_values,
     )
     define.integer(

@@ -21,7 +21,6 @@ import sys
 
 from absl import flags, logging
 
-from supcon_tf.checkpoints import NonFiniteTrainingError, StopRequested
 from supcon_tf.cli.console import run_command
 from supcon_tf.cli.flags import (
     apply_preset_to_flags,
@@ -35,6 +34,7 @@ from supcon_tf.errors import UsageError
 from supcon_tf.experiment import run_experiment
 from supcon_tf.experiment.runs import RunLockedError
 from supcon_tf.files import join
+from supcon_tf.training.checkpoints import NonFiniteTrainingError, StopRequested
 
 # Stopped by SIGTERM with its state saved: retry later (sysexits.h EX_TEMPFAIL).
 EXIT_STOPPED = 75

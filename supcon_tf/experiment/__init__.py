@@ -11,14 +11,14 @@
 
 Every phase logs its metrics to `logs/<phase>/history.csv` and, when the
 `tensorboard` package is installed, to TensorBoard (`logs/<phase>`), checkpoints every epoch
-(`supcon_tf.checkpoints.TrainingCheckpoint` under `backup/<phase>`) and writes a completion
+(`supcon_tf.training.checkpoints.TrainingCheckpoint` under `backup/<phase>`) and writes a completion
 marker (`phases/<phase>.json`): running the same configuration again resumes an
 interrupted phase exactly where its last checkpoint left it (mid-epoch with
 `backup_steps`) and skips finished phases. Each epoch sees the same shuffled batches
 whether or not the run was interrupted. One process at a time trains in a folder
 (`run.lock`); SIGTERM saves at the next step and raises
-`supcon_tf.checkpoints.StopRequested`; a NaN or Inf loss raises
-`supcon_tf.checkpoints.NonFiniteTrainingError` (see docs/reliability.md). The validation
+`supcon_tf.training.checkpoints.StopRequested`; a NaN or Inf loss raises
+`supcon_tf.training.checkpoints.NonFiniteTrainingError` (see docs/reliability.md). The validation
 split is monitored for model selection; the test split is evaluated once per model,
 at the end. `report.json` holds the test accuracies, the configuration and timings.
 
@@ -26,7 +26,7 @@ The classifier stage trains with a recipe of its own (`classifier_optimizer`,
 `classifier_learning_rate`, ...: `ExperimentConfig.classifier_stage`), as the
 reference implementations do. Both classifier phases (the SupCon classifier and the
 baseline) keep their best validation epoch (the lowest validation loss by default,
-`best_epoch_monitor`) by the same rule (`supcon_tf.selection.BestEpoch`), and may
+`best_epoch_monitor`) by the same rule (`supcon_tf.training.selection.BestEpoch`), and may
 stop early (`early_stopping_patience`); the chosen epoch is in `report.json`
 (`selected_epoch`).
 
@@ -61,7 +61,6 @@ Example:
 ['epochs_trained', 'selected_epoch', 'test_accuracy', 'test_loss', 'validation_accuracy']
 """
 
-from supcon_tf.distribute import LEARNING_RATE_SCALINGS, MIXED_PRECISION_POLICIES, STRATEGIES
 from supcon_tf.experiment.components import contrastive_loss
 from supcon_tf.experiment.config import (
     LOSSES,
@@ -80,9 +79,14 @@ from supcon_tf.experiment.report import budget
 from supcon_tf.experiment.run import run_experiment
 from supcon_tf.experiment.runs import RunDirectory, RunLockedError
 from supcon_tf.models import HIDDEN_ACTIVATIONS
-from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.schedules import SCHEDULES
-from supcon_tf.selection import MONITORS
+from supcon_tf.training.distribute import (
+    LEARNING_RATE_SCALINGS,
+    MIXED_PRECISION_POLICIES,
+    STRATEGIES,
+)
+from supcon_tf.training.optimizers import OPTIMIZERS
+from supcon_tf.training.schedules import SCHEDULES
+from supcon_tf.training.selection import MONITORS
 
 __all__ = [
     "HIDDEN_ACTIVATIONS",

@@ -1,7 +1,7 @@
 """The parts an experiment builds from its configuration: encoder, heads, loss, augmenter.
 
 Each factory reads the few configuration fields of its part and calls the library's
-builder (`supcon_tf.encoders`, `supcon_tf.layers`, `supcon_tf.losses`,
+builder (`supcon_tf.models.encoders`, `supcon_tf.models.layers`, `supcon_tf.losses`,
 `supcon_tf.augment`, `supcon_tf.models`); the stages (`supcon_tf.experiment.stages`)
 put the parts together.
 
@@ -18,12 +18,12 @@ import keras
 import numpy as np
 
 from supcon_tf.augment import build_augmenter
-from supcon_tf.encoders import build_encoder
 from supcon_tf.evaluation import KNNMonitor
 from supcon_tf.experiment.config import SUPCON_ONLY_OPTIONS
-from supcon_tf.layers import ProjectionHead
 from supcon_tf.losses import NPairsLoss, SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel
+from supcon_tf.models.encoders import build_encoder
+from supcon_tf.models.layers import ProjectionHead
 
 
 def contrastive_loss(config):

@@ -24,22 +24,22 @@ import dataclasses
 from supcon_tf import checks
 from supcon_tf.augment import AUGMENTATIONS
 from supcon_tf.data.streaming import check_fraction
-from supcon_tf.distribute import (
+from supcon_tf.errors import UsageError
+from supcon_tf.experiment.inputs import DataSource
+from supcon_tf.losses import SupervisedContrastiveLoss
+from supcon_tf.models import HIDDEN_ACTIVATIONS
+from supcon_tf.models.encoders import ENCODERS, STEMS
+from supcon_tf.models.gradient_cache import check_chunk_size
+from supcon_tf.training.distribute import (
     LEARNING_RATE_SCALINGS,
     MIXED_PRECISION_POLICIES,
     STRATEGIES,
     default_learning_rate_scaling,
     scale_learning_rate,
 )
-from supcon_tf.encoders import ENCODERS, STEMS
-from supcon_tf.errors import UsageError
-from supcon_tf.experiment.inputs import DataSource
-from supcon_tf.gradient_cache import check_chunk_size
-from supcon_tf.losses import SupervisedContrastiveLoss
-from supcon_tf.models import HIDDEN_ACTIVATIONS
-from supcon_tf.optimizers import OPTIMIZERS
-from supcon_tf.schedules import SCHEDULES
-from supcon_tf.selection import MONITORS
+from supcon_tf.training.optimizers import OPTIMIZERS
+from supcon_tf.training.schedules import SCHEDULES
+from supcon_tf.training.selection import MONITORS
 
 PHASES = ("pretrain", "classifier", "baseline", "hybrid")
 METHODS = ("supcon", "simclr", "hybrid")
@@ -110,7 +110,7 @@ class ExperimentConfig:
         dataset: dataset name or path: a named dataset, `.npz` file or image folder
             held in RAM (see `supcon_tf.data.load_dataset`), or a streamed one: an
             image folder with `image_size`, a TFRecord shard folder or `"tfds:<name>"`
-            (see `supcon_tf.data.open_streaming_dataset` and `supcon_tf.inputs`).
+            (see `supcon_tf.data.open_streaming_dataset` and `supcon_tf.experiment.inputs`).
         data_dir: folder with local copies of named datasets (and TFDS's data folder).
         validation_fraction: share of the training data held out for validation.
         image_size: side of the square crops of a streamed dataset (random-resized
@@ -124,7 +124,7 @@ class ExperimentConfig:
         skip_corrupt_images: leave unreadable images of a streamed dataset out (listed
             in `report.json` under `dataset.skipped_images`) instead of stopping with
             an error naming the file.
-        encoder: encoder name (see `supcon_tf.encoders.ENCODERS`).
+        encoder: encoder name (see `supcon_tf.models.encoders.ENCODERS`).
         width_multiplier: encoder width multiplier.
         stem: ResNet stem, `"cifar"` or `"imagenet"`.
         method: `"supcon"` (labels) or `"simclr"` (no labels) pretraining; `"hybrid"`:
@@ -156,7 +156,7 @@ class ExperimentConfig:
         baseline_epochs: epochs of the cross-entropy baseline (`None`: the same as
             `pretrain_epochs + classifier_epochs`, the SupCon budget).
         temperature: loss temperature.
-        projection_head: `"mlp"` (`supcon_tf.layers.ProjectionHead`, the paper's) or
+        projection_head: `"mlp"` (`supcon_tf.models.layers.ProjectionHead`, the paper's) or
             `"none"` (the loss sees the encoder's features, as in the first Keras
             example).
         loss: pretraining loss: `"supcon"` (`SupervisedContrastiveLoss`, with the
@@ -174,7 +174,7 @@ class ExperimentConfig:
         block_size: anchor rows per block of the blocked kernel (`None`: automatic).
         projection_units: embedding width of the projection head.
         projection_batch_norm: BatchNorm in the projection head's hidden layer.
-        optimizer: optimizer name (see `supcon_tf.optimizers.build_optimizer`) of
+        optimizer: optimizer name (see `supcon_tf.training.optimizers.build_optimizer`) of
             pretraining and the baseline.
         learning_rate: (peak) learning rate of pretraining and the baseline, for a
             global batch of 256 when `learning_rate_scaling` scales it (see below).
@@ -186,12 +186,12 @@ class ExperimentConfig:
         weight_decay: weight decay (0 disables it; decoupled for Keras' optimizers,
             L2 inside the trust ratio for LARS).
         momentum: momentum of LARS, SGD and RMSprop.
-        lr_schedule: `"constant"` or `"cosine"` (see `supcon_tf.schedules.build_schedule`)
+        lr_schedule: `"constant"` or `"cosine"` (see `supcon_tf.training.schedules.build_schedule`)
             of pretraining and the baseline, over each phase's epochs.
         warmup_epochs: linear warmup epochs at the start of each phase.
         final_learning_rate: the floor the cosine schedule ends at (scaled with the
             learning rate by `learning_rate_scaling`).
-        preset: name of the `supcon_tf.presets` preset the values came from (a record).
+        preset: name of the `supcon_tf.experiment.presets` preset the values came from (a record).
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
         augment_magnitude: RandAugment magnitude in [0, 10] (randaugment policies).
         augment_strength: colour-jitter strength `s` (simaugment, stacked_randaugment).
@@ -584,7 +584,7 @@ class TrainingRecipe:
     """How one phase optimises: what `supcon_tf.experiment.phases` needs, and nothing else.
 
     Attributes:
-        optimizer: optimizer name (`supcon_tf.optimizers.build_optimizer`).
+        optimizer: optimizer name (`supcon_tf.training.optimizers.build_optimizer`).
         learning_rate: the peak learning rate, already scaled to `batch_size`.
         lr_schedule: `"constant"` or `"cosine"`, over the phase's epochs.
         warmup_epochs: linear warmup epochs at the start of the phase.

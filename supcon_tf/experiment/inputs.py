@@ -35,8 +35,8 @@ from supcon_tf.data import (
 )
 from supcon_tf.data.arrays import resolve_dataset
 from supcon_tf.data.streaming import crop_settings
-from supcon_tf.encoders import build_encoder
 from supcon_tf.errors import UsageError
+from supcon_tf.models.encoders import build_encoder
 
 # Side of the probe images used to measure an encoder's downsampling factor.
 _PROBE_SIZE = 64

@@ -4,9 +4,9 @@
 (`supcon_tf.experiment.inputs`) that are the same whether or not the run was
 interrupted; it logs to `logs/<phase>/history.csv` (and TensorBoard when the package is
 installed), saves the training state in `backup/<phase>`
-(`supcon_tf.checkpoints.TrainingCheckpoint`) and resumes from there exactly, however
+(`supcon_tf.training.checkpoints.TrainingCheckpoint`) and resumes from there exactly, however
 often the run was killed. It uses Keras' `fit`, or the custom loop of
-`supcon_tf.distribute` under strategies where `fit` does not run. `evaluate_split`
+`supcon_tf.training.distribute` under strategies where `fit` does not run. `evaluate_split`
 measures a classifier on one split; `build_phase_optimizer` and `compile_classifier`
 set a phase's optimizer and learning-rate schedule from a `TrainingRecipe`.
 
@@ -42,11 +42,15 @@ import sys
 import keras
 import tensorflow as tf
 
-from supcon_tf.distribute import evaluate_classifier, fit_with_custom_loop, needs_custom_loop
 from supcon_tf.errors import DataError
 from supcon_tf.files import join
-from supcon_tf.optimizers import build_optimizer
-from supcon_tf.schedules import build_schedule
+from supcon_tf.training.custom_loop import (
+    fit_with_custom_loop,
+    loss_and_accuracy,
+    needs_custom_loop,
+)
+from supcon_tf.training.optimizers import build_optimizer
+from supcon_tf.training.schedules import build_schedule
 
 
 def fit_phase(
@@ -87,7 +91,7 @@ def fit_phase(
         validation_data: optional dataset of `(images, labels)` monitored each epoch.
         callbacks: extra callbacks; they run before the loggers, which see their logs.
         should_stop: optional callable; True saves at the next step and raises
-            `supcon_tf.checkpoints.StopRequested` (see `stop_on_sigterm`).
+            `supcon_tf.training.checkpoints.StopRequested` (see `stop_on_sigterm`).
 
     Returns:
         `(history, initial_epoch)`: the metrics of the epochs run now by name, and the
@@ -214,7 +218,7 @@ def evaluate_split(model, dataset):
     if dataset is None:
         return None, None
     if needs_custom_loop(tf.distribute.get_strategy()):
-        return evaluate_classifier(model, dataset)
+        return loss_and_accuracy(model, dataset)
     loss, accuracy = model.evaluate(dataset, verbose=0, return_dict=False)
     return float(loss), float(accuracy)
 

@@ -21,12 +21,6 @@ import time
 import tensorflow as tf
 
 from supcon_tf.data.streaming import input_error_message
-from supcon_tf.distribute import (
-    build_strategy,
-    per_replica_batch_size,
-    training_scope,
-    worker_model_dir,
-)
 from supcon_tf.errors import DataError, UsageError
 from supcon_tf.evaluation import evaluate_run
 from supcon_tf.experiment.config import RESUMABLE_FIELDS, ExperimentConfig
@@ -35,6 +29,12 @@ from supcon_tf.experiment.report import build_report
 from supcon_tf.experiment.runs import REPORT_FILE, RunDirectory, stop_on_sigterm
 from supcon_tf.experiment.stages import Stages
 from supcon_tf.files import join
+from supcon_tf.training.distribute import (
+    build_strategy,
+    per_replica_batch_size,
+    training_scope,
+    worker_model_dir,
+)
 
 
 def run_experiment(config, records=None):

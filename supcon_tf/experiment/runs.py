@@ -5,7 +5,7 @@ A run folder (`model_dir`) holds:
 - `config.json`: the configuration; a run is only resumed with the same one
   (`RunDirectory.record_config`).
 - `backup/<phase>/`: the training state of an unfinished phase
-  (`supcon_tf.checkpoints.TrainingCheckpoint` files from `RunDirectory.checkpoint`),
+  (`supcon_tf.training.checkpoints.TrainingCheckpoint` files from `RunDirectory.checkpoint`),
   removed once the phase's marker is written.
 - `logs/<phase>/`: the phase's `history.csv` and TensorBoard logs.
 - `phases/<phase>.json`: the completion marker of a finished phase, holding its
@@ -60,9 +60,9 @@ import time
 import keras
 import tensorflow as tf
 
-from supcon_tf.checkpoints import TrainingCheckpoint, latest_position
 from supcon_tf.errors import UsageError
 from supcon_tf.files import is_file, is_remote, join, read_text, remove, write_atomically
+from supcon_tf.training.checkpoints import TrainingCheckpoint, latest_position
 
 LOCK_FILE = "run.lock"
 CONFIG_FILE = "config.json"
@@ -95,7 +95,7 @@ def resume_position(backup_dir, steps_per_epoch):
     """`(epoch, steps done in it)` where the phase's backup resumes (`(0, 0)` if fresh).
 
     Reads the newest readable checkpoint of `backup_dir`; damaged ones are skipped
-    with a warning in the log (see `supcon_tf.checkpoints.latest_position`).
+    with a warning in the log (see `supcon_tf.training.checkpoints.latest_position`).
 
     Example:
 
@@ -121,7 +121,7 @@ def stop_on_sigterm():
     """Within the block, SIGTERM sets a `StopSignal` instead of ending the process.
 
     Pass the signal as `should_stop` of the checkpoints: training then saves at the
-    next step boundary and raises `supcon_tf.checkpoints.StopRequested`. Outside the
+    next step boundary and raises `supcon_tf.training.checkpoints.StopRequested`. Outside the
     main thread (where Python cannot handle signals) the signal is never set.
 
     Example:

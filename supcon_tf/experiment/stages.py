@@ -10,7 +10,6 @@ through `RunDirectory.run_phase`, so a finished stage is not trained again.
 
 import keras
 
-from supcon_tf.distribute import synchronize_batch_norm
 from supcon_tf.experiment import components
 from supcon_tf.experiment.config import PHASES
 from supcon_tf.experiment.phases import (
@@ -25,7 +24,8 @@ from supcon_tf.models import (
     build_cross_entropy_classifier,
     build_linear_classifier,
 )
-from supcon_tf.selection import BestEpoch
+from supcon_tf.training.distribute import synchronize_batch_norm
+from supcon_tf.training.selection import BestEpoch
 
 
 class Stages:

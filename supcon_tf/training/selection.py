@@ -12,7 +12,7 @@ SupCon classifier and the cross-entropy baseline of an experiment, so both arms 
 chosen alike, and never by the test split.
 
 The state lives in files, not in the callback, so an interrupted run that resumes
-(`supcon_tf.runs`) still knows its best epoch and its patience counter.
+(`supcon_tf.experiment.runs`) still knows its best epoch and its patience counter.
 
 Example:
 
