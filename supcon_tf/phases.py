@@ -1,8 +1,7 @@
 """Deprecated: moved to `supcon_tf.experiment.phases`.
 
-This module only re-exports the names it used to define, from
-`supcon_tf.experiment.phases`, and emits a `DeprecationWarning` when imported.
-Import from `supcon_tf.experiment.phases` (or `supcon_tf.experiment`) instead.
+This module only re-exports the names it used to define and emits a `DeprecationWarning`
+when imported. Import from `supcon_tf.experiment.phases` (or `supcon_tf.experiment`) instead.
 
 The functions now take the few values they need instead of the whole configuration:
 `fit_phase(model, run, phase, batches, num_examples, epochs, batch_size, ...)`,
@@ -11,25 +10,11 @@ a `TrainingRecipe` (`ExperimentConfig.training_recipe()`). `training_batches` is
 `supcon_tf.experiment.inputs.ArrayInputs.training_batches` gives the same batches.
 """
 
-import warnings
+from supcon_tf._moved import reexport
 
-from supcon_tf.experiment.phases import (
-    build_phase_optimizer,
-    compile_classifier,
-    evaluate_split,
-    fit_phase,
+__all__ = reexport(
+    globals(),
+    __name__,
+    "supcon_tf.experiment.phases",
+    "build_phase_optimizer compile_classifier evaluate_split fit_phase",
 )
-
-warnings.warn(
-    "`supcon_tf.phases` is deprecated; import from `supcon_tf.experiment.phases` "
-    "(or `supcon_tf.experiment`) instead.",
-    DeprecationWarning,
-    stacklevel=2,
-)
-
-__all__ = [
-    "build_phase_optimizer",
-    "compile_classifier",
-    "evaluate_split",
-    "fit_phase",
-]
