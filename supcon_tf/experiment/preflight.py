@@ -45,7 +45,7 @@ from supcon_tf.errors import DataError, UsageError
 from supcon_tf.experiment.inputs import check_image_size, check_streaming, downsampling_factor
 from supcon_tf.experiment.inputs import open_inputs as load_inputs
 from supcon_tf.experiment.presets import get_preset, preset_notes
-from supcon_tf.experiment.report import budget
+from supcon_tf.experiment.report import budget, dataset_summary
 
 # Images decoded per split, from as many classes: enough to catch unreadable or
 # mixed-size folders, few enough for seconds on any dataset.
@@ -75,15 +75,7 @@ class Preflight:
         """A JSON-compatible summary (what `dry_run` returns)."""
         inputs = self.inputs
         return {
-            "dataset": {
-                "name": inputs.name,
-                "streamed": inputs.streamed,
-                "num_classes": inputs.num_classes,
-                "input_shape": list(inputs.input_shape),
-                "train": inputs.num_train,
-                "validation": inputs.num_validation,
-                "test": inputs.num_test,
-            },
+            "dataset": dataset_summary(inputs),
             "batch_sizes": dict(self.batch_sizes),
             "notes": list(self.notes),
             "preflight_seconds": self.seconds,

@@ -56,6 +56,19 @@ def budget(config):
     }
 
 
+def dataset_summary(inputs):
+    """The dataset's JSON summary in `report.json` and in a dry run: name, kind, sizes."""
+    return {
+        "name": inputs.name,
+        "streamed": inputs.streamed,
+        "num_classes": inputs.num_classes,
+        "input_shape": list(inputs.input_shape),
+        "train": inputs.num_train,
+        "validation": inputs.num_validation,
+        "test": inputs.num_test,
+    }
+
+
 def build_report(config, inputs, strategy, results, seconds):
     """The `report.json` contents: test results, configuration, data, timings, history."""
 
@@ -68,15 +81,7 @@ def build_report(config, inputs, strategy, results, seconds):
         "supcon": summary(results["classifier"]),
         "method": config.method,
         "config": dataclasses.asdict(config),
-        "dataset": {
-            "name": inputs.name,
-            "streamed": inputs.streamed,
-            "num_classes": inputs.num_classes,
-            "input_shape": list(inputs.input_shape),
-            "train": inputs.num_train,
-            "validation": inputs.num_validation,
-            "test": inputs.num_test,
-        },
+        "dataset": dataset_summary(inputs),
         "timings": {
             **{f"{phase}_seconds": result["seconds"] for phase, result in results.items()},
             "total_seconds_this_invocation": seconds,
