@@ -530,12 +530,12 @@ class TestLearningRateScaling:
     @pytest.mark.parametrize(
         "arguments,match",
         [
-            ((0.1, 256, "cubic"), "Unknown learning-rate scaling rule 'cubic'"),
-            ((0.1, 0, "linear"), "`global_batch_size` must be a positive integer"),
-            ((0.1, 256.0, "linear"), "`global_batch_size` must be a positive integer"),
-            ((0.1, 256, "linear", 0), "`reference_batch_size` must be a positive integer"),
-            (("0.1", 256, "linear"), "`base_learning_rate` must be a number"),
-            ((-0.1, 256, "linear"), "`base_learning_rate` must be positive"),
+            ((0.1, 256, "cubic"), "`rule` must be one of 'none', 'linear', 'sqrt', got 'cubic'"),
+            ((0.1, 0, "linear"), "`batch_size` must be an integer >= 1"),
+            ((0.1, 256.0, "linear"), "`batch_size` must be an integer"),
+            ((0.1, 256, "linear", 0), "`reference_batch_size` must be an integer >= 1"),
+            (("0.1", 256, "linear"), "`base_learning_rate` must be a finite number"),
+            ((-0.1, 256, "linear"), "`base_learning_rate` must be > 0.0"),
         ],
     )
     def test_errors(self, arguments, match):

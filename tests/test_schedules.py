@@ -144,7 +144,8 @@ class TestScaleLearningRate:
         ("arguments", "match"),
         [
             ((0.1, 0), "`batch_size` must be an integer >= 1"),
-            ((-0.1, 256), "`base_learning_rate` must be a finite number"),
+            ((-0.1, 256), "`base_learning_rate` must be > 0.0, got -0.1"),
+            ((float("nan"), 256), "`base_learning_rate` must be a finite number"),
             ((0.1, 256.0), "`batch_size` must be an integer"),
         ],
     )

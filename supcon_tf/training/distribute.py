@@ -32,25 +32,27 @@ Example:
 >>> strategy = build_strategy("default")
 >>> per_replica_batch_size(512, strategy)
 512
->>> scale_learning_rate(0.5, global_batch_size=1024, rule="linear")
+>>> scale_learning_rate(0.5, batch_size=1024, rule="linear")
 2.0
 >>> default_learning_rate_scaling("adam")
 'none'
 """
 
 import contextlib
-import math
 import os
 
 import keras
 import tensorflow as tf
 
 from supcon_tf.files import join
-from supcon_tf.training.schedules import REFERENCE_BATCH_SIZE
+from supcon_tf.training.schedules import (  # noqa: F401 (re-exported)
+    LEARNING_RATE_SCALINGS,
+    REFERENCE_BATCH_SIZE,
+    scale_learning_rate,
+)
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
-LEARNING_RATE_SCALINGS = ("none", "linear", "sqrt")
 
 # Optimizers whose base learning rate is defined per 256 samples of global batch.
 _LINEAR_SCALING_OPTIMIZERS = ("sgd", "lars", "momentum")
@@ -134,53 +136,6 @@ def per_replica_batch_size(global_batch_size, strategy):
             f"use e.g. {max(1, round(global_batch_size / replicas)) * replicas}."
         )
     return global_batch_size // replicas
-
-
-def scale_learning_rate(
-    base_learning_rate, global_batch_size, rule="linear", reference_batch_size=REFERENCE_BATCH_SIZE
-):
-    """Scales a learning rate given per `reference_batch_size` samples to the global batch.
-
-    * `"linear"`: `base * global_batch_size / reference_batch_size` (the LARS/SGD rule
-      of Goyal et al. 2017, used by SimCLR and SupCon: `base_lr x batch / 256`).
-    * `"sqrt"`: `base * sqrt(global_batch_size / reference_batch_size)` (LAMB).
-    * `"none"`: `base` unchanged (adaptive optimizers such as Adam).
-
-    Args:
-        base_learning_rate: learning rate for a global batch of `reference_batch_size`.
-        global_batch_size: samples per step over all replicas.
-        rule: one of `LEARNING_RATE_SCALINGS`.
-        reference_batch_size: batch size the base learning rate refers to.
-
-    Example:
-
-    >>> scale_learning_rate(0.1, 4096, "sqrt")
-    0.4
-    """
-    if rule not in LEARNING_RATE_SCALINGS:
-        raise ValueError(
-            f"Unknown learning-rate scaling rule {rule!r}. Expected one of "
-            f"{LEARNING_RATE_SCALINGS}."
-        )
-    for argument, value in (
-        ("global_batch_size", global_batch_size),
-        ("reference_batch_size", reference_batch_size),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
-    if isinstance(base_learning_rate, bool) or not isinstance(base_learning_rate, (int, float)):
-        raise ValueError(
-            f"`base_learning_rate` must be a number, got {base_learning_rate!r}; scale a "
-            "schedule by scaling the learning rate it is built from."
-        )
-    if not base_learning_rate > 0:
-        raise ValueError(f"`base_learning_rate` must be positive, got {base_learning_rate}.")
-    ratio = global_batch_size / reference_batch_size
-    if rule == "linear":
-        return float(base_learning_rate) * ratio
-    if rule == "sqrt":
-        return float(base_learning_rate) * math.sqrt(ratio)
-    return float(base_learning_rate)
 
 
 def default_learning_rate_scaling(optimizer_name):

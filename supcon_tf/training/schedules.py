@@ -17,8 +17,12 @@ from pathlib import Path
 
 import keras
 
+from supcon_tf import checks
+
 SCHEDULES = ("constant", "cosine")
 REFERENCE_BATCH_SIZE = 256
+# How a base learning rate follows the batch size (`scale_learning_rate`).
+LEARNING_RATE_SCALINGS = ("none", "linear", "sqrt")
 
 
 def _check_number(name, value, minimum=0.0, allow_equal=True):
@@ -39,24 +43,39 @@ def _check_integer(name, value, minimum):
     return value
 
 
-def scale_learning_rate(base_learning_rate, batch_size, reference_batch_size=REFERENCE_BATCH_SIZE):
-    """Returns `base_learning_rate * batch_size / reference_batch_size` (the linear scaling rule).
+def scale_learning_rate(
+    base_learning_rate, batch_size, rule="linear", reference_batch_size=REFERENCE_BATCH_SIZE
+):
+    """Scales a learning rate quoted per `reference_batch_size` samples to `batch_size`.
 
-    The SupCon and SimCLR TensorFlow recipes quote a base learning rate for a batch of
-    256 and train with this scaled value (Goyal et al., 2017).
+    * `"linear"`: `base * batch_size / reference_batch_size` (Goyal et al. 2017; the
+      LARS/SGD rule of SimCLR and SupCon, whose recipes quote a base rate per 256).
+    * `"sqrt"`: `base * sqrt(batch_size / reference_batch_size)` (LAMB, You et al. 2020).
+    * `"none"`: `base` unchanged (adaptive optimizers such as Adam).
+
+    Under `tf.distribute`, `batch_size` is the global batch (all replicas together).
 
     Args:
-        base_learning_rate: learning rate at `reference_batch_size`.
-        batch_size: the batch size actually trained with.
+        base_learning_rate: learning rate at `reference_batch_size` (> 0).
+        batch_size: the (global) batch size actually trained with.
+        rule: one of `LEARNING_RATE_SCALINGS`.
         reference_batch_size: the batch size `base_learning_rate` is quoted for.
 
     >>> scale_learning_rate(0.3, batch_size=4096)
     4.8
+    >>> scale_learning_rate(0.1, 4096, "sqrt")
+    0.4
     """
-    _check_number("base_learning_rate", base_learning_rate)
-    _check_integer("batch_size", batch_size, 1)
-    _check_integer("reference_batch_size", reference_batch_size, 1)
-    return base_learning_rate * batch_size / reference_batch_size
+    checks.choice("rule", rule, LEARNING_RATE_SCALINGS)
+    checks.number("base_learning_rate", base_learning_rate, minimum=0.0, inclusive=False)
+    checks.integer("batch_size", batch_size, minimum=1)
+    checks.integer("reference_batch_size", reference_batch_size, minimum=1)
+    ratio = batch_size / reference_batch_size
+    if rule == "linear":
+        return float(base_learning_rate) * ratio
+    if rule == "sqrt":
+        return float(base_learning_rate) * math.sqrt(ratio)
+    return float(base_learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
