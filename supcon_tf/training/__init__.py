@@ -9,8 +9,8 @@
 
 Example:
 
->>> build_optimizer("sgd", learning_rate=0.1).name
-'sgd'
+>>> type(build_optimizer("sgd", learning_rate=0.1)).__name__
+'SGD'
 """
 
 from supcon_tf.training.checkpoints import TrainingCheckpoint, latest_position
