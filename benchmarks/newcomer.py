@@ -59,19 +59,15 @@ def _write_png(path, height, width, seed):
 def make_data(folder):
     """Small image folders: same-size, mixed-size, one with a corrupt image, no train/."""
     folder = Path(folder)
-    for name, sizes in (("same", [(24, 24)]), ("mixed", [(24, 24), (30, 20)])):
+    sizes_of = {"same": [(24, 24)], "mixed": [(24, 24), (30, 20)], "corrupt": [(24, 24)]}
+    for name, sizes in sizes_of.items():
         for split, count in (("train", 12), ("test", 4)):
             for label in ("a", "b"):
                 for index in range(count):
                     height, width = sizes[index % len(sizes)]
                     path = folder / name / split / label / f"{index:02d}.png"
                     _write_png(path, height, width, seed=index)
-    corrupt = folder / "corrupt"
-    for split, count in (("train", 12), ("test", 4)):
-        for label in ("a", "b"):
-            for index in range(count):
-                _write_png(corrupt / split / label / f"{index:02d}.png", 24, 24, seed=index)
-    (corrupt / "train" / "a" / "00.png").write_bytes(b"not an image")
+    (folder / "corrupt" / "train" / "a" / "00.png").write_bytes(b"not an image")
     (folder / "no_train" / "test" / "a").mkdir(parents=True)
     _write_png(folder / "no_train" / "test" / "a" / "00.png", 24, 24, seed=0)
     (folder / "not_a_run").mkdir()
