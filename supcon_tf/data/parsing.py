@@ -24,19 +24,30 @@ def _input_shard(input_context):
 
 
 def _file_dataset(splits, split, shuffle_seed, pipelines, pipeline_id):
-    """The split's files (and labels), permuted by `shuffle_seed`, this pipeline's share."""
+    """The split's files, permuted by `shuffle_seed`, this pipeline's share.
+
+    Each element is `(file, label, index, skip, take)`: the label of an image file (0
+    for shards), the file's index in `split.files` (which a `Holdout` hashes) and the
+    records of the file that the split reads (`skip` first, then `take`; -1: all).
+    """
     if len(split.files) < pipelines:
         raise ValueError(
             f"{splits.name} has {len(split.files)} files for {pipelines} input pipelines; "
             "each pipeline reads whole files, so write at least one shard per pipeline."
         )
-    files = tf.constant(split.files)
-    labels = tf.constant(split.labels if split.labels is not None else [0] * len(split.files))
+    count = len(split.files)
+    ranges = split.ranges if split.ranges is not None else [(0, -1)] * count
+    columns = (
+        tf.constant(split.files),
+        tf.constant(split.labels if split.labels is not None else [0] * count, tf.int64),
+        tf.range(count, dtype=tf.int64),
+        tf.constant([skip for skip, _ in ranges], tf.int64),
+        tf.constant([take for _, take in ranges], tf.int64),
+    )
     if shuffle_seed is not None:
-        order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(files)), shuffle_seed)
-        files, labels = tf.gather(files, order), tf.gather(labels, order)
-    dataset = tf.data.Dataset.from_tensor_slices((files, tf.cast(labels, tf.int64)))
-    return dataset.shard(pipelines, pipeline_id)
+        order = tf.random.experimental.stateless_shuffle(tf.range(count), shuffle_seed)
+        columns = tuple(tf.gather(column, order) for column in columns)
+    return tf.data.Dataset.from_tensor_slices(columns).shard(pipelines, pipeline_id)
 
 
 def _assertion(condition, *parts):
@@ -94,11 +105,16 @@ def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
     """
     files = _file_dataset(splits, split, shuffle_seed, pipelines, pipeline_id)
     if splits.kind == "folder":
-        records = files.map(lambda path, label: {"name": path, "payload": "", "label": label})
+        records = files.map(lambda path, label, *_: {"name": path, "payload": "", "label": label})
         return records.repeat() if repeat else records
 
-    def read_shard(shard, _):
-        records = tf.data.TFRecordDataset(shard)
+    def read_shard(shard, _, index, skip, take):
+        records = tf.data.TFRecordDataset(shard).skip(skip).take(take)
+        if split.holdout is not None:
+            records = records.enumerate().filter(
+                lambda position, _: split.holdout.keeps(index, position)
+            )
+            records = records.map(lambda _, record: record)
         return records.map(lambda record: _parse_record(splits, shard, record))
 
     records = files.interleave(

@@ -1,7 +1,17 @@
 """The sources of a stream: a dataset listed without reading its images.
 
 An image folder, a folder of TFRecord shards or a TFDS dataset by name becomes a
-`StreamingSplits` of file lists per split (`open_streaming_dataset`).
+`StreamingSplits` of file lists per split (`open_streaming_dataset`), with a validation
+split for model selection, deterministic and of exact size:
+
+- an image folder: a stratified, seeded share of the training images;
+- TFRecord shards: the training records that `supcon_tf.data.holdout` holds out by a
+  hash of `(seed, shard, record)`, counted from the shards' record counts;
+- a TFDS dataset: its own `validation` split when it also has a `test` split, else the
+  last records of `train`, by TFDS's split slicing (`train[:N]` / `train[N:]`).
+
+The evaluation shards of a shard folder (`validation-*` or `test-*`), and a TFDS
+dataset's `validation` split when it has no `test` split, are the test split.
 """
 
 import dataclasses
@@ -11,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from supcon_tf.data import folders, tfrecords
+from supcon_tf.data.holdout import Holdout, count_held_out
+from supcon_tf.errors import DataError
 
 TFDS_PREFIX = "tfds:"
 
@@ -22,12 +34,19 @@ class StreamSplit:
     Attributes:
         files: image paths (image folders) or TFRecord shard paths.
         labels: the label of each image path; `None` for shards (labels are inside).
-        num_examples: number of images.
+        num_examples: number of images (exact: steps per epoch rest on it).
+        holdout: for shards, the `Holdout` that picks the split's records (the
+            held-out validation records, or the training records without them);
+            `None`: every record.
+        ranges: for shards, `(skip, take)` records of each file (a slice of a TFDS
+            split); `None`: whole files.
     """
 
     files: tuple
     labels: tuple | None
     num_examples: int
+    holdout: Holdout | None = None
+    ranges: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +54,8 @@ class StreamingSplits:
     """A dataset listed for streaming: the files of its splits and how to read them.
 
     Attributes:
-        train, validation, test: `StreamSplit`s (validation is carved from the
-            training images of an image folder; shard datasets have none).
+        train, validation, test: `StreamSplit`s (see the module docstring for where
+            validation comes from).
         class_names: one name per class index.
         name: the dataset's name or path.
         kind: `"folder"`, `"tfrecord"` or `"tfds"`.
@@ -45,6 +64,7 @@ class StreamingSplits:
             ImageNet shards, whose labels are 1..1000).
         skip_corrupt_images: leave out unreadable images instead of stopping.
         skipped_images: the unreadable images left out so far (by this process).
+        validation_source: where the validation split came from, in words.
 
     Example:
 
@@ -65,6 +85,7 @@ class StreamingSplits:
     label_offset: int = 0
     skip_corrupt_images: bool = False
     skipped_images: list = dataclasses.field(default_factory=list, compare=False)
+    validation_source: str = ""
 
     @property
     def num_classes(self):
@@ -113,6 +134,24 @@ def is_streamed(name_or_path, data_dir=None, image_size=None):
     return image_size is not None and tf.io.gfile.isdir(f"{path}/train")
 
 
+def _percent(fraction):
+    return f"{fraction * 100:g}%"
+
+
+def _no_validation():
+    return _shard_split((), 0), "none (validation_fraction=0)"
+
+
+def _check_held_out(held, total, validation_fraction, name):
+    """`DataError` unless the held-out share leaves records in both splits."""
+    if held < 1 or held >= total:
+        raise DataError(
+            f"`validation_fraction`={validation_fraction} of the {total} training records of "
+            f"{name} holds out {held} for validation; need at least one in each split: "
+            "change --validation_fraction (0 for none) or add records."
+        )
+
+
 def _open_folder(root, validation_fraction, seed):
     from supcon_tf.data.arrays import _split_validation
 
@@ -130,19 +169,47 @@ def _open_folder(root, validation_fraction, seed):
             num_examples=len(split_paths),
         )
 
+    source = _no_validation()[1]
+    if validation_fraction > 0:
+        source = (
+            f"{_percent(validation_fraction)} of the training images, stratified, seed {seed}: "
+            f"{len(validation_paths)} images"
+        )
     return {
         "train": split(train_paths, train_labels),
         "validation": split(validation_paths, validation_labels),
         "test": split(test_paths, test_labels),
         "class_names": class_names,
+        "validation_source": source,
     }
 
 
-def _shard_split(shards, num_examples):
-    return StreamSplit(files=tuple(shards), labels=None, num_examples=int(num_examples))
+def _shard_split(shards, num_examples, holdout=None, ranges=None):
+    return StreamSplit(
+        files=tuple(shards),
+        labels=None,
+        num_examples=int(num_examples),
+        holdout=holdout,
+        ranges=ranges,
+    )
 
 
-def _open_shards(directory):
+def _train_shard_lengths(directory, info, train):
+    """The records of each train shard: from `dataset_info.json`, else counted once."""
+    listed = info.get("shard_lengths", {}).get(tfrecords.TRAIN_PREFIX)
+    if isinstance(listed, list) and len(listed) == len(train):
+        return [int(length) for length in listed]
+    logging.warning(
+        "%s lists no shard_lengths for its %d train shards: reading every record once to "
+        "count them for the validation split (supcon-prepare writes them; "
+        "--validation_fraction=0 skips the split).",
+        directory,
+        len(train),
+    )
+    return tfrecords.shard_lengths(train)
+
+
+def _open_shards(directory, validation_fraction, seed):
     tfrecords.check_shards(directory)
     train = tfrecords.find_shards(directory, tfrecords.TRAIN_PREFIX)
     evaluation = []
@@ -168,18 +235,54 @@ def _open_shards(directory):
         )
         largest = tfrecords.largest_label(train, label_key) - label_offset
         class_names = tuple(str(index) for index in range(largest + 1))
+    if validation_fraction == 0:
+        training = _shard_split(train, counts.get("train") or tfrecords.count_records(train))
+        validation, source = _no_validation()
+    else:
+        lengths = _train_shard_lengths(directory, info, train)
+        held = count_held_out(lengths, seed, validation_fraction)
+        _check_held_out(held, sum(lengths), validation_fraction, directory)
+        training = _shard_split(
+            train, sum(lengths) - held, Holdout(seed, validation_fraction, validation=False)
+        )
+        validation = _shard_split(train, held, Holdout(seed, validation_fraction, validation=True))
+        source = (
+            f"{_percent(validation_fraction)} of the train shards' records, held out by a hash "
+            f"of seed {seed}: {held} records"
+        )
     return {
-        "train": _shard_split(train, counts.get("train") or tfrecords.count_records(train)),
-        "validation": _shard_split((), 0),
+        "train": training,
+        "validation": validation,
         "test": _shard_split(evaluation, counts.get("test") or tfrecords.count_records(evaluation)),
         "class_names": class_names,
         "image_key": image_key,
         "label_key": label_key,
         "label_offset": label_offset,
+        "validation_source": source,
     }
 
 
-def _open_tfds(name, data_dir):
+def _labelled(split_info):
+    """Whether a TFDS split's first record has a label (imagenet2012's test split has -1)."""
+    first = list(tf.data.TFRecordDataset(str(split_info.filepaths[0])).take(1))
+    if not first:
+        return False
+    label = tf.train.Example.FromString(first[0].numpy()).features.feature["label"]
+    return bool(label.int64_list.value) and label.int64_list.value[0] >= 0
+
+
+def _tfds_split(info, spec):
+    """The files of a TFDS split or slice (`"train[:900]"`), with the records of each."""
+    split_info = info.splits[spec]
+    instructions = split_info.file_instructions
+    return _shard_split(
+        [str(instruction.filename) for instruction in instructions],
+        split_info.num_examples,
+        ranges=tuple((int(item.skip), int(item.take)) for item in instructions),
+    )
+
+
+def _open_tfds(name, data_dir, validation_fraction):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
@@ -206,19 +309,32 @@ def _open_tfds(name, data_dir):
             raise ValueError(
                 f"TFDS dataset {name!r} has no {key!r} feature (it has {list(info.features)})."
             )
-
-    def split(split_name):
-        split_info = info.splits[split_name]
-        return _shard_split([str(path) for path in split_info.filepaths], split_info.num_examples)
-
+    train = _tfds_split(info, "train")
+    if test_name == "validation" and "test" in available and _labelled(info.splits["test"]):
+        # Its own validation and (labelled) test splits, used as they are.
+        test_name, validation = "test", _tfds_split(info, "validation")
+        source = f"TFDS split 'validation' of {name}: {validation.num_examples} records"
+    elif validation_fraction == 0:
+        validation, source = _no_validation()
+    else:
+        total = train.num_examples
+        held = int(round(validation_fraction * total))
+        _check_held_out(held, total, validation_fraction, name)
+        train = _tfds_split(info, f"train[:{total - held}]")
+        validation = _tfds_split(info, f"train[{total - held}:]")
+        source = (
+            f"the last {_percent(validation_fraction)} of TFDS split 'train' of {name} "
+            f"(train[{total - held}:]): {held} records"
+        )
     return {
-        "train": split("train"),
-        "validation": _shard_split((), 0),
-        "test": split(test_name),
+        "train": train,
+        "validation": validation,
+        "test": _tfds_split(info, test_name),
         "class_names": tuple(info.features["label"].names),
         "image_key": "image",
         "label_key": "label",
         "label_offset": 0,
+        "validation_source": source,
     }
 
 
@@ -233,10 +349,10 @@ def open_streaming_dataset(
             `dataset_info.json`) or `"tfds:<name>"`.
         data_dir: where TFDS datasets are prepared; a relative path is also looked
             up there.
-        validation_fraction: share of an image folder's training images held out
-            (stratified, seeded) for validation, in `[0, 1)`; shard datasets have no
-            validation split.
-        seed: seed of the validation split.
+        validation_fraction: share of the training data held out for validation, in
+            `[0, 1)` (see the module docstring; a TFDS dataset's own validation split
+            is used whatever it is); 0: no validation split.
+        seed: seed of the validation split (image folders and shards).
         skip_corrupt_images: leave out unreadable images (logged and listed in
             `skipped_images`) instead of stopping with an error naming the file.
 
@@ -246,6 +362,7 @@ def open_streaming_dataset(
     Raises:
         FileNotFoundError: a missing path, split folder or evaluation shards.
         ValueError: an empty class folder, a bad TFDS dataset, a bad fraction.
+        DataError: a fraction that leaves no record in the validation or training split.
 
     Example:
 
@@ -260,13 +377,13 @@ def open_streaming_dataset(
         raise ValueError(f"`validation_fraction` must be in [0, 1), got {validation_fraction!r}.")
     name = str(name_or_path)
     if name.startswith(TFDS_PREFIX):
-        kind, listing = "tfds", _open_tfds(name, data_dir)
+        kind, listing = "tfds", _open_tfds(name, data_dir, validation_fraction)
     else:
         path = _resolve_path(name, data_dir)
         if not tf.io.gfile.isdir(path):
             raise FileNotFoundError(f"Dataset path {path} does not exist.")
         if tfrecords.is_shard_folder(path):
-            kind, listing = "tfrecord", _open_shards(path)
+            kind, listing = "tfrecord", _open_shards(path, validation_fraction, seed)
         else:
             kind, listing = "folder", _open_folder(path, validation_fraction, seed)
     return StreamingSplits(

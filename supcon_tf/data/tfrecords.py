@@ -7,7 +7,8 @@ Shards are named `<split>-00000-of-00016` in one folder: `train-*` for training 
 `test-*` for the test split (`write_shards` names each split after its image folder;
 the classic ImageNet shards' `validation-*` are read as the test split too).
 `dataset_info.json` beside them records the class names, the number of records and
-shards per split and the label offset (0 for shards written here; 1 for the classic
+shards per split, the records of each shard (`shard_lengths`, which give the held-out
+validation split its exact size without reading the shards) and the label offset (0 for shards written here; 1 for the classic
 ImageNet shards, whose labels run 1..1000).
 
 `write_shards` converts an image folder (`<root>/train/<class>/`,
@@ -137,7 +138,7 @@ def write_shards(
         tf.io.gfile.rmtree(staging)
     tf.io.gfile.makedirs(staging)
     splits = {"train": num_shards, "test": max(1, -(-num_shards // 8))}
-    counts, skipped = {}, []
+    counts, lengths, skipped = {}, {}, []
     for split, shards in splits.items():
         paths, labels = list_images(root, split, class_names)
         order = np.random.default_rng(seed).permutation(len(paths))
@@ -151,7 +152,7 @@ def write_shards(
             tf.io.TFRecordWriter(f"{staging}/{shard_name(split, index, shards)}")
             for index in range(shards)
         ]
-        written = 0
+        written, per_shard = 0, [0] * shards
         for position, index in enumerate(order, start=1):
             path, label = paths[index], labels[index]
             encoded = tf.io.gfile.GFile(path, "rb").read()
@@ -164,16 +165,18 @@ def write_shards(
             else:
                 example = image_example(encoded, label, class_names[label], path)
                 writers[written % shards].write(example.SerializeToString())
+                per_shard[written % shards] += 1
                 written += 1
             if bar is not None:
                 bar.update(position)
         for writer in writers:
             writer.close()
-        counts[split] = written
+        counts[split], lengths[split] = written, per_shard
     info = {
         "class_names": list(class_names),
         "num_examples": counts,
         "num_shards": splits,
+        "shard_lengths": lengths,
         "label_offset": 0,
         "image_key": IMAGE_KEY,
         "label_key": LABEL_KEY,
@@ -392,6 +395,32 @@ def count_records(shards):
     """Number of records in `shards` (reads them all: done once when no info file)."""
     dataset = tf.data.TFRecordDataset(list(shards), num_parallel_reads=tf.data.AUTOTUNE)
     return int(dataset.reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def shard_lengths(shards):
+    """The number of records of each of `shards`, in order (reads them all, streaming:
+    done once for shard sets whose `dataset_info.json` lacks `shard_lengths`).
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for index, count in enumerate((3, 1)):
+    ...     with tf.io.TFRecordWriter(f"{folder}/train-{index}") as writer:
+    ...         for _ in range(count):
+    ...             writer.write(b"record")
+    >>> shard_lengths([f"{folder}/train-0", f"{folder}/train-1"])
+    [3, 1]
+    """
+    files = tf.data.Dataset.from_tensor_slices(tf.constant(list(shards), tf.string))
+    counts = files.map(
+        lambda shard: tf.data.TFRecordDataset(shard).reduce(
+            np.int64(0), lambda count, _: count + 1
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return [int(count) for count in counts.as_numpy_iterator()]
 
 
 def largest_label(shards, label_key):

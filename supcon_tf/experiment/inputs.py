@@ -219,6 +219,8 @@ class StreamInputs:
 
     `crop_min_area` and `center_crop_fraction` (`None`: by image size, see
     `supcon_tf.data.streaming.crop_settings`) set the training and evaluation crops.
+    `validation_source` says where the validation split came from (see
+    `supcon_tf.data.sources`).
     """
 
     streamed = True
@@ -236,6 +238,7 @@ class StreamInputs:
         self.num_train = splits.train.num_examples
         self.num_validation = splits.validation.num_examples
         self.num_test = splits.test.num_examples
+        self.validation_source = splits.validation_source
 
     def example_images(self, views=None):
         """Zeros shaped like two training inputs (`[2, views, S, S, 3]` with views)."""

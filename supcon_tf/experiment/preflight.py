@@ -114,12 +114,13 @@ def preflight(config):
     arms = budget(config)
     if arms and arms["note"]:
         notes.append(arms["note"])
+    if inputs.streamed:
+        logging.info("Validation split: %s.", inputs.validation_source)
     selecting = config.select_best_epoch or config.early_stopping_patience
-    if selecting and config.validation_fraction > 0 and inputs.num_validation == 0:
+    if selecting and inputs.num_validation == 0:
         notes.append(
-            f"{inputs.name} has no validation split (TFRecord shards and TFDS datasets train "
-            "on all their training records): best-epoch selection and early stopping are "
-            "off, each classifier keeps its last epoch."
+            f"{inputs.name} has no validation split (--validation_fraction=0): best-epoch "
+            "selection and early stopping are off, each classifier keeps its last epoch."
         )
     return Preflight(inputs, batch_sizes, notes, time.perf_counter() - start)
 

@@ -57,8 +57,9 @@ def budget(config):
 
 
 def dataset_summary(inputs):
-    """The dataset's JSON summary in `report.json` and in a dry run: name, kind, sizes."""
-    return {
+    """The dataset's JSON summary in `report.json` and in a dry run: name, kind, sizes
+    (and, streamed, where the validation split came from)."""
+    summary = {
         "name": inputs.name,
         "streamed": inputs.streamed,
         "num_classes": inputs.num_classes,
@@ -67,6 +68,9 @@ def dataset_summary(inputs):
         "validation": inputs.num_validation,
         "test": inputs.num_test,
     }
+    if inputs.streamed:
+        summary["validation_source"] = inputs.validation_source
+    return summary
 
 
 def build_report(config, inputs, strategy, results, seconds):
