@@ -239,18 +239,23 @@ def test_supcon_eval_command_on_a_shard_run(shard_run):
     assert same_accuracy(evaluated, report["cross_entropy"]["test_accuracy"])
 
 
-def test_a_shard_run_says_it_has_no_validation_split(tmp_path):
-    images = write_folder(tmp_path / "images")
+def test_a_shard_run_holds_out_validation_and_says_so_without_one(tmp_path):
+    images = write_folder(tmp_path / "images", per_class=(24, 4))
     write_shards(images, tmp_path / "shards", num_shards=2, progress=False)
     config = tiny_config(tmp_path, dataset=str(tmp_path / "shards"), image_size=12, batch_size=4)
     checked = preflight(config)
-    assert checked.inputs.num_validation == 0
+    assert checked.inputs.num_validation > 0
+    assert checked.inputs.num_train + checked.inputs.num_validation == 48
+    assert not any("has no validation split" in note for note in checked.notes), checked.notes
+    assert checked.summary()["dataset"]["validation_source"] == (
+        "25% of the train shards' records, held out by a hash of seed 0: "
+        f"{checked.inputs.num_validation} records"
+    )
+    # Without one (--validation_fraction=0), the run says that selection is off.
+    none = preflight(dataclasses.replace(config, validation_fraction=0.0))
+    assert none.inputs.num_validation == 0
     assert any(
-        "has no validation split" in note
+        "has no validation split (--validation_fraction=0)" in note
         and "best-epoch selection and early stopping are off" in note
-        for note in checked.notes
-    ), checked.notes
-    # The folder the shards came from has one: no such note.
-    folder = preflight(dataclasses.replace(config, dataset=str(images)))
-    assert folder.inputs.num_validation > 0
-    assert not any("has no validation split" in note for note in folder.notes)
+        for note in none.notes
+    ), none.notes

@@ -383,9 +383,10 @@ class TestTFRecords:
         shards = {f"train-0000{index}-of-00004" for index in range(4)}
         assert set(os.listdir(id_shards)) == shards | {"test-00000-of-00001", "dataset_info.json"}
         assert info["num_shards"] == {"train": 4, "test": 1}
-        splits = open_streaming_dataset(id_shards)
+        splits = open_streaming_dataset(id_shards, validation_fraction=0)
         assert splits.kind == "tfrecord" and splits.class_names == ("a", "b")
         assert splits.validation.num_examples == 0
+        assert info["shard_lengths"] == {"train": [NUM_ID_IMAGES // 4] * 4, "test": [8]}
         batches = list(make_training_stream(splits, 8, 16, views=2, epochs=1))
         read = epoch_identities(batches)
         assert sorted(read[:, 0]) == list(range(NUM_ID_IMAGES))
@@ -396,7 +397,7 @@ class TestTFRecords:
         assert sorted(test) == list(range(NUM_ID_IMAGES, NUM_ID_IMAGES + 8))
 
     def test_shards_are_split_between_pipelines(self, id_shards):
-        splits = open_streaming_dataset(id_shards)
+        splits = open_streaming_dataset(id_shards, validation_fraction=0)
         read = []
         for pipeline in range(2):
             context = tf.distribute.InputContext(2, pipeline, 2)
@@ -413,7 +414,7 @@ class TestTFRecords:
             tmp_path / "train-0-of-1", [image_example(encoded_png(), k % 3) for k in range(7)]
         )
         write_records(tmp_path / "validation-0-of-1", [image_example(encoded_png(), 1)])
-        splits = open_streaming_dataset(tmp_path)
+        splits = open_streaming_dataset(tmp_path, validation_fraction=0)
         assert (splits.train.num_examples, splits.test.num_examples) == (7, 1)
         assert splits.class_names == ("0", "1", "2")
 
@@ -425,7 +426,7 @@ class TestTFRecords:
         )
         write_records(tmp_path / "train-0-of-1", [example] * 4)
         write_records(tmp_path / "validation-0-of-1", [image_example(encoded_png(), 0)])
-        splits = open_streaming_dataset(tmp_path)
+        splits = open_streaming_dataset(tmp_path, validation_fraction=0)
         with pytest.raises(tf.errors.InvalidArgumentError) as raised:
             list(make_training_stream(splits, 2, 8))
         assert input_error_message(raised.value) == (
@@ -437,7 +438,7 @@ class TestTFRecords:
         write_records(tmp_path / "train-0-of-1", [image_example(encoded_png(), 0)] * 3)
         write_records(tmp_path / "validation-0-of-1", [image_example(encoded_png(), 5)])
         (tmp_path / "dataset_info.json").write_text(json.dumps({"class_names": ["x", "y"]}))
-        splits = open_streaming_dataset(tmp_path)
+        splits = open_streaming_dataset(tmp_path, validation_fraction=0)
         with pytest.raises(tf.errors.InvalidArgumentError) as raised:
             list(make_evaluation_stream(splits, "test", 2, 8))
         message = input_error_message(raised.value)
@@ -448,7 +449,7 @@ class TestTFRecords:
         records = [image_example(encoded_png(), 0), image_example(encoded_png()[:40], 1)]
         write_records(tmp_path / "train-0-of-1", records * 2)
         write_records(tmp_path / "validation-0-of-1", records[:1])
-        splits = open_streaming_dataset(tmp_path)
+        splits = open_streaming_dataset(tmp_path, validation_fraction=0)
         with pytest.raises(tf.errors.InvalidArgumentError) as raised:
             list(make_training_stream(splits, 2, 8))
         assert input_error_message(raised.value).startswith(
@@ -485,7 +486,10 @@ class TestTFRecords:
         assert "Wrote 5 train and 2 test images of 2 classes" in done.stdout
         info = json.loads((tmp_path / "shards" / "dataset_info.json").read_text())
         assert info["skipped_images"] == [str(tmp_path / "images" / "train" / "a" / "01.jpg")]
-        assert open_streaming_dataset(tmp_path / "shards").train.num_examples == 5
+        assert (
+            open_streaming_dataset(tmp_path / "shards", validation_fraction=0).train.num_examples
+            == 5
+        )
         again = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=ROOT)
         assert again.returncode == 2
         assert again.stderr.strip() == (
@@ -526,7 +530,7 @@ class TestPrepareNeverMixes:
         ]
         assert info["num_shards"] == {"train": 2, "test": 1}
         assert sorted(os.listdir(tmp_path)) == ["images", "shards"]  # No staging left.
-        splits = open_streaming_dataset(output)
+        splits = open_streaming_dataset(output, validation_fraction=0)
         assert (splits.train.num_examples, splits.test.num_examples) == (8, 4)
         assert sorted(epoch_identities(make_evaluation_stream(splits, "test", 4, 16))) == list(
             range(8, 12)
@@ -548,7 +552,7 @@ class TestPrepareNeverMixes:
         with pytest.raises(KeyboardInterrupt):
             write_shards(images, output, num_shards=2, progress=False, overwrite=True)
         assert {name: (output / name).read_bytes() for name in os.listdir(output)} == before
-        assert open_streaming_dataset(output).train.num_examples == 8
+        assert open_streaming_dataset(output, validation_fraction=0).train.num_examples == 8
         monkeypatch.undo()
         # The next run removes the unfinished staging folder and writes the new set.
         write_shards(images, output, num_shards=2, progress=False, overwrite=True)
@@ -577,7 +581,7 @@ class TestPrepareNeverMixes:
         assert tfrecords.finish_interrupted_overwrite(output)
         assert sorted(os.listdir(tmp_path)) == ["images", "shards"]
         assert len(shard_listing(output)) == 3
-        assert open_streaming_dataset(output).train.num_examples == 8
+        assert open_streaming_dataset(output, validation_fraction=0).train.num_examples == 8
 
     def test_overwrite_on_an_object_store(self, ram_dir, images, monkeypatch):
         output = f"{ram_dir}/shards"
@@ -591,7 +595,7 @@ class TestPrepareNeverMixes:
             "train-00001-of-00002",
         ]
         assert not tf.io.gfile.glob(f"{ram_dir}/.shards.staging/*")
-        assert open_streaming_dataset(output).train.num_examples == 8
+        assert open_streaming_dataset(output, validation_fraction=0).train.num_examples == 8
         # Killed after the new test-* and first train-* shard moved in: refused, then
         # finished.
         rename = tf.io.gfile.rename
@@ -610,7 +614,7 @@ class TestPrepareNeverMixes:
         with pytest.raises(DataError, match=r"has 1 train-\*-of-00004 shards, not 4"):
             open_streaming_dataset(output)
         assert tfrecords.finish_interrupted_overwrite(output)
-        assert open_streaming_dataset(output).train.num_examples == 8
+        assert open_streaming_dataset(output, validation_fraction=0).train.num_examples == 8
 
     @pytest.mark.parametrize(
         ("names", "info", "match"),
@@ -696,7 +700,8 @@ class TestTFDS:
         tfds_dir = build_tfds_dataset(tmp_path)
         splits = open_streaming_dataset("tfds:stream_test_images", data_dir=str(tfds_dir))
         assert splits.kind == "tfds" and splits.class_names == ("w", "x", "y", "z")
-        assert (splits.train.num_examples, splits.test.num_examples) == (24, 8)
+        sizes = (splits.train.num_examples, splits.validation.num_examples)
+        assert sizes + (splits.test.num_examples,) == (22, 2, 8)  # 10 % of 24 held out
         for images, labels in make_training_stream(splits, 8, 16, views=2, epochs=1):
             np.testing.assert_array_equal(class_of(images.numpy()[:, 0]), labels.numpy())
         images, labels = next(iter(make_evaluation_stream(splits, "test", 8, 16)))
