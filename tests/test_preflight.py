@@ -406,9 +406,16 @@ def test_command_line_failed_preflight_leaves_nothing(tmp_path):
     failed = _train("--dataset=digitz", f"--model_dir={model_dir}")
     assert failed.returncode != 0 and "Unknown dataset 'digitz'" in failed.stderr
     assert not model_dir.exists()
+    # A mistake preflight finds in the data: the one error line, no settings summary before it.
+    too_big = _train("--dataset=digits", "--batch_size=4096", f"--model_dir={model_dir}")
+    assert too_big.returncode == 1 and "exceeds the 1293 training images" in too_big.stderr
+    assert "Settings (source:" not in too_big.stderr + too_big.stdout, too_big.stderr
+    assert not model_dir.exists()
     dry = _train("--dataset=digits", "--dry_run", f"--model_dir={model_dir}")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "Dry run: the checks passed" in dry.stdout and not model_dir.exists()
+    # Once preflight passed, the summary is stated.
+    assert "Settings (source: flag = command line, preset, default):" in dry.stderr, dry.stderr
 
 
 @pytest.mark.slow

@@ -56,10 +56,14 @@ def main(argv):
         FLAGS.verbose = 2  # One line per epoch: no progress-bar escape codes in a log file.
     config = config_from_flags(FLAGS)
     model_dir = config.model_dir
-    logging.info("%s", settings_summary(FLAGS, preset_flags))
+    summary = settings_summary(FLAGS, preset_flags)
     try:
-        # flags.json is written with config.json, once preflight has passed.
-        report = run_experiment(config, records={"flags.json": flag_values_dict(FLAGS)})
+        # The settings and flags.json (written with config.json) come once preflight passed.
+        report = run_experiment(
+            config,
+            records={"flags.json": flag_values_dict(FLAGS)},
+            on_preflight=lambda _: logging.info("%s", summary),
+        )
     except StopRequested as stopped:
         logging.warning("%s", stopped)
         sys.exit(EXIT_STOPPED)

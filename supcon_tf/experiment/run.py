@@ -37,7 +37,7 @@ from supcon_tf.training.distribute import (
 )
 
 
-def run_experiment(config, records=None):
+def run_experiment(config, records=None, on_preflight=None):
     """Runs SupCon pretraining, the frozen-encoder classifier and the baseline.
 
     Args:
@@ -45,6 +45,9 @@ def run_experiment(config, records=None):
         records: optional `{file name: JSON-compatible payload}` written into
             `model_dir` beside `config.json` once preflight passed (the command line
             writes `flags.json` so).
+        on_preflight: optional function called with the `Preflight` once preflight
+            passed, before its notes and before anything is written (the command line
+            states its settings so: after a mistake in the data, only the error shows).
 
     Returns:
         The report dict also written to `<model_dir>/report.json`:
@@ -83,6 +86,8 @@ def run_experiment(config, records=None):
         )
         return finished
     checked = preflight(config)
+    if on_preflight is not None:
+        on_preflight(checked)
     for note in checked.notes:
         logging.warning("%s", note)
     if config.dry_run:
