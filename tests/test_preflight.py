@@ -192,7 +192,8 @@ class TestData:
         write_shards(root, tmp_path / "shards", num_shards=2, progress=False)
         config = tiny_config(tmp_path, dataset=str(tmp_path / "shards"), image_size=12)
         checked = preflight(dataclasses.replace(config, batch_size=4))
-        assert checked.inputs.streamed and checked.inputs.num_train == 16
+        assert checked.inputs.streamed and checked.inputs.num_validation > 0
+        assert checked.inputs.num_train + checked.inputs.num_validation == 16  # held out
         assert checked.batch_sizes == {"pretrain": 4, "classifier": 4}
 
     def test_shards_without_image_size(self, tmp_path):
