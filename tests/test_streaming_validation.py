@@ -22,6 +22,8 @@ from supcon_tf.data import (
     write_shards,
 )
 from supcon_tf.data.holdout import Holdout, count_held_out, held_out_records
+from supcon_tf.data.parsing import _records
+from supcon_tf.data.tfrecords import image_example
 from supcon_tf.errors import DataError
 from supcon_tf.experiment import preflight, run_experiment
 from tests._streaming_worker import identities, write_id_folder
@@ -82,6 +84,35 @@ class TestHoldoutHash:
                 )
                 wanted = expected if validation else sorted(set(range(300)) - set(expected))
                 assert list(kept.as_numpy_iterator()) == wanted
+
+    def test_shards_longer_than_a_hashed_block(self, tmp_path):
+        """Records of shards of 2,500 and 1,100 (blocks of 1,024 hashed at once), labelled
+        by their identity: each split reads exactly the records the NumPy oracle names."""
+        lengths = (2500, 1100)
+        identity = 0
+        for shard, length in enumerate(lengths):
+            with tf.io.TFRecordWriter(str(tmp_path / f"train-{shard:05d}-of-00002")) as writer:
+                for _ in range(length):
+                    writer.write(image_example(b"png", identity).SerializeToString())
+                    identity += 1
+        with tf.io.TFRecordWriter(str(tmp_path / "test-00000-of-00001")) as writer:
+            writer.write(image_example(b"png", 0).SerializeToString())
+        info = {"class_names": [str(label) for label in range(identity)]}
+        (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+        splits = open_streaming_dataset(tmp_path, validation_fraction=0.1, seed=2)
+        expected = [
+            sum(lengths[:shard]) + record
+            for shard, length in enumerate(lengths)
+            for record in range(length)
+            if held_out_oracle(2, shard, record, 0.1)
+        ]
+        for split, wanted in (
+            (splits.validation, expected),
+            (splits.train, sorted(set(range(identity)) - set(expected))),
+        ):
+            records = _records(splits, split, None, 1, 0, False)
+            labels = sorted(int(element["label"]) for element in records.as_numpy_iterator())
+            assert labels == wanted and split.num_examples == len(wanted)
 
     def test_count_is_binomial_and_nested_across_fractions(self):
         lengths = [2500] * 40  # 100,000 records

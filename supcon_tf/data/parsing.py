@@ -7,6 +7,8 @@ import tensorflow as tf
 # their file list is permuted as a whole every epoch).
 SHUFFLE_BUFFER_RECORDS = 4096
 _BUFFER_SEED = 7919
+# Records of a shard whose held-out hashes (`supcon_tf.data.holdout`) are computed together.
+_HOLDOUT_BLOCK = 1024
 # A label value that no record has: marks a record without the label feature.
 _MISSING_LABEL = -(2**62)
 
@@ -111,10 +113,13 @@ def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
     def read_shard(shard, _, index, skip, take):
         records = tf.data.TFRecordDataset(shard).skip(skip).take(take)
         if split.holdout is not None:
-            records = records.enumerate().filter(
-                lambda position, _: split.holdout.keeps(index, position)
-            )
-            records = records.map(lambda _, record: record)
+            # Hashed a block at a time: as fast as reading (one record at a time: 1/3 of it).
+            blocks = records.enumerate().batch(_HOLDOUT_BLOCK)
+            records = blocks.map(
+                lambda positions, block: tf.boolean_mask(
+                    block, split.holdout.keeps(index, positions)
+                )
+            ).unbatch()
         return records.map(lambda record: _parse_record(splits, shard, record))
 
     records = files.interleave(
