@@ -21,11 +21,13 @@ from PIL import Image
 
 from supcon_tf.cli.evaluate import run_settings, run_source
 from supcon_tf.data import make_evaluation_stream, open_streaming_dataset
+from supcon_tf.errors import DataError, UsageError
 from supcon_tf.experiment import run_experiment
 from supcon_tf.experiment.inputs import open_inputs
 from supcon_tf.serving.export import export_run
 from supcon_tf.serving.preprocessing import preprocess
 from supcon_tf.serving.runs import check_finished_run, serving_module
+from tests._processes import run_as_user
 from tests.test_preflight import tiny_config, write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,3 +306,80 @@ def test_round_trip_of_a_streamed_run_and_its_search(streamed_run, tmp_path):
     assert fresh["search__1__labels"].tolist() == np.asarray(listing.train.labels)[order].tolist()
     ids = [[name.decode() for name in row] for row in fresh["search__1__ids"]]
     assert ids == [[listing.train.files[index] for index in row] for row in order]
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+class TestRefusals:
+    """What is not a finished run, or an output in use, is refused before any work."""
+
+    def test_missing_folder(self, tmp_path):
+        with pytest.raises(DataError, match="does not exist; pass the folder of a finished"):
+            check_finished_run(tmp_path / "missing")
+
+    def test_not_a_run(self, tmp_path):
+        (tmp_path / "notes.txt").write_text("x")
+        with pytest.raises(DataError, match=r"is not a supcon-train run folder \(it has no"):
+            check_finished_run(tmp_path)
+
+    def test_unfinished_run(self, ram_run, tmp_path):
+        model_dir, _ = ram_run
+        (tmp_path / "config.json").write_text(Path(model_dir, "config.json").read_text())
+        with pytest.raises(DataError, match="unfinished run .no report.json.; finish it"):
+            check_finished_run(tmp_path)
+
+    def test_run_without_its_classifier(self, ram_run, tmp_path):
+        model_dir, _ = ram_run
+        for name in ("config.json", "report.json", "encoder.keras"):
+            (tmp_path / name).write_bytes(Path(model_dir, name).read_bytes())
+        with pytest.raises(DataError, match="has no classifier.keras"):
+            check_finished_run(tmp_path)
+
+    def test_output_in_use_then_overwritten(self, ram_run, tmp_path):
+        model_dir, source = ram_run
+        (tmp_path / "kept.txt").write_text("x")
+        with pytest.raises(UsageError, match=r"is not empty \(1 entries\); pass --overwrite"):
+            export_run(model_dir, source, tmp_path)
+        assert (tmp_path / "kept.txt").exists()
+        record = export_run(model_dir, source, tmp_path, overwrite=True)
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["export.json", "saved_model"]
+        assert record["search"] is None and "search" not in record["signatures"]
+
+    def test_top_k(self, ram_run, tmp_path):
+        model_dir, source = ram_run
+        with pytest.raises(UsageError, match="`top_k` must be an integer >= 1, got 0"):
+            export_run(model_dir, source, tmp_path / "out", gallery=source.dataset, top_k=0)
+
+
+class TestCommand:
+    """`supcon-export` as a user runs it: help, one-line errors."""
+
+    def test_help(self):
+        result, _ = run_as_user("supcon_tf.cli.export", ["--help"])
+        assert result.returncode == 0
+        for flag in (
+            "--model_dir:",
+            "--output:",
+            "--gallery:",
+            "--[no]tflite:",
+            "--[no]overwrite:",
+        ):
+            assert flag in result.stdout
+
+    def test_not_a_run_is_one_line(self, tmp_path):
+        (tmp_path / "notes.txt").write_text("x")
+        arguments = [f"--model_dir={tmp_path}", f"--output={tmp_path / 'out'}"]
+        result, _ = run_as_user("supcon_tf.cli.export", arguments)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("supcon-export: error: --model_dir=")
+        assert "is not a supcon-train run folder" in lines[0]
+
+    def test_missing_output_flag_is_a_usage_error(self, tmp_path):
+        result, _ = run_as_user("supcon_tf.cli.export", [f"--model_dir={tmp_path}"])
+        assert result.returncode == 2
+        assert (
+            result.stderr.strip()
+            == "supcon-export: error: --output is required; see supcon-export --help"
+        )
