@@ -16,6 +16,8 @@ It writes into `output`:
 Example:
 
 >>> import keras, tempfile
+>>> from supcon_tf.serving.module import ServingModule
+>>> from supcon_tf.serving.runs import InputSpec
 >>> encoder = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
 ...                             keras.layers.Dense(3)])
 >>> classifier = keras.Sequential([encoder, keras.layers.Dense(2)])
