@@ -27,7 +27,9 @@ Example:
 True
 """
 
+import contextlib
 import json
+import logging
 import time
 import warnings
 
@@ -103,7 +105,8 @@ def export_module(module, output, tflite=False, details=None):
     start = time.perf_counter()
     signatures = module.signatures()
     path = join(output, SAVED_MODEL)
-    tf.saved_model.save(module, path, signatures=signatures)
+    with _tensorflow_info_hidden():
+        tf.saved_model.save(module, path, signatures=signatures)
     probe = probe_images(module.spec)
     names = [name for name in ("embed", "classify", "search") if name in signatures]
     expected = _outputs({name: signatures[name] for name in names}, tf.constant(probe))
@@ -114,7 +117,8 @@ def export_module(module, output, tflite=False, details=None):
         for key, value in _largest_differences(expected[name], actual[name]).items():
             agreement["saved_model"][key if name != "search" else f"search_{key}"] = value
     if tflite:
-        agreement["tflite"] = _write_tflite(module, output, probe, expected["embed"])
+        with _tensorflow_info_hidden():
+            agreement["tflite"] = _write_tflite(module, output, probe, expected["embed"])
     record = {
         **(details or {}),
         "saved_model": SAVED_MODEL,
@@ -137,6 +141,21 @@ def export_module(module, output, tflite=False, details=None):
     with open(join(output, EXPORT_FILE), "w", encoding="utf-8") as file:
         json.dump(record, file, indent=2)
     return record
+
+
+@contextlib.contextmanager
+def _tensorflow_info_hidden():
+    """Hides the INFO lines TensorFlow logs while saving and converting (renamed inputs,
+    assets, fingerprints): they say nothing a user can act on. Warnings still show."""
+    loggers = [tf.get_logger(), logging.getLogger("absl")]
+    levels = [logger.level for logger in loggers]
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _signature_record(signatures):
