@@ -69,14 +69,27 @@ def dataset_summary(inputs):
     }
 
 
+def probe_summary(result):
+    """A classifier stage's results in `report.json`: test and validation accuracy, test
+    loss, and the epoch kept (`None` for stages without selection).
+
+    Example:
+
+    >>> probe_summary({"test_accuracy": 0.9, "validation_accuracy": 0.8, "test_loss": 0.3,
+    ...                "history": {}})["selected_epoch"] is None
+    True
+    """
+    keys = ("test_accuracy", "validation_accuracy", "test_loss")
+    selection = {key: result.get(key) for key in ("selected_epoch", "epochs_trained")}
+    return {**{key: result[key] for key in keys}, **selection}
+
+
 def build_report(config, inputs, strategy, results, seconds):
-    """The `report.json` contents: test results, configuration, data, timings, history."""
+    """The `report.json` contents: test results, configuration, data, timings, history.
 
-    def summary(result):
-        keys = ("test_accuracy", "validation_accuracy", "test_loss")
-        selection = {key: result.get(key) for key in ("selected_epoch", "epochs_trained")}
-        return {**{key: result[key] for key in keys}, **selection}
-
+    (The run adds `"retrieval"`, see `supcon_tf.evaluation.run.evaluate_retrieval`.)
+    """
+    summary = probe_summary
     report = {
         "supcon": summary(results["classifier"]),
         "method": config.method,
