@@ -69,13 +69,13 @@ def dataset_summary(inputs):
     }
 
 
-def probe_summary(result):
+def stage_summary(result):
     """A classifier stage's results in `report.json`: test and validation accuracy, test
     loss, and the epoch kept (`None` for stages without selection).
 
     Example:
 
-    >>> probe_summary({"test_accuracy": 0.9, "validation_accuracy": 0.8, "test_loss": 0.3,
+    >>> stage_summary({"test_accuracy": 0.9, "validation_accuracy": 0.8, "test_loss": 0.3,
     ...                "history": {}})["selected_epoch"] is None
     True
     """
@@ -89,9 +89,8 @@ def build_report(config, inputs, strategy, results, seconds):
 
     (The run adds `"retrieval"`, see `supcon_tf.evaluation.run.evaluate_retrieval`.)
     """
-    summary = probe_summary
     report = {
-        "supcon": summary(results["classifier"]),
+        "supcon": stage_summary(results["classifier"]),
         "method": config.method,
         "config": dataclasses.asdict(config),
         "dataset": dataset_summary(inputs),
@@ -114,7 +113,7 @@ def build_report(config, inputs, strategy, results, seconds):
         },
     }
     if config.baseline:
-        report["cross_entropy"] = summary(results["baseline"])
+        report["cross_entropy"] = stage_summary(results["baseline"])
         report["budget"] = budget(config)
     if config.preset:
         report["preset"] = {
@@ -127,5 +126,5 @@ def build_report(config, inputs, strategy, results, seconds):
         report["dataset"].update(skipped_images=list(skipped), num_skipped_images=len(skipped))
     if "hybrid" in results:
         # One-stage hybrid_weight x SupCon + CE, beside the two-stage "supcon" result.
-        report["hybrid"] = summary(results["hybrid"])
+        report["hybrid"] = stage_summary(results["hybrid"])
     return report

@@ -29,7 +29,7 @@ from supcon_tf.evaluation.run import evaluate_retrieval
 from supcon_tf.experiment.config import RESUMABLE_FIELDS, ExperimentConfig
 from supcon_tf.experiment.inputs import unseen_inputs
 from supcon_tf.experiment.preflight import preflight
-from supcon_tf.experiment.report import build_report, probe_summary
+from supcon_tf.experiment.report import build_report, stage_summary
 from supcon_tf.experiment.runs import REPORT_FILE, RunDirectory, stop_on_sigterm
 from supcon_tf.experiment.stages import UNSEEN_PROBES, Stages
 from supcon_tf.files import join
@@ -143,7 +143,7 @@ def _retrieval(config, inputs, run, results):
     probes = None
     if unseen is not None:
         probes = {
-            arm: probe_summary(results[phase])
+            arm: stage_summary(results[phase])
             for arm, phase in UNSEEN_PROBES.items()
             if phase in results
         }
