@@ -78,7 +78,10 @@ def run_experiment(config, records=None):
         tf.config.experimental.enable_op_determinism()
     strategy, config = _distribute(config)
     run = RunDirectory(config.model_dir)
-    run.check_config(dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS)
+    defaults = _defaults()
+    run.check_config(
+        dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS, defaults=defaults
+    )
     finished = run.complete_report()
     if finished is not None and _is_complete(finished, config) and not config.dry_run:
         logging.warning(
@@ -94,7 +97,10 @@ def run_experiment(config, records=None):
         return {"dry_run": True, **checked.summary()}
     with run.lock(), stop_on_sigterm() as stop_requested:
         run.record_config(
-            dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS, records=records
+            dataclasses.asdict(config),
+            resumable_fields=RESUMABLE_FIELDS,
+            records=records,
+            defaults=defaults,
         )
         start = time.perf_counter()
         stages = Stages(config, checked.inputs, run, stop_requested)
@@ -198,3 +204,12 @@ def _distribute(config):
     # Workers other than the chief write their files into a folder of their own.
     model_dir = worker_model_dir(config.model_dir, strategy)
     return strategy, dataclasses.replace(config, model_dir=model_dir)
+
+
+def _defaults():
+    """The options' default values (a run folder written before an option existed lacks it)."""
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(ExperimentConfig)
+        if field.default is not dataclasses.MISSING
+    }
