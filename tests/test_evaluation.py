@@ -697,7 +697,14 @@ class TestCli:
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
         assert "mCE" in completed.stdout
+        # The retrieval section, printed: the standard split's test set, both encoders.
+        retrieval = report["retrieval"]
+        assert "Retrieval on the test set of classes 0, 1, 2" in completed.stdout
+        for name in ("supcon", "cross_entropy"):
+            recall = retrieval["models"][name]["recall_at_1"]
+            assert f"  {name}: R@1 {recall:.4f}, R@2" in completed.stdout
         saved = json.loads((tmp_path / "report.json").read_text())
+        assert saved["retrieval"] == json.loads(json.dumps(retrieval))
         assert saved["supcon"] == report["supcon"]  # the training results are kept
         assert saved["evaluation"]["corruptions"]["corruptions"] == ["contrast", "fog"]
         assert saved["evaluation"]["corruptions"]["num_samples"] == 40
