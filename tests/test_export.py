@@ -171,6 +171,16 @@ class TestServingMatchesTheRun:
         assert set(labels.tolist()) == {0, 1}
 
 
+def test_a_class_disjoint_run_names_its_seen_classes(tmp_path):
+    model_dir, source = train(
+        tmp_path, dataset="digits", split="class_disjoint", unseen_classes=(0, 9), batch_size=32
+    )
+    module = serving_module(model_dir, source, check_finished_run(model_dir))
+    assert [name.decode() for name in module.class_names.numpy()] == list("12345678")
+    classified = module.classify(np.zeros((2, 8, 8, 1), np.uint8))
+    assert classified["probabilities"].shape == (2, 8)
+
+
 class TestServingErrors:
     """Bad images fail in the graph with a message naming the problem."""
 

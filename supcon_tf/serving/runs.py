@@ -31,6 +31,7 @@ from supcon_tf.data.crops import crop_settings
 from supcon_tf.data.sources import open_streaming_dataset
 from supcon_tf.errors import DataError
 from supcon_tf.evaluation import CLASSIFIER_FILES, ENCODER_FILES
+from supcon_tf.experiment.inputs import open_inputs
 from supcon_tf.experiment.runs import CONFIG_FILE, REPORT_FILE
 from supcon_tf.files import is_file, join, read_text
 from supcon_tf.serving.module import ServingModule
@@ -132,14 +133,18 @@ def class_names(source, num_classes):
     """The run's class names, in label order, read from its dataset's listing.
 
     An image folder names its classes by its folders, TFRecord shards and TFDS by
-    their metadata; other datasets (named, `.npz`) by the label indices. When the
+    their metadata; other datasets (named, `.npz`) by the label indices. A
+    class-disjoint run's classifier knows the seen classes only: their names. When the
     dataset cannot be listed any more (moved, deleted), the indices are used, with a
     warning.
     """
     indices = [str(index) for index in range(num_classes)]
     try:
         kind, location = resolve_dataset(source.dataset, source.data_dir)
-        if kind == "folder":
+        if source.split != "standard":
+            # The classes it trained on, as the run chose them (the seen ones).
+            names = list(open_inputs(source).splits.class_names)
+        elif kind == "folder":
             names = list(folders.list_classes(location))
         elif kind in ("tfrecord", "tfds"):
             names = list(open_streaming_dataset(location, source.data_dir).class_names)
