@@ -10,9 +10,9 @@ for every image size. Differences from the reference code:
   not available here. `frost_textures` draws a procedural stand-in from the seed: the
   ridges `(1 - |2F - 1|)^4` of a plasma fractal `F` (thin bright veins along its level
   line 0.5, like ice crystals), tinted pale blue on RGB images. The blend,
-  `a x + b T`, and its severities are CIFAR-10-C's; the texture's statistics are not
-  the photographs' (its mean is about 0.2 where frost photographs are brighter), so
-  frost errors are not comparable with published CIFAR-10-C frost errors.
+  `a x + b T`, and its severities are CIFAR-10-C's; the texture's brightness (mean
+  about 0.3) and structure are not the photographs', so frost errors are not
+  comparable with published CIFAR-10-C frost errors.
 * `fog` draws one fractal per image.
 """
 
