@@ -102,20 +102,21 @@ def gaussian_filter(images, sigma, truncate=4.0, pad_mode="edge"):
     return convolve(output, weights[:, None], pad_mode)
 
 
-def motion_blur_taps(radius, sigma, angle):
+def motion_blur_taps(radius, sigma, angles):
     """The taps of ImageMagick's motion blur: `(weights, row_offsets, column_offsets)`.
 
     `2 ceil(radius) + 1` taps `i = 0, 1, ...` along the direction `angle` (degrees, 0 =
     towards +x, 90 = towards +y, i.e. down), weight `exp(-i^2 / (2 sigma^2))` normalised,
     at the pixel `(round(i sin angle), round(i cos angle))` with halves rounded down
-    (`ceil(v - 0.5)`), as `MotionBlurImage` computes them.
+    (`ceil(v - 0.5)`), as `MotionBlurImage` computes them. `angles` is a number or an
+    array: the offsets then have its shape plus one axis of taps; the weights are `[taps]`.
     """
     width = 2 * math.ceil(radius) + 1
     steps = np.arange(width, dtype=np.float64)
     weights = np.exp(-(steps**2) / (2.0 * sigma**2))
-    radians = math.radians(angle)
-    rows = np.ceil(steps * math.sin(radians) - 0.5).astype(np.int64)
-    columns = np.ceil(steps * math.cos(radians) - 0.5).astype(np.int64)
+    radians = np.radians(np.asarray(angles, dtype=np.float64))[..., None]
+    rows = np.ceil(steps * np.sin(radians) - 0.5).astype(np.int64)
+    columns = np.ceil(steps * np.cos(radians) - 0.5).astype(np.int64)
     return weights / weights.sum(), rows, columns
 
 
@@ -126,17 +127,16 @@ def directional_blur(images, radius, sigma, angles):
     image (ImageMagick's default edge virtual pixels).
     """
     count, height, width = images.shape[:3]
-    reach = 2 * math.ceil(radius) + 1
+    weights, row_offsets, column_offsets = motion_blur_taps(radius, sigma, angles)
+    reach = len(weights)
     padded = np.pad(images, ((0, 0), (reach, reach), (reach, reach), (0, 0)), mode="edge")
-    taps = [motion_blur_taps(radius, sigma, angle) for angle in angles]
     image_index = np.arange(count)[:, None, None]
     rows = np.arange(height)[None, :, None] + reach
     columns = np.arange(width)[None, None, :] + reach
     output = np.zeros(images.shape, dtype=np.float64)
-    for tap in range(reach):
-        weight = np.array([weights[tap] for weights, _, _ in taps])[:, None, None, None]
-        row_shift = np.array([row[tap] for _, row, _ in taps])[:, None, None]
-        column_shift = np.array([column[tap] for _, _, column in taps])[:, None, None]
+    for tap, weight in enumerate(weights):
+        row_shift = row_offsets[:, tap, None, None]
+        column_shift = column_offsets[:, tap, None, None]
         output += weight * padded[image_index, rows + row_shift, columns + column_shift]
     return output
 

@@ -94,13 +94,14 @@ def defocus_blur(images, severity=1, seed=0):
 
 
 def glass_offsets(shape, seed):
-    """The neighbour offsets of `glass_blur`: int `[2, N, H, W, 2]` (iteration, dy/dx).
+    """The neighbour offsets of `glass_blur`: int8 `[2, N, H, W, 2]` (iteration, dy/dx).
 
     Drawn uniformly from {-1, 0} (the reference's `randint(-1, 1)`), for the largest
     number of iterations, so that every severity uses the same draw.
     """
     count, height, width = shape[:3]
-    return np.random.default_rng(seed).integers(-1, 1, size=(2, count, height, width, 2))
+    shape = (2, count, height, width, 2)
+    return np.random.default_rng(seed).integers(-1, 1, size=shape, dtype=np.int8)
 
 
 def glass_shuffle(images, offsets):
