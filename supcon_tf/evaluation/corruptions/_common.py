@@ -124,20 +124,24 @@ def directional_blur(images, radius, sigma, angles):
     """One-sided motion blur of each image `n` along `angles[n]` (`motion_blur_taps`).
 
     `output[y, x] = sum_i w_i * image[y + dy_i, x + dx_i]`, coordinates clamped into the
-    image (ImageMagick's default edge virtual pixels).
+    image (ImageMagick's default edge virtual pixels). Computes in the dtype of `images`.
     """
-    count, height, width = images.shape[:3]
+    count, height, width, channels = images.shape
     weights, row_offsets, column_offsets = motion_blur_taps(radius, sigma, angles)
     reach = len(weights)
     padded = np.pad(images, ((0, 0), (reach, reach), (reach, reach), (0, 0)), mode="edge")
-    image_index = np.arange(count)[:, None, None]
-    rows = np.arange(height)[None, :, None] + reach
-    columns = np.arange(width)[None, None, :] + reach
-    output = np.zeros(images.shape, dtype=np.float64)
-    for tap, weight in enumerate(weights):
-        row_shift = row_offsets[:, tap, None, None]
-        column_shift = column_offsets[:, tap, None, None]
-        output += weight * padded[image_index, rows + row_shift, columns + column_shift]
+    padded_height, padded_width = height + 2 * reach, width + 2 * reach
+    pixels = padded.reshape(-1, channels)
+    # The flat index of each output pixel's own place in the padded images.
+    centres = (
+        np.arange(count)[:, None, None] * padded_height * padded_width
+        + (np.arange(height)[None, :, None] + reach) * padded_width
+        + (np.arange(width)[None, None, :] + reach)
+    )
+    shifts = row_offsets * padded_width + column_offsets  # [N, taps]
+    output = np.zeros(images.shape, dtype=images.dtype)
+    for tap, weight in enumerate(weights.astype(images.dtype)):
+        output += weight * np.take(pixels, centres + shifts[:, tap, None, None], axis=0)
     return output
 
 
@@ -166,23 +170,28 @@ def sample_bilinear(images, rows, columns, mode):
     """Bilinear samples of each image at real coordinates: `[N, H', W', C]`.
 
     `rows` and `columns` are `[N, H', W']` (pixel centres at integers); the 4 neighbours
-    of a point are folded into the image by `fold_index(.., mode)`.
+    of a point are folded into the image by `fold_index(.., mode)`. Computes in the dtype
+    of `images`.
     """
-    height, width = images.shape[1:3]
+    count, height, width, channels = images.shape
+    pixels = images.reshape(-1, channels)
     row_floor, column_floor = np.floor(rows), np.floor(columns)
-    row_fraction = (rows - row_floor)[..., None]
-    column_fraction = (columns - column_floor)[..., None]
+    row_fraction = (rows - row_floor)[..., None].astype(images.dtype)
+    column_fraction = (columns - column_floor)[..., None].astype(images.dtype)
     row_floor, column_floor = row_floor.astype(np.int64), column_floor.astype(np.int64)
-    top, bottom = (fold_index(row_floor + step, height, mode) for step in (0, 1))
+    first_pixel = (np.arange(count) * height * width)[:, None, None]
+    top, bottom = (
+        first_pixel + fold_index(row_floor + step, height, mode) * width for step in (0, 1)
+    )
     left, right = (fold_index(column_floor + step, width, mode) for step in (0, 1))
-    image_index = np.arange(images.shape[0])[:, None, None]
 
-    def at(row, column):
-        return images[image_index, row, column]
+    def between(row_start, fraction):
+        """Interpolates along the row that starts at flat pixel `row_start`."""
+        start = np.take(pixels, row_start + left, axis=0)
+        return start + (np.take(pixels, row_start + right, axis=0) - start) * fraction
 
-    upper = at(top, left) * (1 - column_fraction) + at(top, right) * column_fraction
-    lower = at(bottom, left) * (1 - column_fraction) + at(bottom, right) * column_fraction
-    return upper * (1 - row_fraction) + lower * row_fraction
+    upper = between(top, column_fraction)
+    return upper + (between(bottom, column_fraction) - upper) * row_fraction
 
 
 def _zoom_axis(images, axis, factor):
