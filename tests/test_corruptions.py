@@ -273,6 +273,8 @@ class TestErrors:
     def test_unknown_name(self):
         with pytest.raises(UsageError, match="Unknown corruption 'spatter'"):
             corrupt(np.zeros((1, 4, 4, 3)), "spatter", 1)
+        with pytest.raises(UsageError, match=r"Unknown corruption \['fog'\]"):
+            corrupt(np.zeros((1, 4, 4, 3)), ["fog"], 1)
 
     def test_error_types(self):
         with pytest.raises(DataError, match="divide uint8"):

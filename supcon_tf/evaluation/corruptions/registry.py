@@ -79,7 +79,7 @@ GREY_OR_RGB_CORRUPTIONS = ("brightness", "jpeg_compression", "snow")
 
 def check_corruption(name):
     """`name` when it names a corruption, else `UsageError` listing them."""
-    if name not in CORRUPTION_FUNCTIONS:
+    if not isinstance(name, str) or name not in CORRUPTION_FUNCTIONS:
         raise UsageError(f"Unknown corruption {name!r}. Expected one of {CORRUPTIONS}.")
     return name
 
