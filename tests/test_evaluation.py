@@ -636,7 +636,7 @@ class TestCli:
     @pytest.mark.parametrize(
         "arguments, match",
         [
-            (["--corruptions=fog,snow"], "--corruptions must name corruptions"),
+            (["--corruptions=fog,spatter"], "--corruptions must name corruptions"),
             (["--knn_k=0"], "knn_k"),
             ([], "model_dir"),
         ],

@@ -98,7 +98,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "corruptions",
         None,
-        f"Comma-separated corruptions (default: all that apply): {', '.join(CORRUPTIONS)}.",
+        "Comma-separated corruptions (default: the 15 CIFAR-10-C types that apply to the "
+        f"images; the extras only when named): {', '.join(CORRUPTIONS)}.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(

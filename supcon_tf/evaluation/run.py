@@ -322,7 +322,8 @@ def evaluate_run(
         num_bins: ECE bins.
         knn_k: kNN neighbours.
         knn_temperature: kNN weight temperature.
-        corruptions: corruption names (default: all that apply to the images).
+        corruptions: corruption names (default: the CIFAR-10-C ones that apply to
+            the images; `EXTRA_CORRUPTIONS` only when named).
         corruption_samples: test images used for the corruption study (0 skips it).
         tsne_samples: test embeddings in the t-SNE plot (0 skips it).
         batch_size: images per forward pass.
