@@ -627,7 +627,10 @@ class TestCli:
 
         with pytest.raises(FileNotFoundError, match="does not exist"):
             run_settings(tmp_path / "missing")
-        with pytest.raises(ValueError, match="pass --dataset"):
+        with pytest.raises(ValueError, match="holds no supcon-train run .* or --dataset"):
+            run_settings(tmp_path)
+        (tmp_path / "config.json").write_text("{}")
+        with pytest.raises(ValueError, match="has no flags.json naming its dataset"):
             run_settings(tmp_path)
         (tmp_path / "flags.json").write_text("{")
         with pytest.raises(ValueError, match="not valid JSON"):

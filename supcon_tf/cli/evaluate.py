@@ -166,6 +166,12 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
     settings.update({key: stored[key] for key in _SPLIT_SETTINGS if stored.get(key) is not None})
     overrides = {"dataset": dataset, "data_dir": data_dir, "seed": seed}
     settings.update({key: value for key, value in overrides.items() if value is not None})
+    if not settings["dataset"] and not records:
+        raise UsageError(
+            f"{model_dir} holds no supcon-train run (no config.json or flags.json); pass the "
+            "--model_dir that supcon-train wrote (runs/supcon by default), or --dataset if "
+            "the run's records were removed"
+        )
     if not settings["dataset"]:
         raise UsageError(f"{model_dir} has no flags.json naming its dataset; pass --dataset")
     return settings
