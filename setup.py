@@ -41,6 +41,8 @@ setup(
             "supcon-eval=supcon_tf.cli.evaluate:run",
             "supcon-augment-preview=supcon_tf.cli.augment_preview:run",
             "supcon-prepare=supcon_tf.cli.prepare:run",
+            "supcon-export=supcon_tf.cli.export:run",
+            "supcon-embed=supcon_tf.cli.embed:run",
         ]
     },
     classifiers=[

@@ -1,8 +1,4 @@
-"""Deprecated: moved to `supcon_tf.experiment.presets`.
-
-This module only re-exports the names it used to define and emits a `DeprecationWarning`
-when imported. Import from `supcon_tf.experiment.presets` (or `supcon_tf.experiment`) instead.
-"""
+"""Deprecated: moved to `supcon_tf.experiment.presets`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 

@@ -1,8 +1,4 @@
-"""Deprecated: moved to `supcon_tf.experiment.runs`.
-
-This module only re-exports the names it used to define and emits a `DeprecationWarning`
-when imported. Import from `supcon_tf.experiment.runs` (or `supcon_tf.experiment`) instead.
-"""
+"""Deprecated: moved to `supcon_tf.experiment.runs`; importing this module warns."""
 
 from supcon_tf._moved import reexport
 

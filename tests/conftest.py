@@ -100,6 +100,27 @@ def ram_dir():
         tf.io.gfile.rmtree(folder)
 
 
+@pytest.fixture
+def supcon_model_options(monkeypatch):
+    """`options(config)`: the keyword arguments `run_experiment(config)` builds its
+    `SupConModel` with (the run stops there, before anything trains)."""
+    from supcon_tf import experiment
+
+    class BuiltError(Exception):
+        pass
+
+    def build(*args, **kwargs):
+        raise BuiltError(kwargs)
+
+    def options(config):
+        monkeypatch.setattr(experiment.components, "SupConModel", build)
+        with pytest.raises(BuiltError) as built:
+            experiment.run_experiment(config)
+        return built.value.args[0]
+
+    return options
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = getattr(item, "module", None)

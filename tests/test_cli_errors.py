@@ -6,6 +6,7 @@ exit status of its kind, no traceback and none of TensorFlow's C++ start-up line
 """
 
 import errno
+import os
 import re
 import subprocess
 import sys
@@ -147,6 +148,26 @@ class TestStartUpFilter:
         assert {key for key, line in self.LINES.items() if console._is_hidden(line, level)} == (
             hidden
         )
+
+
+def test_quiet_commands_drop_only_the_retracing_warning():
+    code = (
+        "import os, logging\n"
+        "os.environ.pop('TF_CPP_MIN_LOG_LEVEL', None)\n"
+        "import supcon_tf.cli.console as console\n"
+        "console.quiet_tensorflow()\n"
+        "import tensorflow as tf\n"
+        "logging.basicConfig(format='%(message)s')\n"
+        "tf.get_logger().warning('5 out of the last 13 calls to f triggered tf.function retracing.')\n"
+        "tf.get_logger().warning('a warning a user should see')\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert "a warning a user should see" in result.stderr
+    assert "retracing" not in result.stderr
 
 
 class TestRunCommand:

@@ -13,6 +13,7 @@
 New blocks and command lines are found and checked without touching this file.
 """
 
+import importlib
 import json
 import os
 import re
@@ -153,37 +154,22 @@ def test_the_runner_shares_one_namespace_and_points_at_the_failing_line(tmp_path
     assert unexplained_no_run_blocks(document) == [15]
 
 
-# The flags of each console script, defined on fresh FlagValues by the command's own code.
-def _train_flags(flag_values):
-    from supcon_tf.cli.flags import define_flags
-
-    define_flags(flag_values)
-
-
-def _eval_flags(flag_values):
-    from supcon_tf.cli.evaluate import define_flags
-
-    define_flags(flag_values)
-
-
-def _prepare_flags(flag_values):
-    from supcon_tf.cli.prepare import define_flags
-
-    define_flags(flag_values)
-
-
-def _preview_flags(flag_values):
-    from supcon_tf.cli.augment_preview import define_flags
-
-    define_flags(flag_values)
-
-
-COMMANDS = {
-    "supcon-train": _train_flags,
-    "supcon-eval": _eval_flags,
-    "supcon-prepare": _prepare_flags,
-    "supcon-augment-preview": _preview_flags,
+# The module that defines each console script's flags (its `define_flags`).
+FLAG_MODULES = {
+    "supcon-train": "supcon_tf.cli.flags",
+    "supcon-eval": "supcon_tf.cli.evaluate",
+    "supcon-prepare": "supcon_tf.cli.prepare",
+    "supcon-augment-preview": "supcon_tf.cli.augment_preview",
+    "supcon-export": "supcon_tf.cli.export",
+    "supcon-embed": "supcon_tf.cli.embed",
 }
+
+
+def define_command_flags(command, flag_values):
+    """Defines `command`'s flags on `flag_values` with the command's own code."""
+    importlib.import_module(FLAG_MODULES[command]).define_flags(flag_values)
+
+
 # Handled before absl parses the flags (the grouped help), so not flags of the FlagValues.
 HELP_ARGUMENTS = {"--help", "-h", "-?", "--helpshort", "--helpfull"}
 
@@ -227,7 +213,7 @@ def _commands_in(shell_line):
             current = None
         elif current is not None:
             current.append(word)
-        elif word in COMMANDS:
+        elif word in FLAG_MODULES:
             current = [word]
         elif word == "supcon_tf.train" or word.startswith("supcon_tf.cli."):
             current = [_script_of_module(word)]
@@ -241,6 +227,8 @@ def _script_of_module(module):
         "supcon_tf.cli.evaluate": "supcon-eval",
         "supcon_tf.cli.prepare": "supcon-prepare",
         "supcon_tf.cli.augment_preview": "supcon-augment-preview",
+        "supcon_tf.cli.export": "supcon-export",
+        "supcon_tf.cli.embed": "supcon-embed",
     }
     return scripts.get(module)
 
@@ -265,7 +253,7 @@ def check_command(words, whole):
     (`--augment=...`) or sit beside `--help`: there only the flag names count.
     """
     flag_values = flags.FlagValues()
-    COMMANDS[words[0]](flag_values)
+    define_command_flags(words[0], flag_values)
     if "traceback" not in flag_values:  # every command adds it as it starts
         flags.DEFINE_bool("traceback", False, "Show the traceback.", flag_values=flag_values)
     arguments = [word for word in words[1:] if word not in HELP_ARGUMENTS]

@@ -627,7 +627,10 @@ class TestCli:
 
         with pytest.raises(FileNotFoundError, match="does not exist"):
             run_settings(tmp_path / "missing")
-        with pytest.raises(ValueError, match="pass --dataset"):
+        with pytest.raises(ValueError, match="holds no supcon-train run .* or --dataset"):
+            run_settings(tmp_path)
+        (tmp_path / "config.json").write_text("{}")
+        with pytest.raises(ValueError, match="has no flags.json naming its dataset"):
             run_settings(tmp_path)
         (tmp_path / "flags.json").write_text("{")
         with pytest.raises(ValueError, match="not valid JSON"):
@@ -636,7 +639,7 @@ class TestCli:
     @pytest.mark.parametrize(
         "arguments, match",
         [
-            (["--corruptions=fog,snow"], "--corruptions must name corruptions"),
+            (["--corruptions=fog,spatter"], "--corruptions must name corruptions"),
             (["--knn_k=0"], "knn_k"),
             ([], "model_dir"),
         ],
@@ -697,7 +700,14 @@ class TestCli:
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
         assert "mCE" in completed.stdout
+        # The retrieval section, printed: the standard split's test set, both encoders.
+        retrieval = report["retrieval"]
+        assert "Retrieval on the test set of classes 0, 1, 2" in completed.stdout
+        for name in ("supcon", "cross_entropy"):
+            recall = retrieval["models"][name]["recall_at_1"]
+            assert f"  {name}: R@1 {recall:.4f}, R@2" in completed.stdout
         saved = json.loads((tmp_path / "report.json").read_text())
+        assert saved["retrieval"] == json.loads(json.dumps(retrieval))
         assert saved["supcon"] == report["supcon"]  # the training results are kept
         assert saved["evaluation"]["corruptions"]["corruptions"] == ["contrast", "fog"]
         assert saved["evaluation"]["corruptions"]["num_samples"] == 40

@@ -126,6 +126,38 @@ def test_run_writes_models_report_and_logs(finished_run):
     np.testing.assert_allclose(accuracy, report["supcon"]["test_accuracy"], atol=1e-6)
 
 
+def test_report_has_the_retrieval_of_both_encoders_on_the_test_set(finished_run):
+    """The standard split: each test image a query among the others (leave-one-out)."""
+    from supcon_tf.evaluation.run import classifier_encoder
+    from supcon_tf.retrieval import retrieval_metrics
+
+    config, report = finished_run
+    section = report["retrieval"]
+    assert (section["split"], section["classes"], section["num_queries"]) == (
+        "standard",
+        ["0", "1"],
+        16,
+    )
+    assert "linear_probe" not in section
+    encoders = {
+        "supcon": keras.saving.load_model(Path(config.model_dir, "encoder.keras")),
+        "cross_entropy": classifier_encoder(
+            keras.saving.load_model(Path(config.model_dir, "baseline.keras"))
+        ),
+    }
+    with np.load(config.dataset) as data:
+        images, labels = data["x_test"], data["y_test"]
+    for name, encoder in encoders.items():
+        embeddings = encoder.predict(images, verbose=0)
+        assert section["models"][name] == retrieval_metrics(embeddings, labels, ks=(1, 2, 4, 8))
+        assert all(0.0 <= value <= 1.0 for value in section["models"][name].values())
+    saved = json.loads(Path(config.model_dir, "report.json").read_text())
+    assert saved["retrieval"] == json.loads(json.dumps(section))
+    markdown = Path(config.model_dir, "report.md").read_text()
+    assert "## Retrieval on the test set" in markdown
+    assert f"| supcon | {section['models']['supcon']['precision_at_1']:.4f} |" in markdown
+
+
 @pytest.mark.parametrize("method", ["supcon", "cross_entropy"])
 def test_report_names_the_best_validation_epoch(finished_run, method):
     config, report = finished_run

@@ -347,7 +347,7 @@ def test_queue_under_mirrored_strategy_holds_the_gathered_batches(tmp_path):
 
 
 class TestConfiguration:
-    def test_flag_reaches_the_config_and_the_model(self, tmp_path, monkeypatch):
+    def test_flag_reaches_the_config_and_the_model(self, tmp_path, supcon_model_options):
         from absl import flags
 
         from supcon_tf import experiment
@@ -359,16 +359,7 @@ class TestConfiguration:
         config = config_from_flags(flag_values)
         assert config.memory_size == 64 and experiment.ExperimentConfig().memory_size == 0
 
-        class BuiltError(Exception):
-            pass
-
-        def build(*args, **kwargs):
-            raise BuiltError(kwargs)
-
-        monkeypatch.setattr(experiment.components, "SupConModel", build)
-        with pytest.raises(BuiltError) as built:
-            experiment.run_experiment(config)
-        assert built.value.args[0]["memory_size"] == 64
+        assert supcon_model_options(config)["memory_size"] == 64
         with pytest.raises(ValueError, match="`memory_size` must be an integer >= 0, got -1"):
             experiment.ExperimentConfig(memory_size=-1)
 

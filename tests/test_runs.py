@@ -39,6 +39,16 @@ class TestRunDirectory:
         run.record_config({"temperature": 0.1, "verbose": 0}, resumable_fields=("verbose",))
         assert json.loads((tmp_path / "config.json").read_text())["verbose"] == 0
 
+    def test_an_option_newer_than_the_run_counts_as_unchanged_at_its_default(self, tmp_path):
+        run = RunDirectory(tmp_path)
+        run.record_config({"temperature": 0.1})  # written before `split` existed
+        defaults = {"temperature": 0.1, "split": "standard"}
+        run.check_config({"temperature": 0.1, "split": "standard"}, defaults=defaults)
+        with pytest.raises(ValueError, match=r"split: 'standard' -> 'class_disjoint'"):
+            run.check_config({"temperature": 0.1, "split": "class_disjoint"}, defaults=defaults)
+        with pytest.raises(ValueError, match=r"split: None -> 'standard'"):
+            run.check_config({"temperature": 0.1, "split": "standard"})
+
     def test_run_phase_writes_a_marker_and_does_not_rerun(self, tmp_path):
         run = RunDirectory(tmp_path)
         calls = []

@@ -87,7 +87,14 @@ def test_end_of_run_evaluation_of_a_streamed_run(run_name, request):
     assert corruptions["models"]["cross_entropy"]["mean_corruption_error"] == 1.0
     saved = json.loads(Path(config.model_dir, "report.json").read_text())
     assert saved["evaluation"] == json.loads(json.dumps(evaluation))
+    # Retrieval among the 30 streamed test images, each a query (leave-one-out).
+    retrieval = report["retrieval"]
+    assert (retrieval["split"], retrieval["num_queries"]) == ("standard", 30)
+    for metrics in retrieval["models"].values():
+        assert all(0.0 <= value <= 1.0 for value in metrics.values())
+    assert sorted(retrieval["models"]) == ["cross_entropy", "supcon"]
     markdown = Path(config.model_dir, "report.md").read_text()
+    assert "## Retrieval on the test set" in markdown
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert Path(config.model_dir, link).is_file()
 
@@ -101,9 +108,11 @@ def test_supcon_eval_reproduces_the_report(run_name, request):
         config.center_crop_fraction,
     )
     assert run_batch_size(config.model_dir) == config.batch_size
-    evaluation = evaluate_model_dir(
+    evaluation, retrieval = evaluate_model_dir(
         config.model_dir, corruptions=CORRUPTIONS, corruption_samples=10, tsne_samples=0
     )
+    # The same encoders on the same stream: the retrieval section of training, again.
+    assert retrieval == report["retrieval"]
     for name in ("supcon", "cross_entropy"):
         accuracy = evaluation["classifiers"][name]["top1_accuracy"]
         assert same_accuracy(accuracy, report[name]["test_accuracy"])

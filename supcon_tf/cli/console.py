@@ -4,7 +4,9 @@
 imports TensorFlow: it sets `TF_CPP_MIN_LOG_LEVEL=3` (unless the user set it: their
 level wins) and drops the C++ start-up lines that TensorFlow prints before that level
 takes effect ("Could not find cuda drivers", "All log messages before
-absl::InitializeLog()"). `TF_CPP_MIN_LOG_LEVEL=0 supcon-train ...` shows them all.
+absl::InitializeLog()"), and tf.function's retracing warnings, which the evaluation's
+predictions on sets of several sizes raise by design. `TF_CPP_MIN_LOG_LEVEL=0
+supcon-train ...` shows them all.
 
 `run_command(main, name, ...)` runs a command's `main` under `absl.app.run` and turns
 the mistakes a user can fix into one line on stderr and an exit status:
@@ -29,6 +31,7 @@ Example:
 
 import contextlib
 import difflib
+import logging
 import os
 import re
 import sys
@@ -66,6 +69,15 @@ def quiet_tensorflow(environ=os.environ):
         level = 0
     with _stderr_filtered(lambda line: _is_hidden(line, level)):
         import tensorflow  # noqa: F401
+    if level >= 2:
+        logging.getLogger("tensorflow").addFilter(_drop_retracing_warnings)
+
+
+def _drop_retracing_warnings(record):
+    """Drops tf.function's "triggered tf.function retracing" warning, which the
+    evaluation's predictions on differently sized sets (train, test, a partial last
+    batch) raise by design; every other TensorFlow message passes."""
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def _is_hidden(line, level):

@@ -13,7 +13,10 @@ same image size and evaluation crop, batch by batch, so its test accuracy is the
 in `report.json`. It then writes top-1/top-5 accuracy, ECE with reliability
 diagrams, per-class accuracy with confusion matrices, kNN accuracy, alignment,
 uniformity, a t-SNE plot and the corruption study into `report.json` (under
-`"evaluation"`; the training results are kept) and a `report.md` that links the PNGs
+`"evaluation"`; the training results are kept), the retrieval metrics of the SupCon
+encoder and the baseline's features among the test images (under `"retrieval"`: of the
+unseen classes for a `--split=class_disjoint` run, whose split is read from
+`config.json`; its linear-probe results are kept) and a `report.md` that links the PNGs
 in `plots/`. `--model_dir` may be a `tf.io.gfile` URL (`gs://bucket/run`).
 
 A mistake prints one line, `supcon-eval: error: <what is wrong>; <what to do>`
@@ -28,14 +31,17 @@ from absl import flags, logging
 
 from supcon_tf.cli.console import run_command
 from supcon_tf.errors import DataError, UsageError
-from supcon_tf.evaluation import CORRUPTIONS, evaluate_run
-from supcon_tf.experiment.inputs import DataSource, open_inputs
+from supcon_tf.evaluation import CORRUPTIONS, evaluate_run, update_report_json
+from supcon_tf.evaluation.run import evaluate_retrieval
+from supcon_tf.experiment.inputs import DataSource, open_inputs, unseen_inputs
 from supcon_tf.files import is_file, join, read_text
 
 # The settings of the training run that define the data split.
 _SPLIT_SETTINGS = ("dataset", "data_dir", "validation_fraction", "seed")
 # The settings of the training run that say how its data streamed (crops, image size).
 _STREAM_SETTINGS = ("image_size", "crop_min_area", "center_crop_fraction", "skip_corrupt_images")
+# The settings of the training run that say which classes it trained on.
+_CLASS_SETTINGS = ("split", "unseen_classes")
 
 # The `supcon-eval` flags by group, in the order `--help` lists them.
 FLAG_GROUPS = {
@@ -92,7 +98,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "corruptions",
         None,
-        f"Comma-separated corruptions (default: all that apply): {', '.join(CORRUPTIONS)}.",
+        "Comma-separated corruptions (default: the 15 CIFAR-10-C types that apply to the "
+        f"images; the extras only when named): {', '.join(CORRUPTIONS)}.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -159,6 +166,12 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
     settings.update({key: stored[key] for key in _SPLIT_SETTINGS if stored.get(key) is not None})
     overrides = {"dataset": dataset, "data_dir": data_dir, "seed": seed}
     settings.update({key: value for key, value in overrides.items() if value is not None})
+    if not settings["dataset"] and not records:
+        raise UsageError(
+            f"{model_dir} holds no supcon-train run (no config.json or flags.json); pass the "
+            "--model_dir that supcon-train wrote (runs/supcon by default), or --dataset if "
+            "the run's records were removed"
+        )
     if not settings["dataset"]:
         raise UsageError(f"{model_dir} has no flags.json naming its dataset; pass --dataset")
     return settings
@@ -184,7 +197,8 @@ def run_source(model_dir, settings):
 
     The image size, crops and corrupt-image handling come from the run's `config.json`
     (the settings it trained with, presets applied), else `flags.json`, so a streamed
-    run is evaluated through the same streamed path and evaluation crop as in training.
+    run is evaluated through the same streamed path and evaluation crop as in training;
+    so do the split and unseen classes of a class-disjoint run.
 
     Example:
 
@@ -204,7 +218,16 @@ def run_source(model_dir, settings):
         validation_fraction=settings["validation_fraction"],
         seed=settings["seed"],
         **{key: stored[key] for key in _STREAM_SETTINGS if stored.get(key) is not None},
+        **_class_settings(stored),
     )
+
+
+def _class_settings(stored):
+    """The stored split and unseen classes, as `DataSource` takes them."""
+    settings = {key: stored[key] for key in _CLASS_SETTINGS if stored.get(key) is not None}
+    if "unseen_classes" in settings:
+        settings["unseen_classes"] = tuple(settings["unseen_classes"])
+    return settings
 
 
 def run_batch_size(model_dir):
@@ -223,19 +246,84 @@ def evaluate_model_dir(model_dir, settings=None, batch_size=None, **options):
         **options: the other `evaluate_run` arguments (`num_bins`, `knn_k`, ...).
 
     Returns:
-        The `"evaluation"` dict written to `report.json`.
+        `(evaluation, retrieval)`: the `"evaluation"` and `"retrieval"` dicts written to
+        `report.json`.
     """
     settings = settings or run_settings(model_dir)
     source = run_source(model_dir, settings)
     logging.info("Evaluating %s on %s", model_dir, source)
     inputs = open_inputs(source)
-    return evaluate_run(
+    batch_size = batch_size or run_batch_size(model_dir)
+    unseen = unseen_inputs(inputs)
+    evaluated = unseen or inputs
+    stored = _stored_report(model_dir).get("retrieval") or {}
+    retrieval = evaluate_retrieval(
+        model_dir,
+        evaluated if evaluated.streamed else evaluated.splits,
+        batch_size=batch_size,
+        split=source.split,
+        linear_probe=stored.get("linear_probe") if unseen is not None else None,
+    )
+    # report.md is written by evaluate_run, from report.json with this section.
+    update_report_json(model_dir, {"retrieval": retrieval})
+    evaluation = evaluate_run(
         model_dir,
         inputs if inputs.streamed else inputs.splits,
-        batch_size=batch_size or run_batch_size(model_dir),
+        batch_size=batch_size,
         seed=settings["seed"],
         **options,
     )
+    return evaluation, retrieval
+
+
+def _stored_report(model_dir):
+    """The run's `report.json`, or `{}` (a run evaluated before it wrote one)."""
+    path = join(model_dir, "report.json")
+    if not is_file(path):
+        return {}
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is not valid JSON ({error}); restore or remove it") from error
+
+
+def retrieval_summary(section):
+    """The lines `supcon-eval` prints for report.json's `"retrieval"` section.
+
+    Example:
+
+    >>> section = {"split": "class_disjoint", "classes": ["5", "6"], "num_queries": 4,
+    ...            "ks": [1], "models": {"supcon": {"precision_at_1": 1.0, "recall_at_1": 1.0,
+    ...            "r_precision": 0.5, "map_at_r": 0.25, "mean_reciprocal_rank": 1.0}},
+    ...            "linear_probe": {"supcon": {"test_accuracy": 0.75}}}
+    >>> print("\\n".join(retrieval_summary(section)))
+    Retrieval on the unseen classes 5, 6 (4 test queries, leave-one-out):
+      supcon: R@1 1.0000, P@1 1.0000, R-precision 0.5000, MAP@R 0.2500, MRR 1.0000
+    Linear probe on the unseen classes: supcon test accuracy 0.7500
+    """
+    disjoint = section.get("split") == "class_disjoint"
+    where = "the unseen classes " if disjoint else "the test set of classes "
+    lines = [
+        f"Retrieval on {where}{', '.join(section.get('classes') or [])} "
+        f"({section['num_queries']} test queries, leave-one-out):"
+    ]
+    for name, metrics in section["models"].items():
+        if "note" in metrics:
+            lines.append(f"  {name}: {metrics['note']}")
+            continue
+        recalls = [f"R@{k} {metrics[f'recall_at_{k}']:.4f}" for k in section["ks"]]
+        lines.append(
+            f"  {name}: {', '.join(recalls)}, P@1 {metrics['precision_at_1']:.4f}, "
+            f"R-precision {metrics['r_precision']:.4f}, MAP@R {metrics['map_at_r']:.4f}, "
+            f"MRR {metrics['mean_reciprocal_rank']:.4f}"
+        )
+    probes = section.get("linear_probe")
+    if probes:
+        accuracies = [
+            f"{name} test accuracy {probe['test_accuracy']:.4f}" for name, probe in probes.items()
+        ]
+        lines.append(f"Linear probe on the unseen classes: {', '.join(accuracies)}")
+    return lines
 
 
 def main(argv):
@@ -247,7 +335,7 @@ def main(argv):
     settings = run_settings(
         flag_values.model_dir, flag_values.dataset, flag_values.data_dir, flag_values.seed
     )
-    result = evaluate_model_dir(
+    result, retrieval = evaluate_model_dir(
         flag_values.model_dir,
         settings,
         num_bins=flag_values.num_bins,
@@ -269,6 +357,8 @@ def main(argv):
         line = f"{name}: mean corrupted accuracy {model['mean_accuracy']:.4f}"
         if model.get("mean_corruption_error") is not None:
             line += f", mCE {model['mean_corruption_error']:.3f}"
+        print(line)
+    for line in retrieval_summary(retrieval):
         print(line)
     model_dir = flag_values.model_dir
     print(f"Report: {join(model_dir, 'report.json')} and {join(model_dir, 'report.md')}")

@@ -13,6 +13,7 @@ import functools
 from absl import flags
 
 from supcon_tf.augment import AUGMENTATIONS
+from supcon_tf.data.arrays import SPLITS
 from supcon_tf.experiment import (
     LOSSES,
     METHODS,
@@ -74,6 +75,22 @@ class _FlagDefiner:
         flags.DEFINE_bool(name, getattr(_DEFAULTS, name), help_text, flag_values=self.flag_values)
 
 
+class _ClassIdsParser(flags.ListParser):
+    """Comma-separated class ids (`5,6,7`) as a list of ints."""
+
+    def parse(self, argument):
+        values = super().parse(argument)
+        try:
+            return [int(value) for value in values]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"expected comma-separated class ids such as 5,6,7,8,9, got {argument!r}"
+            ) from None
+
+    def flag_type(self):
+        return "comma-separated class ids"
+
+
 def _define_data_flags(define):
     define.string(
         "dataset",
@@ -121,6 +138,29 @@ def _define_data_flags(define):
         "Share of the training data held out for validation (model selection).",
         lower_bound=0.0,
         upper_bound=0.99,
+    )
+    define.choice(
+        "split",
+        SPLITS,
+        "standard: every stage trains on all classes. class_disjoint: pretraining, the "
+        "classifier and the baseline train on the first half of the classes; retrieval and "
+        "a linear probe of each frozen encoder are measured on the other half, never seen "
+        "(in-RAM datasets).",
+    )
+    flags.DEFINE(
+        _ClassIdsParser(),
+        "unseen_classes",
+        _DEFAULTS.unseen_classes,
+        "With --split=class_disjoint: the class ids held out of training, e.g. 5,6,7,8,9 "
+        "(default: the second half of the sorted class ids).",
+        flag_values=define.flag_values,
+        serializer=flags.CsvListSerializer(","),
+    )
+    flags.register_multi_flags_validator(
+        ["split", "unseen_classes"],
+        lambda values: values["unseen_classes"] is None or values["split"] == "class_disjoint",
+        message="--unseen_classes applies to --split=class_disjoint only.",
+        flag_values=define.flag_values,
     )
     define.choice("augment", AUGMENTATIONS, "Augmentation policy (views and classifier training).")
     define.number("augment_magnitude", "RandAugment magnitude (randaugment policies).", 0.0, 10.0)

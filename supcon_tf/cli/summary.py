@@ -26,6 +26,7 @@ KEY_SETTINGS = (
     "dataset",
     "data_dir",
     "image_size",
+    "split",
     "model_dir",
     "method",
     "loss",

@@ -2,7 +2,8 @@
 
 `update_report_json` merges results into `report.json` (keeping the keys it does not
 name); `write_report_md` renders a `report.json` content as Markdown tables linking the
-plots, and `corruption_table` renders a corruption study as one such table. The run
+plots, and `corruption_table` and `retrieval_lines` render a corruption study and the
+retrieval section as such tables. The run
 folder may be local or a `tf.io.gfile` URL (`gs://...`); both files are replaced
 atomically (see `supcon_tf.files`).
 
@@ -120,6 +121,62 @@ def corruption_table(result):
     return "\n".join(lines)
 
 
+def retrieval_lines(section):
+    """Markdown lines of report.json's `"retrieval"` section: a metrics table per encoder
+    and, for a class-disjoint run, the linear probes on the unseen classes.
+
+    Example:
+
+    >>> section = {"split": "standard", "classes": ["a", "b"], "protocol": "leave-one-out",
+    ...            "num_queries": 4, "ks": [1], "models": {"supcon": {
+    ...     "precision_at_1": 1.0, "recall_at_1": 1.0, "r_precision": 0.5, "map_at_r": 0.5,
+    ...     "mean_reciprocal_rank": 1.0}}}
+    >>> print(retrieval_lines(section)[4])
+    | supcon | 1.0000 | 1.0000 | 0.5000 | 0.5000 | 1.0000 |
+    """
+    ks = section.get("ks", [])
+    names = ["precision_at_1", *(f"recall_at_{k}" for k in ks)]
+    names += ["r_precision", "map_at_r", "mean_reciprocal_rank"]
+    header = ["encoder", "P@1", *(f"R@{k}" for k in ks), "R-precision", "MAP@R", "MRR"]
+    rows = [
+        [name, *(metrics.get(metric) for metric in names)]
+        for name, metrics in section.get("models", {}).items()
+    ]
+    disjoint = section.get("split") == "class_disjoint"
+    classes = ", ".join(section.get("classes") or [])
+    title = "on the unseen classes" if disjoint else "on the test set"
+    lines = [f"## Retrieval {title}", ""]
+    lines += _table(header, rows) + [""]
+    notes = [
+        f"{name}: {metrics['note']}"
+        for name, metrics in section.get("models", {}).items()
+        if "note" in metrics
+    ]
+    lines += [
+        f"{section.get('num_queries')} queries ({'unseen classes' if disjoint else 'classes'}"
+        f" {classes}): {section.get('protocol')}. supcon: the pretrained encoder "
+        "(`encoder.keras`); cross_entropy: the baseline's features, the output of its "
+        "encoder as its head reads them.",
+        *notes,
+        "",
+    ]
+    probes = section.get("linear_probe")
+    if probes:
+        lines += ["### Linear probe on the unseen classes", ""]
+        rows = [
+            (name, probe.get("test_accuracy"), probe.get("validation_accuracy"))
+            for name, probe in probes.items()
+        ]
+        lines += _table(["frozen encoder", "test accuracy", "validation accuracy"], rows)
+        lines += [
+            "",
+            "The classifier stage's head and recipe, trained on the unseen classes' training "
+            "images on top of each frozen encoder (never trained on these classes).",
+            "",
+        ]
+    return lines
+
+
 def write_report_md(report, run_dir):
     """Writes `run_dir/report.md`: a short human summary of `report` linking the PNGs.
 
@@ -157,6 +214,9 @@ def write_report_md(report, run_dir):
     if trained:
         lines += ["## Test accuracy at the end of training", ""]
         lines += _table(["model", "test accuracy"], trained) + [""]
+
+    if isinstance(report.get("retrieval"), dict):
+        lines += retrieval_lines(report["retrieval"])
 
     classifiers = evaluation.get("classifiers", {})
     if classifiers:

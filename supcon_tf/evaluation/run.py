@@ -4,6 +4,8 @@
 (accuracy, calibration, kNN, alignment and uniformity) and their plots into JSON-ready
 dicts; `evaluate_run` does so for the models a `supcon-train` run saved, adds the
 corruption study and writes `report.json` and `report.md` (what `supcon-eval` runs).
+`evaluate_retrieval` scores the retrieval of a run's encoders (the SupCon encoder and
+the baseline's penultimate features) among test images (report.json "retrieval").
 """
 
 import math
@@ -13,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf.errors import DataError
 from supcon_tf.evaluation._checks import _check_labels, _check_scores
 from supcon_tf.evaluation.calibration import expected_calibration_error
 from supcon_tf.evaluation.corruptions import evaluate_corruptions
@@ -34,10 +37,17 @@ from supcon_tf.evaluation.report import update_report_json, write_report_md
 from supcon_tf.evaluation.representation import alignment_uniformity
 from supcon_tf.evaluation.streamed import stream_knn_scores, stream_outputs, stream_subset
 from supcon_tf.files import is_file, join
+from supcon_tf.retrieval import retrieval_metrics
 
 PLOTS_FOLDER = "plots"
 CLASSIFIER_FILES = {"supcon": "classifier.keras", "cross_entropy": "baseline.keras"}
 ENCODER_FILES = {"supcon": "encoder.keras"}
+# Recall@k of the retrieval section (those up to the gallery size).
+RETRIEVAL_KS = (1, 2, 4, 8)
+RETRIEVAL_PROTOCOL = (
+    "every test image is a query against the other test images (leave-one-out: its own "
+    "image is left out of the gallery); cosine similarity, exact search"
+)
 
 
 def _plot_path(run_dir, file_name):
@@ -312,7 +322,8 @@ def evaluate_run(
         num_bins: ECE bins.
         knn_k: kNN neighbours.
         knn_temperature: kNN weight temperature.
-        corruptions: corruption names (default: all that apply to the images).
+        corruptions: corruption names (default: the CIFAR-10-C ones that apply to
+            the images; `EXTRA_CORRUPTIONS` only when named).
         corruption_samples: test images used for the corruption study (0 skips it).
         tsne_samples: test embeddings in the t-SNE plot (0 skips it).
         batch_size: images per forward pass.
@@ -414,16 +425,113 @@ def evaluate_run(
     return result
 
 
+def classifier_encoder(classifier):
+    """The encoder inside a classifier of `supcon_tf.models.classifiers`: its features.
+
+    A linear classifier or the cross-entropy baseline is `images -> encoder -> head`; the
+    encoder (a nested model) outputs the features the head reads, the same position as a
+    SupCon encoder's features (the baseline's penultimate features when its head is
+    linear).
+
+    Example:
+
+    >>> from supcon_tf.models import build_cross_entropy_classifier, build_encoder
+    >>> encoder = build_encoder("small_cnn", (8, 8, 1), 0.25)
+    >>> classifier_encoder(build_cross_entropy_classifier(encoder, 10)) is encoder
+    True
+    """
+    nested = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(
+            f"{classifier.name} holds {len(nested)} nested models; expected one encoder "
+            "(a classifier of supcon_tf.models.build_cross_entropy_classifier)."
+        )
+    return nested[0]
+
+
+def evaluate_retrieval(model_dir, splits, batch_size=256, split="standard", linear_probe=None):
+    """Retrieval metrics of a run's encoders among the test images of `splits`.
+
+    Each test image is a query; the gallery is the other test images (leave-one-out,
+    the protocol of the CUB-200 / CARS196 / Stanford Online Products papers). Scored
+    by `supcon_tf.retrieval.retrieval_metrics` (exact blocked search, cosine): Precision@1,
+    Recall@1/2/4/8, R-precision, MAP@R and mean reciprocal rank. The encoders are
+    `encoder.keras` (`"supcon"`: SupCon or SimCLR) and, when present, the encoder
+    inside `baseline.keras` (`"cross_entropy"`: its features as its head reads them,
+    see `classifier_encoder`).
+
+    Args:
+        model_dir: the run folder.
+        splits: the evaluated classes' data, in RAM (`x_test`, `y_test`) or streamed
+            (`evaluation_batches`), as in `evaluate_run`; for a class-disjoint run, the
+            unseen classes.
+        batch_size: images per forward pass.
+        split: the run's split (`"standard"` or `"class_disjoint"`), recorded.
+        linear_probe: optional `{arm: result}` of the linear probes on these classes
+            (class-disjoint runs), recorded.
+
+    Returns:
+        The JSON-ready section report.json holds under `"retrieval"`: `split`,
+        `classes` (names), `protocol`, `num_queries`, `ks`, `models` (`{arm: metrics}`,
+        or `{arm: {"note": ...}}` when no query has a relevant image) and
+        `linear_probe` when given. Nothing is written.
+
+    Example (a run folder made by hand):
+
+    >>> import tempfile, types, numpy as np
+    >>> from supcon_tf.models import build_encoder
+    >>> folder = tempfile.mkdtemp()
+    >>> build_encoder("small_cnn", (8, 8, 1), 0.25).save(f"{folder}/encoder.keras")
+    >>> rng = np.random.default_rng(0)
+    >>> splits = types.SimpleNamespace(x_test=rng.random((12, 8, 8, 1)).astype("float32"),
+    ...                                y_test=np.arange(12) % 3)
+    >>> section = evaluate_retrieval(folder, splits)
+    >>> section["num_queries"], sorted(section["models"]["supcon"])[:3]
+    (12, ['map_at_r', 'mean_reciprocal_rank', 'precision_at_1'])
+    """
+    data = _StreamedData(splits, batch_size) if is_streamed(splits) else _TestData(splits)
+    labels = data.test_labels()
+    ks = [k for k in RETRIEVAL_KS if k <= labels.shape[0] - 1]
+    encoders = {}
+    if is_file(join(model_dir, ENCODER_FILES["supcon"])):
+        encoders["supcon"] = _load_model(join(model_dir, ENCODER_FILES["supcon"]))
+    if is_file(join(model_dir, CLASSIFIER_FILES["cross_entropy"])):
+        baseline = _load_model(join(model_dir, CLASSIFIER_FILES["cross_entropy"]))
+        encoders["cross_entropy"] = classifier_encoder(baseline)
+    models = {}
+    for name, encoder in encoders.items():
+        embeddings = data.test_embeddings(encoder, batch_size)
+        _check_embedding_shape(embeddings)
+        try:
+            models[name] = retrieval_metrics(embeddings, labels, ks=ks)
+        except DataError as error:
+            models[name] = {"note": str(error)}
+    class_names = getattr(splits, "class_names", None)
+    section = {
+        "split": split,
+        "classes": _class_names(class_names, len(class_names)) if class_names else None,
+        "protocol": RETRIEVAL_PROTOCOL,
+        "num_queries": int(labels.shape[0]),
+        "ks": ks,
+        "models": models,
+    }
+    if linear_probe is not None:
+        section["linear_probe"] = linear_probe
+    return section
+
+
 def is_streamed(splits):
     """Whether `splits` is a streamed dataset (it has `evaluation_batches`), not arrays."""
     return callable(getattr(splits, "evaluation_batches", None))
 
 
-class _ArrayData:
-    """The test and training sets of a dataset held in RAM (`x_train`, `y_train`, ...)."""
+class _TestData:
+    """The test set of a dataset held in RAM (`x_test`, `y_test`)."""
+
+    _attributes = ("x_test", "y_test")
 
     def __init__(self, splits):
-        for attribute in ("x_train", "y_train", "x_test", "y_test"):
+        for attribute in self._attributes:
             if not hasattr(splits, attribute):
                 raise ValueError(
                     f"`splits` has no `{attribute}`; pass a supcon_tf.data.DatasetSplits."
@@ -435,6 +543,15 @@ class _ArrayData:
 
     def test_labels(self):
         return self.y_test
+
+    def test_embeddings(self, encoder, batch_size):
+        return predict(encoder, self.x_test, batch_size)
+
+
+class _ArrayData(_TestData):
+    """The test and training sets of a dataset held in RAM (`x_train`, `y_train`, ...)."""
+
+    _attributes = ("x_train", "y_train", "x_test", "y_test")
 
     def test_probabilities(self, model, batch_size):
         return predict_probabilities(model, self.x_test, batch_size)
@@ -486,6 +603,11 @@ class _StreamedData:
                 [np.asarray(labels).reshape(-1) for _, labels in self._batches("test")]
             ).astype(np.int64)
         return self._labels
+
+    def test_embeddings(self, encoder, batch_size):
+        embeddings, labels = stream_outputs(encoder, self._batches("test", batch_size))
+        self._labels = labels
+        return embeddings
 
     def test_probabilities(self, model, batch_size):
         logits, labels = stream_outputs(model, self._batches("test", batch_size))

@@ -23,6 +23,7 @@ import dataclasses
 
 from supcon_tf import checks
 from supcon_tf.augment import AUGMENTATIONS
+from supcon_tf.data.arrays import SPLITS, check_unseen_classes
 from supcon_tf.data.streaming import check_fraction
 from supcon_tf.errors import UsageError
 from supcon_tf.experiment.inputs import DataSource
@@ -41,7 +42,14 @@ from supcon_tf.training.optimizers import OPTIMIZERS
 from supcon_tf.training.schedules import SCHEDULES
 from supcon_tf.training.selection import MONITORS
 
-PHASES = ("pretrain", "classifier", "baseline", "hybrid")
+PHASES = (
+    "pretrain",
+    "classifier",
+    "baseline",
+    "hybrid",
+    "unseen_probe",
+    "unseen_baseline_probe",
+)
 METHODS = ("supcon", "simclr", "hybrid")
 PROJECTION_HEADS = ("mlp", "none")
 LOSSES = ("supcon", "npairs")
@@ -124,6 +132,14 @@ class ExperimentConfig:
         skip_corrupt_images: leave unreadable images of a streamed dataset out (listed
             in `report.json` under `dataset.skipped_images`) instead of stopping with
             an error naming the file.
+        split: `"standard"` (every stage trains on all classes; retrieval is measured
+            among the test images) or `"class_disjoint"`, the metric-learning protocol:
+            pretraining, the classifier and the baseline train on the seen classes only,
+            and retrieval and a linear probe of each frozen encoder are measured on the
+            unseen classes (report.json "retrieval"). In-RAM datasets only, so far.
+        unseen_classes: with `split="class_disjoint"`, the class ids held out of
+            training (`None`: the second half of the sorted class ids, see
+            `supcon_tf.data.arrays.split_classes`); stored sorted.
         encoder: encoder name (see `supcon_tf.models.encoders.ENCODERS`).
         width_multiplier: encoder width multiplier.
         stem: ResNet stem, `"cifar"` or `"imagenet"`.
@@ -263,6 +279,8 @@ class ExperimentConfig:
     crop_min_area: float | None = None
     center_crop_fraction: float | None = None
     skip_corrupt_images: bool = False
+    split: str = "standard"
+    unseen_classes: list | None = None
     encoder: str = "small_cnn"
     width_multiplier: float = 1.0
     stem: str = "cifar"
@@ -357,6 +375,15 @@ class ExperimentConfig:
             if getattr(self, name) is not None:
                 _library_rule(check_fraction, name, getattr(self, name))
         checks.boolean("skip_corrupt_images", self.skip_corrupt_images)
+        checks.choice("split", self.split, SPLITS)
+        if self.unseen_classes is not None:
+            if self.split != "class_disjoint":
+                raise UsageError(
+                    f"`unseen_classes` applies to split='class_disjoint' only, got "
+                    f"split={self.split!r}; add --split=class_disjoint or drop --unseen_classes."
+                )
+            # A sorted list: config.json stores it so, and a resumed run compares equal.
+            self.unseen_classes = check_unseen_classes(self.unseen_classes)
         checks.choice("augment", self.augment, AUGMENTATIONS)
         checks.number("augment_magnitude", self.augment_magnitude, minimum=0.0, maximum=10.0)
         checks.number("augment_strength", self.augment_strength, minimum=0.0, inclusive=False)
@@ -541,6 +568,8 @@ class ExperimentConfig:
             crop_min_area=self.crop_min_area,
             center_crop_fraction=self.center_crop_fraction,
             skip_corrupt_images=self.skip_corrupt_images,
+            split=self.split,
+            unseen_classes=None if self.unseen_classes is None else tuple(self.unseen_classes),
         )
 
     def effective_baseline_epochs(self):

@@ -14,11 +14,18 @@
 Both give `training_batches(batch_size, seed, ...)` for a phase (resumed at an epoch
 and step), `evaluation_batches(split, batch_size)`, and the sizes the phases need.
 
+With `split="class_disjoint"` (in-RAM datasets only, so far) the inputs hold the seen
+classes, which every stage trains on, and `unseen_inputs(inputs)` the unseen ones
+(`supcon_tf.data.arrays.split_classes`), kept for retrieval and a linear probe.
+
 Example:
 
 >>> inputs = open_inputs(DataSource("digits"))
 >>> type(inputs).__name__, inputs.input_shape, inputs.num_train
 ('ArrayInputs', (8, 8, 1), 1293)
+>>> disjoint = open_inputs(DataSource("digits", split="class_disjoint"))
+>>> disjoint.num_classes, unseen_inputs(disjoint).class_names
+(5, ('5', '6', '7', '8', '9'))
 """
 
 import dataclasses
@@ -33,7 +40,7 @@ from supcon_tf.data import (
     make_training_stream,
     open_streaming_dataset,
 )
-from supcon_tf.data.arrays import resolve_dataset
+from supcon_tf.data.arrays import resolve_dataset, split_classes
 from supcon_tf.data.streaming import crop_settings
 from supcon_tf.errors import UsageError
 from supcon_tf.models.encoders import build_encoder
@@ -57,6 +64,8 @@ class DataSource:
     crop_min_area: float | None = None
     center_crop_fraction: float | None = None
     skip_corrupt_images: bool = False
+    split: str = "standard"
+    unseen_classes: tuple | None = None
 
     def streamed(self):
         """Whether the dataset streams (see `supcon_tf.data.is_streamed`).
@@ -101,6 +110,12 @@ def open_inputs(source):
         DataError: the dataset cannot be found or read.
     """
     if source.streamed():
+        if source.split != "standard":
+            raise UsageError(
+                f"--split={source.split} is not supported yet for streamed datasets "
+                f"({source.dataset}); load the dataset into RAM (an image folder without "
+                "--image_size, an .npz file) or use --split=standard."
+            )
         splits = open_streaming_dataset(
             source.dataset,
             source.data_dir,
@@ -111,9 +126,16 @@ def open_inputs(source):
         return StreamInputs(
             splits, source.image_size, source.crop_min_area, source.center_crop_fraction
         )
-    return ArrayInputs(
-        load_dataset(source.dataset, source.data_dir, source.validation_fraction, source.seed)
-    )
+    splits = load_dataset(source.dataset, source.data_dir, source.validation_fraction, source.seed)
+    if source.split == "standard":
+        return ArrayInputs(splits)
+    seen, unseen = split_classes(splits, source.unseen_classes)
+    return ArrayInputs(seen, unseen=ArrayInputs(unseen))
+
+
+def unseen_inputs(inputs):
+    """The unseen classes' `ArrayInputs` of a class-disjoint run, or `None`."""
+    return getattr(inputs, "unseen", None)
 
 
 def downsampling_factor(encoder, stem):
@@ -154,14 +176,20 @@ imagenet): it downsamples by 32, so crops need at least 32 pixels a side (224 is
 
 
 class ArrayInputs:
-    """A dataset held in RAM as a `supcon_tf.data.DatasetSplits` (`splits`)."""
+    """A dataset held in RAM as a `supcon_tf.data.DatasetSplits` (`splits`).
+
+    `unseen`: with the class-disjoint protocol, the `ArrayInputs` of the classes held out
+    of training (`splits` then holds the seen ones); `None` otherwise.
+    """
 
     streamed = False
 
-    def __init__(self, splits):
+    def __init__(self, splits, unseen=None):
         self.splits = splits
+        self.unseen = unseen
         self.name = splits.name
         self.num_classes = splits.num_classes
+        self.class_names = splits.class_names
         self.input_shape = splits.input_shape
         self.num_train = len(splits.x_train)
         self.num_validation = len(splits.x_val)

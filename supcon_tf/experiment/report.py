@@ -73,16 +73,28 @@ def dataset_summary(inputs):
     return summary
 
 
+def stage_summary(result):
+    """A classifier stage's results in `report.json`: test and validation accuracy, test
+    loss, and the epoch kept (`None` for stages without selection).
+
+    Example:
+
+    >>> stage_summary({"test_accuracy": 0.9, "validation_accuracy": 0.8, "test_loss": 0.3,
+    ...                "history": {}})["selected_epoch"] is None
+    True
+    """
+    keys = ("test_accuracy", "validation_accuracy", "test_loss")
+    selection = {key: result.get(key) for key in ("selected_epoch", "epochs_trained")}
+    return {**{key: result[key] for key in keys}, **selection}
+
+
 def build_report(config, inputs, strategy, results, seconds):
-    """The `report.json` contents: test results, configuration, data, timings, history."""
+    """The `report.json` contents: test results, configuration, data, timings, history.
 
-    def summary(result):
-        keys = ("test_accuracy", "validation_accuracy", "test_loss")
-        selection = {key: result.get(key) for key in ("selected_epoch", "epochs_trained")}
-        return {**{key: result[key] for key in keys}, **selection}
-
+    (The run adds `"retrieval"`, see `supcon_tf.evaluation.run.evaluate_retrieval`.)
+    """
     report = {
-        "supcon": summary(results["classifier"]),
+        "supcon": stage_summary(results["classifier"]),
         "method": config.method,
         "config": dataclasses.asdict(config),
         "dataset": dataset_summary(inputs),
@@ -105,7 +117,7 @@ def build_report(config, inputs, strategy, results, seconds):
         },
     }
     if config.baseline:
-        report["cross_entropy"] = summary(results["baseline"])
+        report["cross_entropy"] = stage_summary(results["baseline"])
         report["budget"] = budget(config)
     if config.preset:
         report["preset"] = {
@@ -118,5 +130,5 @@ def build_report(config, inputs, strategy, results, seconds):
         report["dataset"].update(skipped_images=list(skipped), num_skipped_images=len(skipped))
     if "hybrid" in results:
         # One-stage hybrid_weight x SupCon + CE, beside the two-stage "supcon" result.
-        report["hybrid"] = summary(results["hybrid"])
+        report["hybrid"] = stage_summary(results["hybrid"])
     return report

@@ -8,9 +8,11 @@
 4. The folder is claimed (`run.lock`, `config.json`, the caller's records such as
    `flags.json`); nothing was written before.
 5. The stages (`supcon_tf.experiment.stages`): pretraining, the classifier on the
-   frozen encoder, the cross-entropy baseline, the one-stage hybrid.
-6. `report.json` (`supcon_tf.experiment.report`), with the budgets of the two arms,
-   then the end-of-run evaluation.
+   frozen encoder, the cross-entropy baseline, the one-stage hybrid and, with the
+   class-disjoint split, a linear probe of each arm's frozen encoder on the unseen classes.
+6. `report.json` (`supcon_tf.experiment.report`), with the budgets of the two arms and
+   the retrieval section (`supcon_tf.evaluation.run.evaluate_retrieval`: the test images
+   of all classes, or of the unseen ones), `report.md`, then the end-of-run evaluation.
 """
 
 import contextlib
@@ -22,12 +24,14 @@ import tensorflow as tf
 
 from supcon_tf.data.streaming import input_error_message
 from supcon_tf.errors import DataError, UsageError
-from supcon_tf.evaluation import evaluate_run
+from supcon_tf.evaluation import evaluate_run, write_report_md
+from supcon_tf.evaluation.run import evaluate_retrieval
 from supcon_tf.experiment.config import RESUMABLE_FIELDS, ExperimentConfig
+from supcon_tf.experiment.inputs import unseen_inputs
 from supcon_tf.experiment.preflight import preflight
-from supcon_tf.experiment.report import build_report
+from supcon_tf.experiment.report import build_report, stage_summary
 from supcon_tf.experiment.runs import REPORT_FILE, RunDirectory, stop_on_sigterm
-from supcon_tf.experiment.stages import Stages
+from supcon_tf.experiment.stages import UNSEEN_PROBES, Stages
 from supcon_tf.files import join
 from supcon_tf.training.distribute import (
     build_strategy,
@@ -77,7 +81,10 @@ def run_experiment(config, records=None, on_preflight=None):
         tf.config.experimental.enable_op_determinism()
     strategy, config = _distribute(config)
     run = RunDirectory(config.model_dir)
-    run.check_config(dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS)
+    defaults = _defaults()
+    run.check_config(
+        dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS, defaults=defaults
+    )
     finished = run.complete_report()
     if finished is not None and _is_complete(finished, config) and not config.dry_run:
         logging.warning(
@@ -86,6 +93,7 @@ def run_experiment(config, records=None, on_preflight=None):
         )
         return finished
     checked = preflight(config)
+    _check_unseen_batch_size(config, checked.inputs)
     if on_preflight is not None:
         on_preflight(checked)
     for note in checked.notes:
@@ -94,7 +102,10 @@ def run_experiment(config, records=None, on_preflight=None):
         return {"dry_run": True, **checked.summary()}
     with run.lock(), stop_on_sigterm() as stop_requested:
         run.record_config(
-            dataclasses.asdict(config), resumable_fields=RESUMABLE_FIELDS, records=records
+            dataclasses.asdict(config),
+            resumable_fields=RESUMABLE_FIELDS,
+            records=records,
+            defaults=defaults,
         )
         start = time.perf_counter()
         stages = Stages(config, checked.inputs, run, stop_requested)
@@ -105,14 +116,55 @@ def run_experiment(config, records=None, on_preflight=None):
                 results["baseline"] = stages.run("baseline", stages.train_baseline)
             if config.method == "hybrid":
                 results["hybrid"] = stages.run("hybrid", stages.train_hybrid)
+            if unseen_inputs(checked.inputs) is not None:
+                for arm in ("supcon", "cross_entropy") if config.baseline else ("supcon",):
+                    phase = UNSEEN_PROBES[arm]
+                    results[phase] = stages.run(
+                        phase, lambda arm=arm: stages.train_unseen_probe(arm)
+                    )
         report = build_report(
             config, checked.inputs, strategy, results, time.perf_counter() - start
         )
+        report["retrieval"] = _retrieval(config, checked.inputs, run, results)
         run.write_report(report)
+        write_report_md(report, run.root)
         if report.get("budget") and report["budget"]["note"]:
             logging.warning("%s", report["budget"]["note"])
         _evaluate(config, checked.inputs, run, report)
     return report
+
+
+def _check_unseen_batch_size(config, inputs):
+    """`DataError` when the unseen classes' probe batch exceeds their training images."""
+    unseen = unseen_inputs(inputs)
+    batch_size = config.classifier_stage().batch_size
+    if unseen is not None and batch_size > unseen.num_train:
+        flag = "classifier_batch_size" if config.classifier_batch_size else "batch_size"
+        raise DataError(
+            f"The linear probe on the unseen classes trains on their {unseen.num_train} "
+            f"training images of {inputs.name}, fewer than its batch size {batch_size}; set "
+            f"--{flag} to at most {unseen.num_train}, or list more --unseen_classes."
+        )
+
+
+def _retrieval(config, inputs, run, results):
+    """report.json's "retrieval": the run's encoders on the evaluated classes' test images."""
+    unseen = unseen_inputs(inputs)
+    evaluated = unseen or inputs
+    probes = None
+    if unseen is not None:
+        probes = {
+            arm: stage_summary(results[phase])
+            for arm, phase in UNSEEN_PROBES.items()
+            if phase in results
+        }
+    return evaluate_retrieval(
+        run.root,
+        evaluated if evaluated.streamed else evaluated.splits,
+        batch_size=config.classifier_stage().batch_size,
+        split=config.split,
+        linear_probe=probes,
+    )
 
 
 def _is_complete(report, config):
@@ -157,3 +209,12 @@ def _distribute(config):
     # Workers other than the chief write their files into a folder of their own.
     model_dir = worker_model_dir(config.model_dir, strategy)
     return strategy, dataclasses.replace(config, model_dir=model_dir)
+
+
+def _defaults():
+    """The options' default values (a run folder written before an option existed lacks it)."""
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(ExperimentConfig)
+        if field.default is not dataclasses.MISSING
+    }

@@ -211,12 +211,15 @@ class RunDirectory:
             if _same_owner(_read_lock(path), owner):
                 remove(path)
 
-    def check_config(self, config, resumable_fields=()):
+    def check_config(self, config, resumable_fields=(), defaults=None):
         """Refuses a folder that holds a run with another configuration; writes nothing.
 
         Args:
             config: the configuration as a JSON-compatible dict.
             resumable_fields: keys that may differ from the stored run's.
+            defaults: optional `{key: default}`: a key that the stored configuration
+                lacks (written by an older version, before the option existed) counts as
+                unchanged while `config` holds its default.
 
         Raises:
             UsageError: when a key outside `resumable_fields` differs.
@@ -225,6 +228,7 @@ class RunDirectory:
         if not is_file(path):
             return
         previous = _read_json(path, "the run's configuration")
+        previous = {**{k: v for k, v in (defaults or {}).items() if k not in previous}, **previous}
         differences = sorted(
             key
             for key in set(previous) | set(config)
@@ -239,19 +243,20 @@ class RunDirectory:
                 "use a new model_dir, or delete it to start over."
             )
 
-    def record_config(self, config, resumable_fields=(), records=None):
+    def record_config(self, config, resumable_fields=(), records=None, defaults=None):
         """Writes `config.json` (and `records`), refusing a run with another configuration.
 
         Args:
             config: the configuration as a JSON-compatible dict.
             resumable_fields: keys that may differ from the stored run's.
+            defaults: the options' defaults, as `check_config` takes them.
             records: optional `{file name: JSON-compatible payload}` written beside it
                 (`flags.json` of the command line).
 
         Raises:
             UsageError: when a key outside `resumable_fields` differs.
         """
-        self.check_config(config, resumable_fields)
+        self.check_config(config, resumable_fields, defaults)
         write_json(join(self.root, CONFIG_FILE), config)
         for name, payload in (records or {}).items():
             write_json(join(self.root, name), payload)

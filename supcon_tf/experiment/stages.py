@@ -2,16 +2,20 @@
 
 `Stages.pretrain` (SupCon or SimCLR pretraining, `encoder.keras`),
 `Stages.train_classifier` (a head on the frozen encoder, `classifier.keras`),
-`Stages.train_baseline` (cross-entropy end to end, `baseline.keras`) and
-`Stages.train_hybrid` (one-stage SupCon + cross-entropy, `hybrid.keras`). Each is run
+`Stages.train_baseline` (cross-entropy end to end, `baseline.keras`),
+`Stages.train_hybrid` (one-stage SupCon + cross-entropy, `hybrid.keras`) and, with the
+class-disjoint split, `Stages.train_unseen_probe` (a linear probe of a frozen encoder on
+the unseen classes, `unseen_probe.keras` / `unseen_baseline_probe.keras`). Each is run
 through `RunDirectory.run_phase`, so a finished stage is not trained again.
 `supcon_tf.experiment.run.run_experiment` calls them in order.
 """
 
 import keras
 
+from supcon_tf.evaluation.run import classifier_encoder
 from supcon_tf.experiment import components
 from supcon_tf.experiment.config import PHASES
+from supcon_tf.experiment.inputs import unseen_inputs
 from supcon_tf.experiment.phases import (
     build_phase_optimizer,
     compile_classifier,
@@ -26,6 +30,9 @@ from supcon_tf.models import (
 )
 from supcon_tf.training.distribute import synchronize_batch_norm
 from supcon_tf.training.selection import BestEpoch
+
+# The linear-probe phase on the unseen classes of each arm (class-disjoint split).
+UNSEEN_PROBES = {"supcon": "unseen_probe", "cross_entropy": "unseen_baseline_probe"}
 
 
 class Stages:
@@ -78,13 +85,32 @@ class Stages:
 
     def train_classifier(self):
         """A classifier head on the saved, frozen encoder; saves `classifier.keras`."""
+        encoder = self._load("encoder.keras")
+        return self._probe("classifier", encoder, self.inputs)
+
+    def train_unseen_probe(self, arm):
+        """The classifier stage's head on `arm`'s frozen encoder, on the unseen classes.
+
+        `arm` is `"supcon"` (`encoder.keras`) or `"cross_entropy"` (the encoder inside
+        `baseline.keras`, whose output its head reads); trained on the unseen classes'
+        training images with the classifier stage's recipe, scored on their validation
+        and test images; saves `unseen_probe.keras` or `unseen_baseline_probe.keras`.
+        """
+        if arm == "supcon":
+            encoder = self._load("encoder.keras")
+        else:
+            encoder = classifier_encoder(self._load("baseline.keras"))
+        return self._probe(UNSEEN_PROBES[arm], encoder, unseen_inputs(self.inputs))
+
+    def _load(self, file_name):
+        return keras.saving.load_model(join(self.run_directory.root, file_name), safe_mode=True)
+
+    def _probe(self, phase, encoder, inputs):
+        """A head on the frozen `encoder` for `inputs`' classes, trained as `phase`."""
         config = self.config
-        encoder = keras.saving.load_model(
-            join(self.run_directory.root, "encoder.keras"), safe_mode=True
-        )
         model = build_linear_classifier(
             encoder,
-            self.inputs.num_classes,
+            inputs.num_classes,
             hidden_units=config.classifier_hidden_units,
             dropout=config.classifier_dropout,
             hidden_activation=config.classifier_hidden_activation,
@@ -92,7 +118,7 @@ class Stages:
         )
         # The classifier stage trains with its own recipe (classifier_* settings).
         return self._classify(
-            "classifier", model, config.classifier_epochs, config.classifier_recipe()
+            phase, model, config.classifier_epochs, config.classifier_recipe(), inputs
         )
 
     def train_baseline(self):
@@ -125,18 +151,18 @@ class Stages:
         classifier = model.classifier()
         compile_classifier(classifier, config.training_recipe(), 1, inputs.num_train)
         return {
-            **self._save_and_score(classifier, "hybrid", config.batch_size),
+            **self._save_and_score(classifier, "hybrid", config.batch_size, inputs),
             "history": history,
             "resumed_from_epoch": initial_epoch,
         }
 
-    def _fit(self, model, phase, batches, epochs, batch_size, **options):
+    def _fit(self, model, phase, batches, epochs, batch_size, num_train=None, **options):
         return fit_phase(
             model,
             self.run_directory,
             phase,
             batches,
-            self.inputs.num_train,
+            num_train or self.inputs.num_train,
             epochs,
             batch_size,
             backup_steps=self.config.backup_steps,
@@ -145,14 +171,15 @@ class Stages:
             **options,
         )
 
-    def _save_and_score(self, model, name, batch_size):
-        """Saves `<name>.keras`; returns its validation and test accuracy and test loss."""
+    def _save_and_score(self, model, name, batch_size, inputs):
+        """Saves `<name>.keras`; returns its validation and test accuracy (on `inputs`) and
+        test loss."""
         model.save(join(self.run_directory.root, f"{name}.keras"))
         _, validation_accuracy = evaluate_split(
-            model, self.inputs.evaluation_batches("validation", batch_size)
+            model, inputs.evaluation_batches("validation", batch_size)
         )
         test_loss, test_accuracy = evaluate_split(
-            model, self.inputs.evaluation_batches("test", batch_size)
+            model, inputs.evaluation_batches("test", batch_size)
         )
         return {
             "test_accuracy": test_accuracy,
@@ -181,10 +208,10 @@ class Stages:
 
         return training_batches
 
-    def _classify(self, phase, model, epochs, recipe):
-        """Trains a classifier phase with `recipe`, keeps its best validation epoch, saves
-        `<phase>.keras`, evaluates validation and test."""
-        config, inputs = self.config, self.inputs
+    def _classify(self, phase, model, epochs, recipe, inputs=None):
+        """Trains a classifier phase with `recipe` on `inputs` (default: the run's), keeps
+        its best validation epoch, saves `<phase>.keras`, evaluates validation and test."""
+        config, inputs = self.config, inputs or self.inputs
         compile_classifier(model, recipe, epochs, inputs.num_train)
         model(inputs.example_images())
         augmenter = components.augmenter(config, crop=not inputs.streamed)
@@ -207,6 +234,7 @@ class Stages:
             training_batches,
             epochs,
             recipe.batch_size,
+            num_train=inputs.num_train,
             validation_data=inputs.evaluation_batches("validation", recipe.batch_size),
             callbacks=[best_epoch] if best_epoch else [],
         )
@@ -215,7 +243,7 @@ class Stages:
         if best_epoch and config.select_best_epoch:
             selected_epoch = best_epoch.restore(model) or epochs_trained
         return {
-            **self._save_and_score(model, phase, recipe.batch_size),
+            **self._save_and_score(model, phase, recipe.batch_size, inputs),
             "selected_epoch": selected_epoch,
             "epochs_trained": epochs_trained,
             "history": history,

@@ -147,13 +147,12 @@ def check_variant(denominator_mode, positives_cap):
             "only the term's positive and the negatives (SINCERE), 'only_negatives' only "
             "the negatives (DCL)."
         )
-    if positives_cap is not None and (
-        isinstance(positives_cap, bool) or not isinstance(positives_cap, int) or positives_cap < 0
-    ):
-        raise ValueError(
-            "`positives_cap` must be None (no cap) or a non-negative integer multiple of the "
-            f"number of views, got {positives_cap!r}."
-        )
+    _check_optional_count(
+        "positives_cap",
+        positives_cap,
+        0,
+        "None (no cap) or a non-negative integer multiple of the number of views",
+    )
 
 
 def check_implementation(implementation, block_size):
@@ -177,13 +176,20 @@ def check_implementation(implementation, block_size):
             "'dense' materialises the whole similarity matrix (fast for small batches), "
             "'blocked' streams over row blocks (memory O(N x block_size)), 'auto' picks by size."
         )
-    if block_size is not None and (
-        isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
+    _check_optional_count(
+        "block_size",
+        block_size,
+        1,
+        "None (automatic) or a positive integer number of anchor rows per block",
+    )
+
+
+def _check_optional_count(name, value, minimum, meaning):
+    """Raises `ValueError` (saying `meaning`) unless `value` is None or an int >= `minimum`."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value < minimum
     ):
-        raise ValueError(
-            f"`block_size` must be None (automatic) or a positive integer number of anchor "
-            f"rows per block, got {block_size!r}."
-        )
+        raise ValueError(f"`{name}` must be {meaning}, got {value!r}.")
 
 
 def choose_implementation(implementation, num_anchors, num_contrasts, in_xla=False):

@@ -215,12 +215,8 @@ def supervised_contrastive_loss(
         )
     if normalize:
         features = tf.math.l2_normalize(features, axis=-1)
-    if not isinstance(gather_across_replicas, bool):
-        raise ValueError(
-            f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
-        )
-    if not isinstance(pair_weights, bool):
-        raise ValueError(f"`pair_weights` must be True or False, got {pair_weights!r}.")
+    checks.boolean("gather_across_replicas", gather_across_replicas)
+    checks.boolean("pair_weights", pair_weights)
     # Without several replicas the anchors are the whole batch; with them, this replica's
     # samples against every replica's (the global batch).
     anchor_start, local_batch = 0, None
@@ -430,10 +426,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         _check_options(temperature, base_temperature, contrast_mode, summation)
         kernels.check_implementation(implementation, block_size)
         kernels.check_variant(denominator_mode, positives_cap)
-        if not isinstance(gather_across_replicas, bool):
-            raise ValueError(
-                f"`gather_across_replicas` must be True or False, got {gather_across_replicas!r}."
-            )
+        checks.boolean("gather_across_replicas", gather_across_replicas)
         self.temperature = temperature
         self.base_temperature = base_temperature
         self.contrast_mode = contrast_mode
@@ -444,9 +437,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         self.gather_across_replicas = gather_across_replicas
         self.denominator_mode = denominator_mode
         self.positives_cap = positives_cap
-        if not isinstance(pair_weights, bool):
-            raise ValueError(f"`pair_weights` must be True or False, got {pair_weights!r}.")
-        self.pair_weights = pair_weights
+        self.pair_weights = checks.boolean("pair_weights", pair_weights)
 
     def call(self, y_true, y_pred, memory_embeddings=None, memory_labels=None):
         return supervised_contrastive_loss(

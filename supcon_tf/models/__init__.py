@@ -28,7 +28,9 @@ from supcon_tf.models.momentum_encoder import (
     check_momentum,
     check_momentum_encoder_memory,
 )
-from supcon_tf.models.momentum_encoder import train_step as train_step_with_key_network
+from supcon_tf.models.momentum_encoder import (
+    train_step as train_step_with_key_network,  # deprecated
+)
 from supcon_tf.models.supcon_model import HybridSupConModel, SupConModel
 
 __all__ = [

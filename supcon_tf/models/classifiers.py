@@ -10,6 +10,8 @@ Example:
 
 import keras
 
+from supcon_tf import checks
+
 HIDDEN_ACTIVATIONS = ("relu", "linear")
 # BatchNorm momentum of the feature standardisation: PyTorch's 0.1, as in MoCo v3 / MAE
 # linear probing; the moving statistics settle within a few dozen steps.
@@ -24,8 +26,7 @@ def _check_classifier_arguments(encoder, num_classes, hidden_units, dropout, hid
         )
     if not isinstance(encoder, keras.Model):
         raise ValueError(f"`encoder` must be a keras.Model, got {type(encoder).__name__}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+    checks.integer("num_classes", num_classes, minimum=2)
     if hidden_units is not None and (
         isinstance(hidden_units, bool) or not isinstance(hidden_units, int) or hidden_units < 1
     ):

@@ -74,63 +74,152 @@ def check_chunk_size(chunk_size):
         )
 
 
-def train_step(model, data, chunk_size):
-    """One gradient-cached training step of a `SupConModel` (its `train_step`).
+class FullBatchGradients:
+    """The plain way to a step's gradients: the whole batch under one tape.
+
+    The interface the model's training step uses (see `GradientCache`):
+    `embed_without_gradient(views, embed)` and `gradients(views, embed, scaled_loss_of,
+    weights)`, where `embed` maps views `[V, B, H, W, C]` to embeddings `[B, V, D]` and
+    `scaled_loss_of` maps the embeddings to the (loss-scaled) loss of the batch.
+    """
+
+    def embed_without_gradient(self, views, embed):
+        """`embed(views)`: the key network's embeddings of the batch."""
+        return embed(views)
+
+    def gradients(self, views, embed, scaled_loss_of, weights):
+        """`(embeddings, gradients of the scaled loss with respect to `weights`)`."""
+        with tf.GradientTape() as tape:
+            embeddings = embed(views)
+            scaled_loss = scaled_loss_of(embeddings)
+        return embeddings, tape.gradient(scaled_loss, weights)
+
+
+class GradientCache:
+    """The gradient-cached way to a step's gradients: the batch's network in chunks.
+
+    Same interface as `FullBatchGradients`, same gradients (see the module docstring),
+    at the activation memory of one chunk of `chunk_size` images.
 
     Args:
-        model: a compiled `SupConModel`.
-        data: the batch from `fit`: `x`, `(x, y)` or `(x, y, sample_weight)`.
-        chunk_size: images per chunk.
-
-    Returns:
-        The metrics dictionary of `model.compute_metrics`, as Keras' `train_step`.
+        chunk_size: images per chunk, a positive integer.
+        encoder, projection_head: the network that `embed` runs: their random state
+            and statistics are replayed in pass 2, their output shape sizes the cache.
     """
-    _check_no_synchronized_batch_norm(model)
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    views = tf.stop_gradient(model.draw_views(x, training=True))
-    # A key network (momentum encoder) embeds the same views, chunk by chunk, for the bank.
-    keys = None
-    if model.key_network is not None:
-        keys = _embed_in_chunks(model, views, chunk_size, model.embed_keys)
-    state = _replayed_state(model)
-    snapshot = [tf.identity(variable.value) for variable in state]
-    embeddings = tf.stop_gradient(
-        _embed_in_chunks(
-            model, views, chunk_size, lambda chunk: model.embed_views(chunk, training=True)
+
+    def __init__(self, chunk_size, encoder, projection_head):
+        check_chunk_size(chunk_size)
+        self.chunk_size = chunk_size
+        self.parts = (encoder, projection_head)
+
+    def embed_without_gradient(self, views, embed):
+        """`embed(views)` chunk by chunk, nothing recorded (the key network's pass)."""
+        return self._embed_in_chunks(views, embed)
+
+    def gradients(self, views, embed, scaled_loss_of, weights):
+        """Passes 1-4 of the module docstring: `(embeddings, summed chunk gradients)`."""
+        _check_no_synchronized_batch_norm(self.parts)
+        state = _replayed_state(self.parts)
+        snapshot = [tf.identity(variable.value) for variable in state]
+        embeddings = tf.stop_gradient(self._embed_in_chunks(views, embed))
+        for variable, value in zip(state, snapshot, strict=True):
+            variable.assign(value)
+        with tf.GradientTape() as tape:
+            tape.watch(embeddings)
+            scaled_loss = scaled_loss_of(embeddings)
+        # The weights' direct gradients are those of regularisation losses (weight decay
+        # written as kernel regularisers); the rest flows through the embeddings.
+        embedding_gradient, *direct_gradients = tape.gradient(scaled_loss, [embeddings, *weights])
+        gradients = self._backpropagate_in_chunks(
+            views, embed, embedding_gradient, weights, direct_gradients
         )
-    )
-    for variable, value in zip(state, snapshot, strict=True):
-        variable.assign(value)
+        return embeddings, gradients
 
-    trainable = model.trainable_weights
-    with tf.GradientTape() as tape:
-        tape.watch(embeddings)
-        loss = model.compute_loss(
-            x=x,
-            y=y,
-            y_pred=embeddings,
-            sample_weight=sample_weight,
-            training=True,
-            key_embeddings=keys,
+    def _cache_dtype(self):
+        """float64 for float64 models, else float32 (the loss computes in float32 anyway)."""
+        return tf.float64 if self.parts[1].compute_dtype == "float64" else tf.float32
+
+    def _chunks(self, views):
+        """`(num_chunks, chunk_of)`: `chunk_of(i)` is `(start, views [V, b, ...] of chunk i)`."""
+        chunk_size = self.chunk_size
+        num_chunks = (tf.shape(views)[1] + chunk_size - 1) // chunk_size
+
+        def chunk_of(index):
+            start = index * chunk_size
+            return start, views[:, start : start + chunk_size]
+
+        return num_chunks, chunk_of
+
+    def _embed_in_chunks(self, views, embed):
+        """The embeddings `[B, V, D]` of all chunks by `embed(chunk views)`, one at a time."""
+        num_chunks, chunk_of = self._chunks(views)
+        dtype = self._cache_dtype()
+
+        def step(index, embeddings):
+            _, chunk = chunk_of(index)
+            return index + 1, embeddings.write(index, tf.cast(embed(chunk), dtype))
+
+        # Chunks differ in size when the batch is not a multiple of the chunk size.
+        encoder, projection_head = self.parts
+        features = encoder.compute_output_shape((None, *views.shape[2:]))
+        dim = projection_head.compute_output_shape(features)[-1]
+        embeddings = tf.TensorArray(
+            dtype, size=num_chunks, infer_shape=False, element_shape=(None, views.shape[0], dim)
         )
-        track_loss(model, loss, views)
-        scaled_loss = model.optimizer.scale_loss(loss)
-    # The weights' direct gradients are those of regularisation losses (weight decay
-    # written as kernel regularisers); the rest flows through the embeddings.
-    embedding_gradient, *direct_gradients = tape.gradient(scaled_loss, [embeddings, *trainable])
-    gradients = _backpropagate_in_chunks(
-        model, views, embedding_gradient, chunk_size, trainable, direct_gradients
-    )
-    model.optimizer.apply_gradients(zip(gradients, trainable, strict=True))
-    return model.compute_metrics(x, y, embeddings, sample_weight=sample_weight)
+        _, embeddings = tf.while_loop(
+            lambda index, _: index < num_chunks,
+            step,
+            [tf.constant(0), embeddings],
+            parallel_iterations=1,
+        )
+        return embeddings.concat()
+
+    def _backpropagate_in_chunks(self, views, embed, embedding_gradient, weights, initial):
+        """Pass 2: sums each chunk's back-propagated slice of the cached gradient."""
+        num_chunks, chunk_of = self._chunks(views)
+        dtype = self._cache_dtype()
+
+        def step(index, totals):
+            start, chunk = chunk_of(index)
+            with tf.GradientTape() as tape:
+                chunk_embeddings = tf.cast(embed(chunk), dtype)
+            chunk_gradient = embedding_gradient[start : start + tf.shape(chunk_embeddings)[0]]
+            gradients = tape.gradient(chunk_embeddings, weights, output_gradients=chunk_gradient)
+            return index + 1, [
+                total if gradient is None else total + tf.convert_to_tensor(gradient)
+                for total, gradient in zip(totals, gradients, strict=True)
+            ]
+
+        totals = [
+            tf.zeros(variable.shape, variable.dtype) if gradient is None else gradient
+            for variable, gradient in zip(weights, initial, strict=True)
+        ]
+        totals = [tf.convert_to_tensor(total) for total in totals]
+        _, totals = tf.while_loop(
+            lambda index, _: index < num_chunks,
+            step,
+            [tf.constant(0), totals],
+            parallel_iterations=1,
+        )
+        return totals
 
 
-def _check_no_synchronized_batch_norm(model):
+def train_step(model, data, chunk_size):
+    """Deprecated: one gradient-cached step of `model`; set `gradient_cache_chunk_size`.
+
+    `SupConModel(gradient_cache_chunk_size=...)` runs this step itself; this function is
+    kept for code that called it: it runs the model's step with a `GradientCache`.
+    """
+    cache = GradientCache(chunk_size, model.encoder, model.projection_head)
+    return model.contrastive_train_step(data, cache)
+
+
+def _check_no_synchronized_batch_norm(parts):
     """Synchronised BatchNorm would all-reduce inside the chunk loop, which TF refuses."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return
-    for part in (model.encoder, model.projection_head):
+    for part in parts:
         for layer in part._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized:
                 raise ValueError(
@@ -142,10 +231,10 @@ def _check_no_synchronized_batch_norm(model):
                 )
 
 
-def _replayed_state(model):
+def _replayed_state(parts):
     """Variables that pass 1 changes and pass 2 must start from: seeds and statistics."""
     state, seen = [], set()
-    for layer in (model.encoder, model.projection_head):
+    for layer in parts:
         for variable in layer.non_trainable_variables:
             if id(variable) not in seen:
                 seen.add(id(variable))
@@ -153,83 +242,6 @@ def _replayed_state(model):
     return state
 
 
-def _cache_dtype(model):
-    """float64 for float64 models, else float32 (the loss computes in float32 anyway)."""
-    return tf.float64 if model.projection_head.compute_dtype == "float64" else tf.float32
-
-
-def _chunk_bounds(views, chunk_size):
-    """`(num_chunks, chunk_of)`: `chunk_of(i)` slices views `[V, B, ...]` to chunk i."""
-    batch_size = tf.shape(views)[1]
-    num_chunks = (batch_size + chunk_size - 1) // chunk_size
-
-    def chunk_of(index):
-        start = index * chunk_size
-        return start, views[:, start : start + chunk_size]
-
-    return num_chunks, chunk_of
-
-
-def _embed_in_chunks(model, views, chunk_size, embed):
-    """The embeddings `[B, V, D]` of all chunks by `embed(chunk views)`, one chunk at a time.
-
-    Pass 1 (`embed`: the query network in training mode) and the key network's pass.
-    """
-    num_chunks, chunk_of = _chunk_bounds(views, chunk_size)
-    dtype = _cache_dtype(model)
-
-    def step(index, embeddings):
-        _, chunk = chunk_of(index)
-        chunk_embeddings = tf.cast(embed(chunk), dtype)
-        return index + 1, embeddings.write(index, chunk_embeddings)
-
-    # Chunks differ in size when the batch is not a multiple of the chunk size.
-    _, num_views, dim = model.compute_output_shape((None, *views.shape[2:]))
-    embeddings = tf.TensorArray(
-        dtype, size=num_chunks, infer_shape=False, element_shape=(None, num_views, dim)
-    )
-    _, embeddings = tf.while_loop(
-        lambda index, _: index < num_chunks,
-        step,
-        [tf.constant(0), embeddings],
-        parallel_iterations=1,
-    )
-    return embeddings.concat()
-
-
-def _backpropagate_in_chunks(model, views, embedding_gradient, chunk_size, trainable, initial):
-    """Pass 2: sums each chunk's back-propagated slice of the cached gradient."""
-    num_chunks, chunk_of = _chunk_bounds(views, chunk_size)
-    dtype = _cache_dtype(model)
-
-    def step(index, totals):
-        start, chunk = chunk_of(index)
-        with tf.GradientTape() as tape:
-            chunk_embeddings = tf.cast(model.embed_views(chunk, training=True), dtype)
-        chunk_gradient = embedding_gradient[start : start + tf.shape(chunk_embeddings)[0]]
-        gradients = tape.gradient(chunk_embeddings, trainable, output_gradients=chunk_gradient)
-        return index + 1, [
-            total if gradient is None else total + tf.convert_to_tensor(gradient)
-            for total, gradient in zip(totals, gradients, strict=True)
-        ]
-
-    totals = [
-        tf.zeros(variable.shape, variable.dtype) if gradient is None else gradient
-        for variable, gradient in zip(trainable, initial, strict=True)
-    ]
-    totals = [tf.convert_to_tensor(total) for total in totals]
-    _, totals = tf.while_loop(
-        lambda index, _: index < num_chunks,
-        step,
-        [tf.constant(0), totals],
-        parallel_iterations=1,
-    )
-    return totals
-
-
 def track_loss(model, loss, views):
-    """Updates the `loss` metric as Keras' `train_step` does (per-replica loss unscaled)."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    model._loss_tracker.update_state(
-        loss * tf.cast(replicas, loss.dtype), sample_weight=tf.shape(views)[1]
-    )
+    """Deprecated: updates `model`'s `loss` metric for a step on `views` (`[V, B, ...]`)."""
+    model.track_loss(loss, tf.shape(views)[1])

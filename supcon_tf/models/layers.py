@@ -15,6 +15,8 @@ True
 import keras
 from keras import ops
 
+from supcon_tf import checks
+
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
 class L2Normalize(keras.layers.Layer):
@@ -39,8 +41,7 @@ class L2Normalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            raise ValueError(f"`axis` must be an integer, got {axis!r}.")
+        checks.integer("axis", axis)
         if not epsilon > 0:
             raise ValueError(f"`epsilon` must be positive, got {epsilon!r}.")
         self.axis = axis

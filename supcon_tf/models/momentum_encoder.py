@@ -17,9 +17,9 @@ never used by training; copying them overwrites the key pass's own updates, so t
 state after a step is a function of the query's history alone (deterministic, equal
 on every replica), and a key network used for inference normalises like the query.
 
-`train_step` is the (not gradient-cached) training step of a `SupConModel` with a key
-network: the views are drawn once; the query embeddings are trained on as usual and
-the key network's embeddings of the same views fill the memory bank.
+`SupConModel.train_step` runs the key network: the views are drawn once; the query
+embeddings are trained on as usual and the key network's embeddings of the same views
+fill the memory bank.
 
 Reference: K. He, H. Fan, Y. Wu, S. Xie, R. Girshick, "Momentum Contrast for
 Unsupervised Visual Representation Learning", CVPR 2020; X. Chen, H. Fan, R. Girshick,
@@ -46,7 +46,15 @@ import keras
 import tensorflow as tf
 
 from supcon_tf.errors import UsageError
-from supcon_tf.models.gradient_cache import track_loss
+from supcon_tf.models.gradient_cache import FullBatchGradients, track_loss
+
+__all__ = [
+    "MomentumEncoder",
+    "check_momentum",
+    "check_momentum_encoder_memory",
+    "track_loss",  # kept at this path for code that imported it here
+    "train_step",
+]
 
 
 def check_momentum(momentum):
@@ -209,36 +217,10 @@ def _copy(layer):
 
 
 def train_step(model, data):
-    """One training step of a `SupConModel` with a key network (its `train_step`).
+    """Deprecated: one step of a `SupConModel` with a key network, as its `train_step` runs.
 
-    Draws the views once; the key network embeds them (no gradient) for the memory bank;
-    the query embeds them under a tape, and the loss (the batch's own contrasts and the
-    bank's stored keys) is minimised by one optimizer step. The momentum update of the
-    key network follows in `SupConModel.train_step`.
-
-    Args:
-        model: a compiled `SupConModel` with `momentum_encoder=True`.
-        data: the batch from `fit`: `x`, `(x, y)` or `(x, y, sample_weight)`.
-
-    Returns:
-        The metrics dictionary of `model.compute_metrics`, as Keras' `train_step`.
+    `SupConModel(momentum_encoder=True)` runs this step itself (views drawn once, the key
+    network's embeddings of them to the memory bank, the query's under a tape); kept for
+    code that called it. The momentum update follows in `SupConModel.train_step`.
     """
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    views = tf.stop_gradient(model.draw_views(x, training=True))
-    keys = model.embed_keys(views)
-    trainable = model.trainable_weights
-    with tf.GradientTape() as tape:
-        embeddings = model.embed_views(views, training=True)
-        loss = model.compute_loss(
-            x=x,
-            y=y,
-            y_pred=embeddings,
-            sample_weight=sample_weight,
-            training=True,
-            key_embeddings=keys,
-        )
-        track_loss(model, loss, views)
-        scaled_loss = model.optimizer.scale_loss(loss)
-    gradients = tape.gradient(scaled_loss, trainable)
-    model.optimizer.apply_gradients(zip(gradients, trainable, strict=True))
-    return model.compute_metrics(x, y, embeddings, sample_weight=sample_weight)
+    return model.contrastive_train_step(data, FullBatchGradients())

@@ -32,12 +32,13 @@ Example:
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from supcon_tf import checks
 from supcon_tf.errors import UsageError
 from supcon_tf.losses.supcon import SupervisedContrastiveLoss
-from supcon_tf.models import gradient_cache
+from supcon_tf.models.gradient_cache import FullBatchGradients, GradientCache
 from supcon_tf.models.layers import ProjectionHead
 from supcon_tf.models.memory_bank import MemoryBank
 from supcon_tf.models.momentum_encoder import (
@@ -45,7 +46,6 @@ from supcon_tf.models.momentum_encoder import (
     check_momentum,
     check_momentum_encoder_memory,
 )
-from supcon_tf.models.momentum_encoder import train_step as train_step_with_key_network
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
@@ -154,7 +154,6 @@ class SupConModel(keras.Model):
             raise UsageError(f"`num_views` must be a positive integer, got {num_views!r}.")
         if augmenter is not None and not callable(augmenter):
             raise ValueError(f"`augmenter` must be a Keras layer or None, got {augmenter!r}.")
-        gradient_cache.check_chunk_size(gradient_cache_chunk_size)
         if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
             raise ValueError(
                 f"`memory_size` must be a non-negative integer (0: no memory bank), got "
@@ -177,6 +176,15 @@ class SupConModel(keras.Model):
             self.key_network = MomentumEncoder(
                 encoder, self.projection_head, momentum, name="key_network"
             )
+        # How a step's gradients are computed when Keras' own step does not do: in chunks,
+        # or with the key network's pass beside the query's.
+        self.gradient_strategy = None
+        if gradient_cache_chunk_size is not None:
+            self.gradient_strategy = GradientCache(
+                gradient_cache_chunk_size, self.encoder, self.projection_head
+            )
+        elif momentum_encoder:
+            self.gradient_strategy = FullBatchGradients()
 
     @staticmethod
     def _image_shape(input_shape):
@@ -275,17 +283,57 @@ class SupConModel(keras.Model):
         return ops.transpose(projections, (1, 0, 2))
 
     def train_step(self, data):
-        """Keras' training step, the gradient-cached one when a chunk size is set, or the
-        one that also runs the key network; then the key network's momentum update."""
-        if self.gradient_cache_chunk_size is not None:
-            logs = gradient_cache.train_step(self, data, self.gradient_cache_chunk_size)
-        elif self.key_network is not None:
-            logs = train_step_with_key_network(self, data)
-        else:
+        """Keras' training step, or the contrastive one when gradients are cached or a key
+        network runs; then the key network's momentum update."""
+        if self.gradient_strategy is None:
             logs = super().train_step(data)
+        else:
+            logs = self.contrastive_train_step(data, self.gradient_strategy)
         if self.key_network is not None:
             self.update_key_network()
         return logs
+
+    def contrastive_train_step(self, data, gradients):
+        """One optimizer step with the gradients computed by the strategy `gradients`.
+
+        Draws the views once; the key network (if any) embeds them without gradient for
+        the memory bank; `gradients` (`FullBatchGradients` or `GradientCache`) gives the
+        query embeddings and the gradients of the scaled loss, which the optimizer applies.
+        Returns the metrics dictionary, as Keras' `train_step`.
+        """
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not self.built:  # the weights to differentiate must exist before the passes
+            self.build(x.shape)
+        views = ops.stop_gradient(self.draw_views(x, training=True))
+        keys = None
+        if self.key_network is not None:
+            keys = gradients.embed_without_gradient(views, self.embed_keys)
+
+        def scaled_loss_of(embeddings):
+            loss = self.compute_loss(
+                x=x,
+                y=y,
+                y_pred=embeddings,
+                sample_weight=sample_weight,
+                training=True,
+                key_embeddings=keys,
+            )
+            self.track_loss(loss, ops.shape(views)[1])
+            return self.optimizer.scale_loss(loss)
+
+        weights = self.trainable_weights
+        embeddings, weight_gradients = gradients.gradients(
+            views, lambda chunk: self.embed_views(chunk, training=True), scaled_loss_of, weights
+        )
+        self.optimizer.apply_gradients(zip(weight_gradients, weights, strict=True))
+        return self.compute_metrics(x, y, embeddings, sample_weight=sample_weight)
+
+    def track_loss(self, loss, batch_size):
+        """Updates the `loss` metric as Keras' `train_step` does (per-replica loss unscaled)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self._loss_tracker.update_state(
+            loss * ops.cast(replicas, loss.dtype), sample_weight=batch_size
+        )
 
     def update_key_network(self):
         """`key <- momentum * key + (1 - momentum) * query`, after an optimizer step."""
@@ -368,11 +416,7 @@ class SupConModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "projection_head", "augmenter"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**_deserialized(config, ("encoder", "projection_head", "augmenter")))
 
 
 @keras.saving.register_keras_serializable(package="supcon_tf")
@@ -416,8 +460,7 @@ class HybridSupConModel(keras.Model):
             raise ValueError(
                 f"`supcon_model` must be a SupConModel, got {type(supcon_model).__name__}."
             )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        checks.integer("num_classes", num_classes, minimum=2)
         if (
             isinstance(hybrid_weight, bool)
             or not isinstance(hybrid_weight, (int, float))
@@ -500,6 +543,13 @@ class HybridSupConModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["supcon_model"] = keras.saving.deserialize_keras_object(config["supcon_model"])
-        return cls(**config)
+        return cls(**_deserialized(config, ("supcon_model",)))
+
+
+def _deserialized(config, keys):
+    """A copy of `config` with the Keras objects serialised under `keys` rebuilt."""
+    config = dict(config)
+    for key in keys:
+        if config.get(key) is not None:
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+    return config

@@ -50,6 +50,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf import checks
 from supcon_tf.files import write_atomically
 
 FORMAT_VERSION = 1
@@ -113,8 +114,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             ("save_every", save_every, 0),
             ("keep", keep, 2),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-                raise ValueError(f"`{argument}` must be an integer >= {lowest}, got {value!r}.")
+            checks.integer(argument, value, minimum=lowest)
         self.directory = str(directory)
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = epochs * steps_per_epoch

@@ -37,12 +37,6 @@ def _check_number(name, value, minimum=0.0, allow_equal=True):
     return value
 
 
-def _check_integer(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return value
-
-
 def scale_learning_rate(
     base_learning_rate, batch_size, rule="linear", reference_batch_size=REFERENCE_BATCH_SIZE
 ):
@@ -120,8 +114,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     ):
         super().__init__()
         self.learning_rate = float(_check_number("learning_rate", learning_rate))
-        self.total_steps = _check_integer("total_steps", total_steps, 1)
-        self.warmup_steps = _check_integer("warmup_steps", warmup_steps, 0)
+        self.total_steps = checks.integer("total_steps", total_steps, minimum=1)
+        self.warmup_steps = checks.integer("warmup_steps", warmup_steps, minimum=0)
         if warmup_steps > total_steps:
             raise ValueError(
                 f"`warmup_steps`={warmup_steps} must not exceed `total_steps`={total_steps}."
@@ -185,7 +179,7 @@ def build_schedule(
     if name not in SCHEDULES:
         raise ValueError(f"Unknown learning-rate schedule {name!r}. Expected one of {SCHEDULES}.")
     _check_number("learning_rate", learning_rate)
-    _check_integer("warmup_steps", warmup_steps, 0)
+    checks.integer("warmup_steps", warmup_steps, minimum=0)
     if name == "constant" and warmup_steps == 0:
         return float(learning_rate)
     if total_steps is None:
@@ -219,7 +213,7 @@ def plot_schedule(schedule, steps, path):
     ...               os.path.join(folder, "lr.png")).stat().st_size > 0
     True
     """
-    _check_integer("steps", steps, 1)
+    checks.integer("steps", steps, minimum=1)
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"`path` must name a .png file, got {str(path)!r}.")

@@ -35,6 +35,7 @@ import os
 import keras
 import tensorflow as tf
 
+from supcon_tf import checks
 from supcon_tf.files import is_file, join, read_text, write_atomically
 
 MONITORS = ("val_loss", "val_accuracy")
@@ -57,10 +58,7 @@ class BestEpoch(keras.callbacks.Callback):
 
     def __init__(self, directory, patience=0, monitor="val_loss"):
         super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(
-                f"`patience` must be an integer >= 0 (0: no early stopping), got {patience!r}."
-            )
+        checks.integer("patience", patience, minimum=0)  # 0: no early stopping
         if monitor not in MONITORS:
             raise ValueError(f"Unknown `monitor` {monitor!r}. Expected one of {MONITORS}.")
         self.directory = os.fspath(directory)

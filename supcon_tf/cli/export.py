@@ -1,0 +1,126 @@
+"""`supcon-export`: a finished `supcon-train` run as one SavedModel for serving.
+
+Usage (also `python -m supcon_tf.cli.export`):
+
+    supcon-export --model_dir=runs/supcon --output=exports/supcon
+    supcon-export --model_dir=runs/imagenet --output=exports/imagenet --gallery=run --tflite
+
+Writes `<output>/saved_model/` (signatures `embed`, `classify` and, with `--gallery`,
+`search`; raw uint8 images of any size, or float32 in [0, 1] through the `*_float`
+signatures; the run's resize, crop and scaling are inside the graph), `export.json`
+(signatures, input spec, class names, source run, measured agreement) and, with
+`--tflite`, `encoder.tflite`. It loads with `tf.saved_model.load`, without Keras or
+supcon_tf. The run is read as `supcon-eval` reads it (flags.json, config.json).
+
+A mistake prints one line, `supcon-export: error: <what is wrong>; <what to do>`
+(`--traceback` shows the traceback); exit status 2 for a wrong flag, 1 for missing or
+unfitting data.
+"""
+
+from absl import flags
+
+from supcon_tf.cli.console import run_command
+from supcon_tf.cli.evaluate import run_settings, run_source
+from supcon_tf.errors import UsageError
+from supcon_tf.serving.export import export_run
+from supcon_tf.serving.images import SPLITS
+from supcon_tf.serving.runs import check_finished_run
+
+# The flags by group, in the order `--help` lists them.
+FLAG_GROUPS = {
+    "run": ("model_dir",),
+    "search": ("gallery", "gallery_split", "top_k", "batch_size"),
+    "output": ("output", "overwrite", "tflite"),
+}
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the `supcon-export` flags (once) on `flag_values`."""
+    if "gallery_split" in flag_values:
+        return
+    flags.DEFINE_string(
+        "model_dir",
+        None,
+        "Folder of a finished supcon-train run (required).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "output",
+        None,
+        "Export folder (required), new or empty: saved_model/, export.json, encoder.tflite.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool("overwrite", False, "Replace what --output holds.", flag_values=flag_values)
+    flags.DEFINE_bool(
+        "tflite",
+        False,
+        "Also write encoder.tflite (preprocessed images to embeddings) and measure its "
+        "agreement with the SavedModel.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "gallery",
+        None,
+        "Dataset embedded into a `search` signature (as supcon-train --dataset takes it), "
+        "or `run` for the run's own dataset; default: no search.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "gallery_split", "train", SPLITS, "Split of --gallery to embed.", flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "top_k", 10, "Results per query of `search`.", lower_bound=1, flag_values=flag_values
+    )
+    flags.DEFINE_integer(
+        "batch_size",
+        256,
+        "Images per forward pass while embedding the gallery.",
+        lower_bound=1,
+        flag_values=flag_values,
+    )
+    flags.mark_flag_as_required("model_dir", flag_values=flag_values)
+    flags.mark_flag_as_required("output", flag_values=flag_values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(
+            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
+        )
+    flag_values = flags.FLAGS
+    model_dir = flag_values.model_dir
+    check_finished_run(model_dir)
+    settings = run_settings(model_dir)
+    gallery = settings["dataset"] if flag_values.gallery == "run" else flag_values.gallery
+    record = export_run(
+        model_dir,
+        run_source(model_dir, settings),
+        flag_values.output,
+        gallery=gallery,
+        gallery_split=flag_values.gallery_split,
+        top_k=flag_values.top_k,
+        tflite=flag_values.tflite,
+        overwrite=flag_values.overwrite,
+        batch_size=flag_values.batch_size,
+    )
+    agreement = record["agreement"]
+    print(f"SavedModel: {flag_values.output}/saved_model ({', '.join(record['signatures'])})")
+    print(f"Reloaded vs in-process, largest |difference|: {agreement['saved_model']}")
+    if "tflite" in agreement:
+        print(
+            f"TFLite: {flag_values.output}/encoder.tflite, largest |difference| of the "
+            f"embeddings to the SavedModel: {agreement['tflite']['embeddings']:.3g}"
+        )
+    if record["search"]:
+        print(f"Search gallery: {record['search']['size']} images of {gallery}")
+    print(f"Details: {flag_values.output}/export.json")
+
+
+def run():
+    """Console-script entry point."""
+    define_flags()
+    run_command(main, "supcon-export", __doc__, FLAG_GROUPS)
+
+
+if __name__ == "__main__":
+    run()
