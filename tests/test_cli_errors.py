@@ -187,6 +187,14 @@ class TestRunCommand:
             console.run_command(main, "demo", "Demo.", {"loss": ("views",)}, flag_values)
         return exit_info.value.code
 
+    def test_words_that_are_not_flags_are_refused_before_main(self, monkeypatch, capsys):
+        calls = []
+        assert self.run(monkeypatch, calls.append, "--views=2", "digits") == 2
+        assert calls == []
+        assert capsys.readouterr().err == (
+            "supcon-demo: error: unexpected arguments digits; flags are written --name=value\n"
+        )
+
     def test_expected_errors_are_one_line(self, monkeypatch, capsys):
         def main(argv):
             raise DataError("/data/x has no images; pass a folder of images")

@@ -20,7 +20,6 @@ from absl import flags
 from supcon_tf import augment
 from supcon_tf.cli.console import run_command
 from supcon_tf.data import load_dataset
-from supcon_tf.errors import UsageError
 
 FLAGS = flags.FLAGS
 
@@ -156,10 +155,6 @@ def load_preview_images(dataset, num_images, data_dir=None, seed=0):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
-        )
     images = load_preview_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir, FLAGS.seed)
     augmenter = augment.build_augmenter(
         FLAGS.augment,

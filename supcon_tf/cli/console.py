@@ -174,7 +174,8 @@ def run_command(main, name, description, groups, flag_values=flags.FLAGS, expect
     """Runs `main(argv)` as the command `name`, with `--help` and one-line errors.
 
     Args:
-        main: the command's main function (takes the remaining `argv`).
+        main: the command's main function (takes `argv`, which holds only the program:
+            words that are not flags are refused before `main` runs).
         name: the command's name, for messages when it is not run as a console script.
         description: the command's `--help` text (its module docstring).
         groups: `{group: flag names}` for `--help`, or a function returning it.
@@ -193,8 +194,18 @@ def run_command(main, name, description, groups, flag_values=flags.FLAGS, expect
         named = groups() if callable(groups) else groups
         return {**named, "errors": ("traceback",)}
 
+    def main_of_flags(argv):
+        if len(argv) > 1:
+            raise UsageError(
+                f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
+            )
+        return main(argv)
+
     try:
-        app.run(main, flags_parser=grouped_help_parser(description, help_groups, flag_values))
+        app.run(
+            main_of_flags,
+            flags_parser=grouped_help_parser(description, help_groups, flag_values),
+        )
     except (*EXPECTED_ERRORS, *expected) as error:
         if _wants_traceback(flag_values):
             raise

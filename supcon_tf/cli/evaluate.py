@@ -327,10 +327,6 @@ def retrieval_summary(section):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
-        )
     flag_values = flags.FLAGS
     settings = run_settings(
         flag_values.model_dir, flag_values.dataset, flag_values.data_dir, flag_values.seed

@@ -21,7 +21,6 @@ from absl import flags
 
 from supcon_tf.cli.console import run_command
 from supcon_tf.cli.evaluate import run_settings, run_source
-from supcon_tf.errors import UsageError
 from supcon_tf.serving.export import export_run
 from supcon_tf.serving.images import SPLITS
 from supcon_tf.serving.runs import check_finished_run
@@ -83,10 +82,6 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
-        )
     flag_values = flags.FLAGS
     model_dir = flag_values.model_dir
     check_finished_run(model_dir)

@@ -22,7 +22,6 @@ from absl import flags, logging
 
 from supcon_tf.cli.console import run_command
 from supcon_tf.data.tfrecords import write_shards
-from supcon_tf.errors import UsageError
 
 FLAGS = flags.FLAGS
 
@@ -71,10 +70,6 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
-        )
     info = write_shards(
         FLAGS.input,
         FLAGS.output,

@@ -44,10 +44,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(
-            f"unexpected arguments {' '.join(argv[1:])}; flags are written --name=value"
-        )
     try:
         preset_flags = apply_preset_to_flags(FLAGS)
     except (ValueError, flags.IllegalFlagValueError) as error:
