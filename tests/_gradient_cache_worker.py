@@ -18,13 +18,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 LEARNING_RATE = 0.5
 
 
+def network_arrays(rng, chunk_size=2):
+    """A batch of 8 samples (3 classes) and the weights of the tests' two-layer network."""
+    import numpy as np
+
+    return {
+        "x": rng.normal(size=(8, 6)).astype("float32"),
+        "labels": np.array([0, 1, 2, 0, 1, 2, 0, 1]),
+        "w1": (0.5 * rng.normal(size=(6, 10))).astype("float32"),
+        "w2": (0.5 * rng.normal(size=(10, 5))).astype("float32"),
+        "b2": (0.1 * rng.normal(size=5)).astype("float32"),
+        "chunk_size": np.int64(chunk_size),
+    }
+
+
 def build_model(arrays, chunk_size):
     """Dense -> BatchNorm -> tanh encoder on feature vectors, linear head, SGD, compiled."""
     import keras
 
     from supcon_tf.losses import SupervisedContrastiveLoss
-    from supcon_tf.models import SupConModel
-    from supcon_tf.models.layers import ProjectionHead
 
     num_features = arrays["x"].shape[1]
     encoder = keras.Sequential(
@@ -35,15 +47,7 @@ def build_model(arrays, chunk_size):
             keras.layers.Activation("tanh"),
         ]
     )
-    model = SupConModel(
-        encoder,
-        ProjectionHead(output_units=arrays["w2"].shape[1], num_hidden_layers=0),
-        gradient_cache_chunk_size=chunk_size,
-    )
-    model.build((None, num_features))
-    encoder.layers[0].kernel.assign(arrays["w1"])
-    model.projection_head.output_layer.kernel.assign(arrays["w2"])
-    model.projection_head.output_layer.bias.assign(arrays["b2"])
+    model = _with_weights(encoder, arrays, gradient_cache_chunk_size=chunk_size)
     model.compile(
         optimizer=keras.optimizers.SGD(LEARNING_RATE),
         loss=SupervisedContrastiveLoss(temperature=0.1),
@@ -56,26 +60,30 @@ def build_memory_model(arrays, memory_size):
     import keras
 
     from supcon_tf.losses import SupervisedContrastiveLoss
-    from supcon_tf.models import SupConModel
-    from supcon_tf.models.layers import ProjectionHead
 
     num_features = arrays["x"].shape[1]
     encoder = keras.Sequential(
         [keras.Input((num_features,)), keras.layers.Dense(arrays["w1"].shape[1], "tanh")]
     )
-    model = SupConModel(
-        encoder,
-        ProjectionHead(output_units=arrays["w2"].shape[1], num_hidden_layers=0),
-        memory_size=memory_size,
-    )
-    model.build((None, num_features))
-    encoder.layers[0].kernel.assign(arrays["w1"])
-    model.projection_head.output_layer.kernel.assign(arrays["w2"])
-    model.projection_head.output_layer.bias.assign(arrays["b2"])
+    model = _with_weights(encoder, arrays, memory_size=memory_size)
     # Learning rate 0: every step embeds with the initial weights.
     model.compile(
         optimizer=keras.optimizers.SGD(0.0), loss=SupervisedContrastiveLoss(temperature=0.1)
     )
+    return model
+
+
+def _with_weights(encoder, arrays, **options):
+    """A built `SupConModel` of `encoder` and a linear head, with the weights of `arrays`."""
+    from supcon_tf.models import SupConModel
+    from supcon_tf.models.layers import ProjectionHead
+
+    head = ProjectionHead(output_units=arrays["w2"].shape[1], num_hidden_layers=0)
+    model = SupConModel(encoder, head, **options)
+    model.build((None, arrays["x"].shape[1]))
+    encoder.layers[0].kernel.assign(arrays["w1"])
+    model.projection_head.output_layer.kernel.assign(arrays["w2"])
+    model.projection_head.output_layer.bias.assign(arrays["b2"])
     return model
 
 

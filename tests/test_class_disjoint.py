@@ -6,8 +6,6 @@ linear probes are recomputed here from the saved models.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -21,7 +19,7 @@ from supcon_tf.experiment import ExperimentConfig, run_experiment
 from supcon_tf.experiment.inputs import DataSource, open_inputs, unseen_inputs
 from supcon_tf.experiment.preflight import preflight
 from supcon_tf.retrieval import retrieval_metrics
-from tests._processes import ROOT, run_as_user
+from tests._processes import run_as_user
 
 DIGITS_UNSEEN = (5, 6, 7, 8, 9)
 
@@ -321,20 +319,10 @@ def test_linear_probes_on_the_unseen_classes(disjoint_run, arm, file_name):
 
 def test_supcon_eval_prints_the_section_of_the_unseen_classes(disjoint_run):
     config, report = disjoint_run
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "supcon_tf.cli.evaluate",
-            f"--model_dir={config.model_dir}",
-            "--corruption_samples=0",
-            "--tsne_samples=0",
-            "--knn_k=10",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    completed, _ = run_as_user(
+        "supcon_tf.cli.evaluate",
+        [f"--model_dir={config.model_dir}", "--corruption_samples=0", "--tsne_samples=0"]
+        + ["--knn_k=10"],
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     supcon = report["retrieval"]["models"]["supcon"]

@@ -497,27 +497,21 @@ def test_evaluation_on_a_gfile_model_dir_writes_report_and_plots(tmp_path, ram_d
 
 # ----------------------------------------------------------------------------- old paths
 
+
+def _names(text):
+    """The names of a whitespace-separated list."""
+    return text.split()
+
+
 # The public names of each module before it moved into the `supcon_tf.experiment`
 # package (recorded from the flat modules), and where each lives now.
 OLD_NAMES = {
     "supcon_tf.experiment": (
         "supcon_tf.experiment",
-        (
-            "ExperimentConfig",
-            "HIDDEN_ACTIVATIONS",
-            "LEARNING_RATE_SCALINGS",
-            "LOSSES",
-            "METHODS",
-            "MIXED_PRECISION_POLICIES",
-            "MONITORS",
-            "OPTIMIZERS",
-            "PHASES",
-            "PROJECTION_HEADS",
-            "SCHEDULES",
-            "STRATEGIES",
-            "SUPCON_ONLY_OPTIONS",
-            "contrastive_loss",
-            "run_experiment",
+        _names(
+            "ExperimentConfig HIDDEN_ACTIVATIONS LEARNING_RATE_SCALINGS LOSSES METHODS "
+            "MIXED_PRECISION_POLICIES MONITORS OPTIMIZERS PHASES PROJECTION_HEADS SCHEDULES "
+            "STRATEGIES SUPCON_ONLY_OPTIONS contrastive_loss run_experiment"
         ),
     ),
     "supcon_tf.presets": (

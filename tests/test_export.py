@@ -261,13 +261,15 @@ def check_round_trip(record, module_path, inputs, fresh):
     return largest
 
 
+def random_images(seed, *shapes):
+    """uint8 images of each shape `[N, H, W, C]`, drawn in turn from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, shape, np.uint8) for shape in shapes]
+
+
 def test_round_trip_of_a_ram_run(ram_run, tmp_path):
     model_dir, source = ram_run
-    rng = np.random.default_rng(1)
-    queries = [
-        rng.integers(0, 256, (3, 6, 6, 1), np.uint8),
-        rng.integers(0, 256, (2, 9, 13, 1), np.uint8),
-    ]
+    queries = random_images(1, (3, 6, 6, 1), (2, 9, 13, 1))
     output = tmp_path / "export"
     record, module, inputs, fresh = round_trip(
         model_dir, source, output, source.dataset, queries, tflite=True
@@ -286,11 +288,7 @@ def test_round_trip_of_a_ram_run(ram_run, tmp_path):
 
 def test_round_trip_of_a_streamed_run_and_its_search(streamed_run, tmp_path):
     model_dir, source = streamed_run
-    rng = np.random.default_rng(2)
-    queries = [
-        rng.integers(0, 256, (2, 12, 12, 3), np.uint8),
-        rng.integers(0, 256, (3, 20, 31, 3), np.uint8),
-    ]
+    queries = random_images(2, (2, 12, 12, 3), (3, 20, 31, 3))
     output = tmp_path / "export"
     record, module, inputs, fresh = round_trip(
         model_dir, source, output, source.dataset, queries, tflite=False

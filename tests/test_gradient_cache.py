@@ -17,7 +17,7 @@ from supcon_tf.cli.flags import config_from_flags, define_flags
 from supcon_tf.losses import SupervisedContrastiveLoss
 from supcon_tf.models import SupConModel, gradient_cache
 from supcon_tf.models.layers import ProjectionHead
-from tests._gradient_cache_worker import build_model, fit_one_step
+from tests._gradient_cache_worker import build_model, fit_one_step, network_arrays
 from tests._processes import run_module, run_on_replicas
 from tests.reference import supcon_reference
 
@@ -360,14 +360,7 @@ class TestMirroredStrategy:
         4) equals the single-device cached step with chunks of 4.
         """
         rng = np.random.default_rng(2)
-        arrays = {
-            "x": rng.normal(size=(8, 6)).astype("float32"),
-            "labels": np.array([0, 1, 2, 0, 1, 2, 0, 1]),
-            "w1": (0.5 * rng.normal(size=(6, 10))).astype("float32"),
-            "w2": (0.5 * rng.normal(size=(10, 5))).astype("float32"),
-            "b2": (0.1 * rng.normal(size=5)).astype("float32"),
-            "chunk_size": np.int64(2),
-        }
+        arrays = network_arrays(rng, chunk_size=2)
         results = run_on_replicas("tests._gradient_cache_worker", arrays, tmp_path, timeout=300)
         assert int(results["num_replicas"]) == 2
         initial = [arrays["w1"], np.ones(10), np.zeros(10), arrays["w2"], arrays["b2"]]

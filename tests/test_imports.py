@@ -19,35 +19,19 @@ from supcon_tf import evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def _names(text):
+    """The names of a whitespace-separated list."""
+    return text.split()
+
+
 # The public names of `supcon_tf.evaluation` when it was a single module.
-EVALUATION_NAMES = (
-    "CLASSIFIER_FILES",
-    "ENCODER_FILES",
-    "KNNMonitor",
-    "PLOTS_FOLDER",
-    "REPORT_JSON",
-    "REPORT_MD",
-    "WEIGHTINGS",
-    "alignment_uniformity",
-    "calibration_bins",
-    "confusion_matrix",
-    "evaluate_classifier",
-    "evaluate_encoder",
-    "evaluate_run",
-    "expected_calibration_error",
-    "knn_accuracy",
-    "knn_scores",
-    "l2_normalize",
-    "per_class_accuracy",
-    "plot_confusion_matrix",
-    "plot_reliability_diagram",
-    "plot_tsne",
-    "predict",
-    "predict_probabilities",
-    "softmax",
-    "top_k_accuracy",
-    "update_report_json",
-    "write_report_md",
+EVALUATION_NAMES = _names(
+    "CLASSIFIER_FILES ENCODER_FILES KNNMonitor PLOTS_FOLDER REPORT_JSON REPORT_MD WEIGHTINGS "
+    "alignment_uniformity calibration_bins confusion_matrix evaluate_classifier evaluate_encoder "
+    "evaluate_run expected_calibration_error knn_accuracy knn_scores l2_normalize "
+    "per_class_accuracy plot_confusion_matrix plot_reliability_diagram plot_tsne predict "
+    "predict_probabilities softmax top_k_accuracy update_report_json write_report_md"
 )
 
 # ----------------------------------------------------------------------------- the graph

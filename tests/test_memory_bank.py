@@ -14,7 +14,7 @@ from supcon_tf.losses import SupervisedContrastiveLoss, supervised_contrastive_l
 from supcon_tf.models import SupConModel
 from supcon_tf.models.layers import ProjectionHead
 from supcon_tf.models.memory_bank import MemoryBank
-from tests._gradient_cache_worker import build_memory_model
+from tests._gradient_cache_worker import build_memory_model, network_arrays
 from tests._processes import run_on_replicas
 from tests.reference import supcon_reference
 
@@ -319,12 +319,7 @@ def test_queue_under_mirrored_strategy_holds_the_gathered_batches(tmp_path):
     """
     rng = np.random.default_rng(3)
     arrays = {
-        "x": rng.normal(size=(8, 6)).astype("float32"),
-        "labels": np.array([0, 1, 2, 0, 1, 2, 0, 1]),
-        "w1": (0.5 * rng.normal(size=(6, 10))).astype("float32"),
-        "w2": (0.5 * rng.normal(size=(10, 5))).astype("float32"),
-        "b2": (0.1 * rng.normal(size=5)).astype("float32"),
-        "chunk_size": np.int64(2),
+        **network_arrays(rng, chunk_size=2),
         "memory_size": np.int64(12),
         "memory_x": rng.normal(size=(16, 6)).astype("float32"),
         "memory_labels": rng.integers(0, 3, size=16),

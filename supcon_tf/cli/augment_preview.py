@@ -18,7 +18,7 @@ import numpy as np
 from absl import flags
 
 from supcon_tf import augment
-from supcon_tf.cli.console import run_command
+from supcon_tf.cli.console import entry_point
 from supcon_tf.data import load_dataset
 
 FLAGS = flags.FLAGS
@@ -173,10 +173,7 @@ def main(argv):
     print(f"Wrote {path} ({len(images)} images x {FLAGS.num_views} views)")
 
 
-def run():
-    """Console-script entry point."""
-    define_flags()
-    run_command(main, "supcon-augment-preview", __doc__, FLAG_GROUPS)
+run = entry_point(main, "supcon-augment-preview", __doc__, FLAG_GROUPS, define_flags)
 
 
 if __name__ == "__main__":

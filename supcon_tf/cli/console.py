@@ -214,6 +214,22 @@ def run_command(main, name, description, groups, flag_values=flags.FLAGS, expect
         sys.exit(exit_status(error))
 
 
+def entry_point(main, name, description, groups, define_flags):
+    """A console script's `run()`: defines the command's flags, then `run_command`.
+
+    >>> run = entry_point(lambda argv: None, "supcon-demo", "Demo.", {}, lambda: None)
+    >>> run.__name__, run.__doc__
+    ('run', 'Console-script entry point of supcon-demo.')
+    """
+
+    def run():
+        define_flags()
+        run_command(main, name, description, groups)
+
+    run.__doc__ = f"Console-script entry point of {name}."
+    return run
+
+
 def _wants_traceback(flag_values):
     if flag_values.is_parsed():
         return flag_values["traceback"].value

@@ -20,11 +20,10 @@ unfitting data.
 
 from absl import flags
 
-from supcon_tf.cli.console import run_command
-from supcon_tf.cli.evaluate import run_settings, run_source
+from supcon_tf.cli.console import entry_point
+from supcon_tf.cli.finished_runs import define_run_and_output_flags, finished_run_source
 from supcon_tf.serving.embed import embed_run
 from supcon_tf.serving.images import SPLITS
-from supcon_tf.serving.runs import check_finished_run
 
 # The flags by group, in the order `--help` lists them.
 FLAG_GROUPS = {
@@ -38,11 +37,9 @@ def define_flags(flag_values=flags.FLAGS):
     """Defines the `supcon-embed` flags (once) on `flag_values`."""
     if "split" in flag_values:
         return
-    flags.DEFINE_string(
-        "model_dir",
-        None,
-        "Folder of a finished supcon-train run (required).",
-        flag_values=flag_values,
+    define_run_and_output_flags(
+        flag_values,
+        "Folder (required), new or empty: embeddings.npy, labels.npy, names.json, embeddings.json.",
     )
     flags.DEFINE_string(
         "data",
@@ -61,25 +58,15 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer(
         "batch_size", 256, "Images per forward pass.", lower_bound=1, flag_values=flag_values
     )
-    flags.DEFINE_string(
-        "output",
-        None,
-        "Folder (required), new or empty: embeddings.npy, labels.npy, names.json, embeddings.json.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_bool("overwrite", False, "Replace what --output holds.", flag_values=flag_values)
-    flags.mark_flag_as_required("model_dir", flag_values=flag_values)
-    flags.mark_flag_as_required("output", flag_values=flag_values)
 
 
 def main(argv):
     flag_values = flags.FLAGS
     model_dir = flag_values.model_dir
-    check_finished_run(model_dir)
-    settings = run_settings(model_dir)
+    _, source = finished_run_source(model_dir)
     summary = embed_run(
         model_dir,
-        run_source(model_dir, settings),
+        source,
         flag_values.data,
         flag_values.split,
         flag_values.output,
@@ -93,10 +80,7 @@ def main(argv):
     )
 
 
-def run():
-    """Console-script entry point."""
-    define_flags()
-    run_command(main, "supcon-embed", __doc__, FLAG_GROUPS)
+run = entry_point(main, "supcon-embed", __doc__, FLAG_GROUPS, define_flags)
 
 
 if __name__ == "__main__":

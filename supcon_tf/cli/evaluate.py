@@ -29,7 +29,7 @@ import json
 import tensorflow as tf
 from absl import flags, logging
 
-from supcon_tf.cli.console import run_command
+from supcon_tf.cli.console import entry_point
 from supcon_tf.errors import DataError, UsageError
 from supcon_tf.evaluation import CORRUPTIONS, evaluate_run, update_report_json
 from supcon_tf.evaluation.run import evaluate_retrieval
@@ -360,10 +360,7 @@ def main(argv):
     print(f"Report: {join(model_dir, 'report.json')} and {join(model_dir, 'report.md')}")
 
 
-def run():
-    """Console-script entry point."""
-    define_flags()
-    run_command(main, "supcon-eval", __doc__, FLAG_GROUPS)
+run = entry_point(main, "supcon-eval", __doc__, FLAG_GROUPS, define_flags)
 
 
 if __name__ == "__main__":

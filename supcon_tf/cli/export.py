@@ -19,11 +19,10 @@ unfitting data.
 
 from absl import flags
 
-from supcon_tf.cli.console import run_command
-from supcon_tf.cli.evaluate import run_settings, run_source
+from supcon_tf.cli.console import entry_point
+from supcon_tf.cli.finished_runs import define_run_and_output_flags, finished_run_source
 from supcon_tf.serving.export import export_run
 from supcon_tf.serving.images import SPLITS
-from supcon_tf.serving.runs import check_finished_run
 
 # The flags by group, in the order `--help` lists them.
 FLAG_GROUPS = {
@@ -37,19 +36,10 @@ def define_flags(flag_values=flags.FLAGS):
     """Defines the `supcon-export` flags (once) on `flag_values`."""
     if "gallery_split" in flag_values:
         return
-    flags.DEFINE_string(
-        "model_dir",
-        None,
-        "Folder of a finished supcon-train run (required).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        "output",
-        None,
+    define_run_and_output_flags(
+        flag_values,
         "Export folder (required), new or empty: saved_model/, export.json, encoder.tflite.",
-        flag_values=flag_values,
     )
-    flags.DEFINE_bool("overwrite", False, "Replace what --output holds.", flag_values=flag_values)
     flags.DEFINE_bool(
         "tflite",
         False,
@@ -77,19 +67,16 @@ def define_flags(flag_values=flags.FLAGS):
         lower_bound=1,
         flag_values=flag_values,
     )
-    flags.mark_flag_as_required("model_dir", flag_values=flag_values)
-    flags.mark_flag_as_required("output", flag_values=flag_values)
 
 
 def main(argv):
     flag_values = flags.FLAGS
     model_dir = flag_values.model_dir
-    check_finished_run(model_dir)
-    settings = run_settings(model_dir)
+    settings, source = finished_run_source(model_dir)
     gallery = settings["dataset"] if flag_values.gallery == "run" else flag_values.gallery
     record = export_run(
         model_dir,
-        run_source(model_dir, settings),
+        source,
         flag_values.output,
         gallery=gallery,
         gallery_split=flag_values.gallery_split,
@@ -111,10 +98,7 @@ def main(argv):
     print(f"Details: {flag_values.output}/export.json")
 
 
-def run():
-    """Console-script entry point."""
-    define_flags()
-    run_command(main, "supcon-export", __doc__, FLAG_GROUPS)
+run = entry_point(main, "supcon-export", __doc__, FLAG_GROUPS, define_flags)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ traceback).
 
 from absl import flags, logging
 
-from supcon_tf.cli.console import run_command
+from supcon_tf.cli.console import entry_point
 from supcon_tf.data.tfrecords import write_shards
 
 FLAGS = flags.FLAGS
@@ -88,10 +88,7 @@ def main(argv):
     )
 
 
-def run():
-    """Console-script entry point."""
-    define_flags()
-    run_command(main, "supcon-prepare", __doc__, FLAG_GROUPS)
+run = entry_point(main, "supcon-prepare", __doc__, FLAG_GROUPS, define_flags)
 
 
 if __name__ == "__main__":

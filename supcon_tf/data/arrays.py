@@ -562,16 +562,10 @@ def _keep_classes(splits, class_ids):
         chosen = codes[labels] >= 0
         return images[chosen], codes[labels[chosen]]
 
-    x_train, y_train = keep(splits.x_train, splits.y_train)
-    x_val, y_val = keep(splits.x_val, splits.y_val)
-    x_test, y_test = keep(splits.x_test, splits.y_test)
     return DatasetSplits(
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
+        *keep(splits.x_train, splits.y_train),
+        *keep(splits.x_val, splits.y_val),
+        *keep(splits.x_test, splits.y_test),
         class_names=tuple(splits.class_names[index] for index in class_ids),
         name=splits.name,
     )

@@ -208,9 +208,9 @@ def evaluate_encoder(
         run_dir,
         name,
         class_names,
-        temperature,
-        tsne_samples,
-        seed,
+        temperature=temperature,
+        tsne_samples=tsne_samples,
+        seed=seed,
     )
 
 

@@ -36,8 +36,9 @@ def shot_noise(images, severity=1, seed=0):
     Example:
 
     >>> import numpy as np
-    >>> float(shot_noise(np.full((1, 4, 4, 1), 0.5, "float32"), severity=5).std()) > 0
-    True
+    >>> noisy = shot_noise(np.full((2, 4, 4, 1), 0.5, "float32"), severity=5, seed=1)
+    >>> noisy.shape, bool(noisy.std() > 0), bool(abs(noisy.mean() - 0.5) < 0.1)
+    ((2, 4, 4, 1), True, True)
     """
     images = check_images(images)
     rate = parameter(SHOT_NOISE, severity)

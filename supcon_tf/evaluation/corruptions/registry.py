@@ -7,27 +7,7 @@ Example:
 """
 
 from supcon_tf.errors import UsageError
-from supcon_tf.evaluation.corruptions.blur import (
-    defocus_blur,
-    gaussian_blur,
-    glass_blur,
-    motion_blur,
-    zoom_blur,
-)
-from supcon_tf.evaluation.corruptions.digital import (
-    contrast,
-    elastic_transform,
-    jpeg_compression,
-    pixelate,
-    saturate,
-)
-from supcon_tf.evaluation.corruptions.noise import (
-    gaussian_noise,
-    impulse_noise,
-    shot_noise,
-    speckle_noise,
-)
-from supcon_tf.evaluation.corruptions.weather import brightness, fog, frost, snow
+from supcon_tf.evaluation.corruptions import blur, digital, noise, weather
 
 # The 15 corruptions of CIFAR-10-C's mCE, in the paper's order (noise, blur, weather,
 # digital), and the held-out extras, which the paper keeps for validation.
@@ -50,27 +30,14 @@ CIFAR10C_CORRUPTIONS = (
 )
 EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "saturate")
 
-CORRUPTION_FUNCTIONS = {
-    "gaussian_noise": gaussian_noise,
-    "shot_noise": shot_noise,
-    "impulse_noise": impulse_noise,
-    "defocus_blur": defocus_blur,
-    "glass_blur": glass_blur,
-    "motion_blur": motion_blur,
-    "zoom_blur": zoom_blur,
-    "snow": snow,
-    "frost": frost,
-    "fog": fog,
-    "brightness": brightness,
-    "contrast": contrast,
-    "elastic_transform": elastic_transform,
-    "pixelate": pixelate,
-    "jpeg_compression": jpeg_compression,
-    "speckle_noise": speckle_noise,
-    "gaussian_blur": gaussian_blur,
-    "saturate": saturate,
-}
 CORRUPTIONS = CIFAR10C_CORRUPTIONS + EXTRA_CORRUPTIONS
+# Each name's function, from the module of its family.
+CORRUPTION_FUNCTIONS = {
+    name: next(
+        getattr(family, name) for family in (noise, blur, weather, digital) if hasattr(family, name)
+    )
+    for name in CORRUPTIONS
+}
 # Corruptions defined on colour only (saturation needs hue).
 COLOR_CORRUPTIONS = ("saturate",)
 # Corruptions defined on grey or RGB images only (HSV value, JPEG, grey level).
