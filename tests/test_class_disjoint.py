@@ -1,6 +1,6 @@
 """The class-disjoint protocol: train on some classes, measure retrieval on the others.
 
-The split itself (`supcon_tf.data.arrays.split_classes`), its checks (the configuration,
+The split itself (`supcon_tf.data.class_split.split_classes`), its checks (the configuration,
 preflight, the command line), and a tiny run on digits whose retrieval section and
 linear probes are recomputed here from the saved models.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from supcon_tf.data import load_dataset
-from supcon_tf.data.arrays import check_unseen_classes, split_classes
-from supcon_tf.evaluation.run import classifier_encoder
+from supcon_tf.data.class_split import check_unseen_classes, split_classes
+from supcon_tf.evaluation.retrieval_section import classifier_encoder
 from supcon_tf.experiment import ExperimentConfig, run_experiment
 from supcon_tf.experiment.inputs import DataSource, open_inputs, unseen_inputs
 from supcon_tf.experiment.preflight import preflight

@@ -128,7 +128,7 @@ def test_run_writes_models_report_and_logs(finished_run):
 
 def test_report_has_the_retrieval_of_both_encoders_on_the_test_set(finished_run):
     """The standard split: each test image a query among the others (leave-one-out)."""
-    from supcon_tf.evaluation.run import classifier_encoder
+    from supcon_tf.evaluation.retrieval_section import classifier_encoder
     from supcon_tf.retrieval import retrieval_metrics
 
     config, report = finished_run

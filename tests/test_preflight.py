@@ -137,6 +137,20 @@ class TestPaths:
             tiny_config(tmp_path, dataset="cifar10", data_dir=str(tmp_path / "data"))
         )
 
+    def test_class_folders_without_a_train_test_split(self, tmp_path):
+        for name in ("cat", "dog"):
+            (tmp_path / "photos" / name).mkdir(parents=True)
+            (tmp_path / "photos" / name / "1.jpg").write_bytes(b"")
+        (tmp_path / "photos" / "notes").mkdir()  # a folder without images is not a class
+        config = tiny_config(tmp_path, dataset=str(tmp_path / "photos"))
+        refused(
+            config,
+            DataError,
+            r"holds class folders \(cat/, dog/\) but no train/ and test/ split; move them "
+            r"under .*photos/train/ and put held-out images of each class under "
+            r".*photos/test/<class>/",
+        )
+
     def test_folder_that_is_not_a_dataset(self, tmp_path):
         (tmp_path / "photos").mkdir()
         config = tiny_config(tmp_path, dataset=str(tmp_path / "photos"))

@@ -32,7 +32,7 @@ from absl import flags, logging
 from supcon_tf.cli.console import entry_point
 from supcon_tf.errors import DataError, UsageError
 from supcon_tf.evaluation import CORRUPTIONS, evaluate_run, update_report_json
-from supcon_tf.evaluation.run import evaluate_retrieval
+from supcon_tf.evaluation.retrieval_section import evaluate_retrieval
 from supcon_tf.experiment.inputs import DataSource, open_inputs, unseen_inputs
 from supcon_tf.files import is_file, join, read_text
 

@@ -13,7 +13,7 @@ import functools
 from absl import flags
 
 from supcon_tf.augment import AUGMENTATIONS
-from supcon_tf.data.arrays import SPLITS
+from supcon_tf.data.class_split import SPLITS
 from supcon_tf.experiment import (
     LOSSES,
     METHODS,

@@ -10,17 +10,14 @@ Sources: `"digits"` (scikit-learn's bundled 8x8 digits: offline), `"cifar10"`,
 on a connected machine), a path to an `.npz` file with `x_train, y_train, x_test,
 y_test`, or a path to a folder with `train/<class>/` and `test/<class>/` image folders.
 
-`split_classes` divides a dataset's classes for the class-disjoint protocol of metric
-learning: the models train on some classes and are evaluated on classes never seen.
+`supcon_tf.data.class_split` divides a dataset's classes for the class-disjoint
+protocol of metric learning.
 
 Example:
 
 >>> splits = load_dataset("digits", validation_fraction=0.1, seed=0)
 >>> splits.x_train.shape[1:], splits.num_classes
 ((8, 8, 1), 10)
->>> seen, unseen = split_classes(splits)
->>> seen.class_names, unseen.class_names
-(('0', '1', '2', '3', '4'), ('5', '6', '7', '8', '9'))
 >>> batches = make_dataset(splits.x_train, splits.y_train, batch_size=32)
 >>> images, labels = next(iter(batches))
 >>> tuple(images.shape), labels.dtype.name
@@ -34,12 +31,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from supcon_tf import checks
 from supcon_tf.data import tfrecords
 from supcon_tf.errors import DataError, UsageError
 
 # How a run divides its classes: all classes in every split, or the class-disjoint protocol.
-SPLITS = ("standard", "class_disjoint")
 KERAS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 DATASETS = ("digits", *KERAS_DATASETS)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -315,6 +310,20 @@ def _join(folder, name):
     return f"{str(folder).rstrip('/')}/{name}"
 
 
+def _class_folders_with_images(path, looked_at=20):
+    """The subfolders of `path` that hold image files (the first `looked_at` entries of
+    each are checked): a flat `<class>/` layout without `train/` and `test/`."""
+    classes = []
+    for entry in sorted(tf.io.gfile.listdir(str(path))):
+        folder = _join(path, entry.rstrip("/"))
+        if not _is_dir(folder):
+            continue
+        names = tf.io.gfile.listdir(folder)[:looked_at]
+        if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in names):
+            classes.append(entry.rstrip("/"))
+    return classes
+
+
 def resolve_dataset(name_or_path, data_dir=None):
     """`(kind, location)` of a dataset, without reading it: where a run's data comes from.
 
@@ -380,6 +389,17 @@ image folder (train/<class>/, test/<class>/), a folder of TFRecord shards or tfd
             return "tfrecord", path
         if _is_dir(_join(path, "train")):
             return "folder", path
+        classes = _class_folders_with_images(path)
+        if classes:
+            shown = ", ".join(f"{name}/" for name in classes[:3]) + (
+                ", ..." if len(classes) > 3 else ""
+            )
+            raise DataError(
+                f"Dataset folder {path} holds class folders ({shown}) but no train/ and test/ "
+                f"split; move them under {_join(path, 'train')}/ and put held-out images of "
+                f"each class under {_join(path, 'test')}/<class>/ (the validation split is "
+                "carved from train/ by --validation_fraction)"
+            )
         raise DataError(
             f"Dataset folder {path} holds neither train/<class>/ image folders nor train-* "
             "TFRecord shards; point --dataset at an image folder (train/<class>/, "
@@ -466,108 +486,6 @@ def load_dataset(name_or_path="digits", data_dir=None, validation_fraction=0.1, 
         y_test=y_test,
         class_names=tuple(class_names),
         name=str(name_or_path),
-    )
-
-
-def check_unseen_classes(unseen_classes):
-    """`unseen_classes` as a sorted list of distinct class ids (ints >= 0), else `UsageError`.
-
-    Only the form is checked here; whether the ids exist in a dataset is `split_classes`'s
-    check, once the dataset is loaded.
-
-    Example:
-
-    >>> check_unseen_classes((7, 5, 6))
-    [5, 6, 7]
-    >>> check_unseen_classes([5, 5])
-    Traceback (most recent call last):
-    ...
-    supcon_tf.errors.UsageError: `unseen_classes` lists class 5 twice; list each class once.
-    """
-    if isinstance(unseen_classes, (str, bytes)) or not hasattr(unseen_classes, "__iter__"):
-        raise UsageError(
-            f"`unseen_classes` must be a list of class ids such as [5, 6, 7, 8, 9], got "
-            f"{unseen_classes!r}."
-        )
-    ids = [checks.integer("unseen_classes", value, minimum=0) for value in unseen_classes]
-    if not ids:
-        raise UsageError(
-            "`unseen_classes` is empty: no class would be held out of training; list the "
-            "unseen class ids (e.g. 5,6,7,8,9), or drop it for the second half of the classes."
-        )
-    for value in ids:
-        if ids.count(value) > 1:
-            raise UsageError(f"`unseen_classes` lists class {value} twice; list each class once.")
-    return sorted(ids)
-
-
-def split_classes(splits, unseen_classes=None):
-    """`(seen, unseen)`: a dataset divided by class, for the class-disjoint protocol.
-
-    The models of a run train on the `seen` classes only (all their training,
-    validation and test images); the `unseen` classes are kept for evaluation: retrieval
-    among their test images, and a linear probe trained on their training images. Each
-    part is a `DatasetSplits` whose labels are renumbered `0..C-1` in the order of the
-    original class ids (its `class_names` keep the original names); every image keeps the
-    split (train, validation, test) it had, so the parts are as seeded as `load_dataset`.
-
-    Args:
-        splits: a `DatasetSplits`.
-        unseen_classes: the class ids held out of training (see `check_unseen_classes`);
-            `None`: the second half of the class ids, `num_classes // 2` of them (5-9 of
-            CIFAR-10; with an odd number of classes, training keeps the extra one).
-
-    Returns:
-        `(seen, unseen)` `DatasetSplits`, each of at least two classes.
-
-    Raises:
-        UsageError: a class id that is not one of the dataset's, or fewer than two
-            classes left on either side.
-
-    Example:
-
-    >>> splits = load_dataset("digits")
-    >>> seen, unseen = split_classes(splits, unseen_classes=[0, 9])
-    >>> seen.num_classes, unseen.class_names, sorted(set(unseen.y_test.tolist()))
-    (8, ('0', '9'), [0, 1])
-    """
-    num_classes = splits.num_classes
-    if unseen_classes is None:
-        unseen = list(range(num_classes - num_classes // 2, num_classes))
-    else:
-        unseen = check_unseen_classes(unseen_classes)
-    outside = [value for value in unseen if value >= num_classes]
-    if outside:
-        raise UsageError(
-            f"`unseen_classes` {outside} are not class ids of {splits.name}, which has "
-            f"{num_classes} classes (0..{num_classes - 1}); list ids in that range."
-        )
-    seen = [value for value in range(num_classes) if value not in unseen]
-    for side, ids in (("seen (trained)", seen), ("unseen", unseen)):
-        if len(ids) < 2:
-            raise UsageError(
-                f"The class-disjoint split of {splits.name} ({num_classes} classes, unseen "
-                f"{unseen}) leaves {len(ids)} {side} class(es); each side needs at least 2 "
-                "(a classifier, and retrieval, need two classes): list other unseen classes."
-            )
-    return _keep_classes(splits, seen), _keep_classes(splits, unseen)
-
-
-def _keep_classes(splits, class_ids):
-    """`splits` restricted to `class_ids` (sorted), labels renumbered `0..len-1`."""
-    codes = np.full(splits.num_classes, -1, dtype=np.int32)
-    codes[class_ids] = np.arange(len(class_ids), dtype=np.int32)
-
-    def keep(images, labels):
-        chosen = codes[labels] >= 0
-        return images[chosen], codes[labels[chosen]]
-
-    return DatasetSplits(
-        *keep(splits.x_train, splits.y_train),
-        *keep(splits.x_val, splits.y_val),
-        *keep(splits.x_test, splits.y_test),
-        class_names=tuple(splits.class_names[index] for index in class_ids),
-        name=splits.name,
     )
 
 

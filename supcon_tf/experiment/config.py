@@ -6,7 +6,7 @@ work together, and raises `supcon_tf.errors.UsageError` naming the option and th
 The stages trust the typed values they receive. Rules that belong to a library object
 (the loss options, a fraction of the crops, the gradient-cache chunk) are that
 object's own check, called from here. (Half of this module is the documentation of
-the options, one entry per field, which is why it is about 600 lines.)
+the options, one entry per field, which is why it is over 600 lines.)
 
 Example:
 
@@ -23,7 +23,7 @@ import dataclasses
 
 from supcon_tf import checks
 from supcon_tf.augment import AUGMENTATIONS
-from supcon_tf.data.arrays import SPLITS, check_unseen_classes
+from supcon_tf.data.class_split import SPLITS, check_unseen_classes
 from supcon_tf.data.streaming import check_fraction
 from supcon_tf.errors import UsageError
 from supcon_tf.experiment.inputs import DataSource
@@ -139,7 +139,7 @@ class ExperimentConfig:
             unseen classes (report.json "retrieval"). In-RAM datasets only, so far.
         unseen_classes: with `split="class_disjoint"`, the class ids held out of
             training (`None`: the second half of the sorted class ids, see
-            `supcon_tf.data.arrays.split_classes`); stored sorted.
+            `supcon_tf.data.class_split.split_classes`); stored sorted.
         encoder: encoder name (see `supcon_tf.models.encoders.ENCODERS`).
         width_multiplier: encoder width multiplier.
         stem: ResNet stem, `"cifar"` or `"imagenet"`.

@@ -16,7 +16,7 @@ and step), `evaluation_batches(split, batch_size)`, and the sizes the phases nee
 
 With `split="class_disjoint"` (in-RAM datasets only, so far) the inputs hold the seen
 classes, which every stage trains on, and `unseen_inputs(inputs)` the unseen ones
-(`supcon_tf.data.arrays.split_classes`), kept for retrieval and a linear probe.
+(`supcon_tf.data.class_split.split_classes`), kept for retrieval and a linear probe.
 
 Example:
 
@@ -40,7 +40,8 @@ from supcon_tf.data import (
     make_training_stream,
     open_streaming_dataset,
 )
-from supcon_tf.data.arrays import resolve_dataset, split_classes
+from supcon_tf.data.arrays import resolve_dataset
+from supcon_tf.data.class_split import split_classes
 from supcon_tf.data.streaming import crop_settings
 from supcon_tf.errors import UsageError
 from supcon_tf.models.encoders import build_encoder

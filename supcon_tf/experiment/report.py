@@ -91,7 +91,7 @@ def stage_summary(result):
 def build_report(config, inputs, strategy, results, seconds):
     """The `report.json` contents: test results, configuration, data, timings, history.
 
-    (The run adds `"retrieval"`, see `supcon_tf.evaluation.run.evaluate_retrieval`.)
+    (The run adds `"retrieval"`, see `supcon_tf.evaluation.retrieval_section.evaluate_retrieval`.)
     """
     report = {
         "supcon": stage_summary(results["classifier"]),

@@ -11,7 +11,7 @@
    frozen encoder, the cross-entropy baseline, the one-stage hybrid and, with the
    class-disjoint split, a linear probe of each arm's frozen encoder on the unseen classes.
 6. `report.json` (`supcon_tf.experiment.report`), with the budgets of the two arms and
-   the retrieval section (`supcon_tf.evaluation.run.evaluate_retrieval`: the test images
+   the retrieval section (`supcon_tf.evaluation.retrieval_section.evaluate_retrieval`: the test images
    of all classes, or of the unseen ones), `report.md`, then the end-of-run evaluation.
 """
 
@@ -25,7 +25,7 @@ import tensorflow as tf
 from supcon_tf.data.streaming import input_error_message
 from supcon_tf.errors import DataError, UsageError
 from supcon_tf.evaluation import evaluate_run, write_report_md
-from supcon_tf.evaluation.run import evaluate_retrieval
+from supcon_tf.evaluation.retrieval_section import evaluate_retrieval
 from supcon_tf.experiment.config import RESUMABLE_FIELDS, ExperimentConfig
 from supcon_tf.experiment.inputs import unseen_inputs
 from supcon_tf.experiment.preflight import preflight

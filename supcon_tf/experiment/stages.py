@@ -12,7 +12,7 @@ through `RunDirectory.run_phase`, so a finished stage is not trained again.
 
 import keras
 
-from supcon_tf.evaluation.run import classifier_encoder
+from supcon_tf.evaluation.retrieval_section import classifier_encoder
 from supcon_tf.experiment import components
 from supcon_tf.experiment.config import PHASES
 from supcon_tf.experiment.inputs import unseen_inputs
