@@ -70,6 +70,8 @@ def make_data(folder):
     (folder / "corrupt" / "train" / "a" / "00.png").write_bytes(b"not an image")
     (folder / "no_train" / "test" / "a").mkdir(parents=True)
     _write_png(folder / "no_train" / "test" / "a" / "00.png", 24, 24, seed=0)
+    for label in ("cat", "dog"):  # class folders straight under the root: no train/, test/
+        _write_png(folder / "flat" / label / "00.png", 24, 24, seed=0)
     (folder / "not_a_run").mkdir()
     (folder / "not_a_run" / "notes.txt").write_text("an empty experiment folder\n")
     shards = folder / "shards_nonempty"
@@ -79,10 +81,11 @@ def make_data(folder):
 
 
 def mistakes(data):
-    """The mistakes, over all four commands, on the folders `make_data` wrote."""
+    """The mistakes, over all six commands, on the folders `make_data` wrote."""
     data = Path(data)
     train, evaluate = "supcon_tf.cli.train", "supcon_tf.cli.evaluate"
     prepare, preview = "supcon_tf.cli.prepare", "supcon_tf.cli.augment_preview"
+    export, embed = "supcon_tf.cli.export", "supcon_tf.cli.embed"
 
     def run_dir(name):
         return str(data / "runs" / name)
@@ -135,6 +138,30 @@ def mistakes(data):
             1,
         ),
         trainer(
+            "flat_class_folders",
+            "class folders without train/ and test/ (a common layout elsewhere)",
+            [f"--dataset={data / 'flat'}"],
+            1,
+        ),
+        trainer(
+            "validation_fraction_one",
+            "--validation_fraction=1 (nothing left to train on)",
+            ["--validation_fraction=1"],
+            2,
+        ),
+        trainer(
+            "unseen_classes_without_split",
+            "--unseen_classes without --split=class_disjoint",
+            ["--unseen_classes=5,6,7"],
+            2,
+        ),
+        trainer(
+            "class_disjoint_streamed",
+            "the class-disjoint split on a streamed folder",
+            ["--split=class_disjoint", f"--dataset={data / 'same'}", "--image_size=24"],
+            2,
+        ),
+        trainer(
             "preset_batch_too_large",
             "the 2020 preset on a small folder (its batches exceed the splits)",
             ["--preset=keras_example_2020", f"--dataset={data / 'same'}"],
@@ -162,6 +189,20 @@ def mistakes(data):
             evaluate,
             [f"--model_dir={data / 'not_a_run'}"],
             1,
+        ),
+        Mistake(
+            "export_not_a_run",
+            "supcon-export of a folder that holds no finished run",
+            export,
+            [f"--model_dir={data / 'not_a_run'}", f"--output={data / 'export'}"],
+            1,
+        ),
+        Mistake(
+            "embed_without_output",
+            "supcon-embed without --output",
+            embed,
+            [f"--model_dir={data / 'not_a_run'}"],
+            2,
         ),
         Mistake(
             "prepare_missing_input",

@@ -1,6 +1,6 @@
 """The default twin of benchmarks/newcomer.py: a few newcomer mistakes, each one clear line.
 
-The script runs every mistake (over 20, all four commands); this runs three, one per
+The script runs every mistake (over 25, all six commands); this runs three, one per
 kind of failure (a flag, the data, a command other than the trainer), through the same
 code, and asserts the script's verdict: the expected exit status, one
 `<command>: error:` line, no traceback, no TensorFlow start-up noise, and nothing left
@@ -36,4 +36,6 @@ def test_every_mistake_has_a_unique_name_and_an_expected_usage_or_data_status(da
         "supcon_tf.cli.evaluate",
         "supcon_tf.cli.prepare",
         "supcon_tf.cli.augment_preview",
+        "supcon_tf.cli.export",
+        "supcon_tf.cli.embed",
     }

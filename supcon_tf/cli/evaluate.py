@@ -167,7 +167,7 @@ def run_settings(model_dir, dataset=None, data_dir=None, seed=None):
     overrides = {"dataset": dataset, "data_dir": data_dir, "seed": seed}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     if not settings["dataset"] and not records:
-        raise UsageError(
+        raise DataError(
             f"{model_dir} holds no supcon-train run (no config.json or flags.json); pass the "
             "--model_dir that supcon-train wrote (runs/supcon by default), or --dataset if "
             "the run's records were removed"
