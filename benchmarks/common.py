@@ -11,7 +11,9 @@ import os
 import platform
 import subprocess
 import sys
+import tarfile
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +95,23 @@ def append_results(title, command, body, path=None):
     previous = path.read_text() if path.exists() else "# Benchmark results\n"
     path.write_text(previous.rstrip("\n") + "\n" + block)
     return block
+
+
+def extract_cifar10_subset(archive, destination, train_per_class, test_per_class):
+    """Extracts the first N images per class of each split (`train/`, `test/`) of the
+    CIFAR-10 JPEG archive into `destination`."""
+    limits = {"train": train_per_class, "test": test_per_class}
+    counts = defaultdict(int)
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-3] not in limits:
+                continue
+            key = (parts[-3], parts[-2])
+            if counts[key] >= limits[parts[-3]]:
+                continue
+            counts[key] += 1
+            target = Path(destination, parts[-3], parts[-2], parts[-1])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+    return Path(destination)

@@ -9,14 +9,14 @@
 """
 
 import os
-import tarfile
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+
+from benchmarks.common import extract_cifar10_subset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SUPCON_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -45,25 +45,6 @@ ALLOWED_SKIPS = (
 )
 STRICT_SKIPS = os.environ.get("SUPCON_TF_STRICT_SKIPS") == "1"
 _unexpected_skips = []
-
-
-def extract_cifar10_subset(archive, destination, train_per_class, test_per_class):
-    """Extracts the first N images per class of each split into `destination`."""
-    limits = {"train": train_per_class, "test": test_per_class}
-    counts = defaultdict(int)
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 3 or parts[-3] not in limits:
-                continue
-            key = (parts[-3], parts[-2])
-            if counts[key] >= limits[parts[-3]]:
-                continue
-            counts[key] += 1
-            target = Path(destination, parts[-3], parts[-2], parts[-1])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(tar.extractfile(member).read())
-    return Path(destination)
 
 
 @pytest.fixture(scope="session")

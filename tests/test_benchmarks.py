@@ -138,6 +138,35 @@ class TestStudyScripts:
         with pytest.raises(ValueError, match="no ExperimentConfig field 'epochs'"):
             parse_overrides(["epochs=3"])
 
+    def test_class_disjoint_table_gives_each_arm_its_mean_and_spread(self, monkeypatch):
+        from benchmarks import class_disjoint
+
+        def report(seed, offset):
+            def figures(value):
+                keys = [key for _, key in class_disjoint.METRICS]
+                return {key: value + seed / 10 for key in keys}
+
+            return {
+                "retrieval": {
+                    "models": {"supcon": figures(offset), "cross_entropy": figures(0.1)},
+                    "linear_probe": {
+                        "supcon": {"test_accuracy": offset + 0.5 + seed / 10},
+                        "cross_entropy": {"test_accuracy": 0.6 + seed / 10},
+                    },
+                }
+            }
+
+        reports = {
+            (method, seed): report(seed, {"supcon": 0.3, "simclr": 0.2}[method])
+            for method in class_disjoint.METHODS
+            for seed in (0, 1)
+        }
+        rows = {row[0]: row for row in class_disjoint.summarize(reports)}
+        # Two seeds, 0.1 apart: mean + 0.05, sample standard deviation 0.0707.
+        assert rows["SupCon"] == ["SupCon", "2", *["0.350 ± 0.071"] * 4, "0.850 ± 0.071"]
+        assert rows["SimCLR"][2] == "0.250 ± 0.071" and rows["SimCLR"][-1] == "0.750 ± 0.071"
+        assert rows["cross-entropy"][2:] == [*["0.150 ± 0.071"] * 4, "0.650 ± 0.071"]
+
     def test_classifier_stage_table_gives_mean_and_range(self):
         from benchmarks.classifier_stage import table
 
