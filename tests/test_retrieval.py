@@ -181,6 +181,21 @@ class TestNearestNeighbors:
             np.testing.assert_array_equal(indices, expected[0])
             np.testing.assert_allclose(scores, expected[1], rtol=1e-6)
 
+    def test_bfloat16_embeddings_of_a_mixed_precision_model(self):
+        import ml_dtypes
+
+        rng = np.random.default_rng(5)
+        exact = rng.normal(size=(30, 8)).astype(ml_dtypes.bfloat16)
+        labels = np.arange(30) % 3
+        as_float32 = exact.astype(np.float32)  # the same values, widened
+        assert retrieval_metrics(exact, labels) == retrieval_metrics(as_float32, labels)
+        indices, scores = nearest_neighbors(exact, exact, 3, exclude_self=True)
+        expected_indices, expected_scores = nearest_neighbors(
+            as_float32, as_float32, 3, exclude_self=True
+        )
+        np.testing.assert_array_equal(indices, expected_indices)
+        np.testing.assert_array_equal(scores, expected_scores)
+
     def test_memory_is_bounded_by_the_block_not_the_gallery(self):
         references = random_embeddings(20_000, dim=8, seed=5)
         queries = random_embeddings(300, dim=8, seed=6)

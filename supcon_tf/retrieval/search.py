@@ -127,10 +127,12 @@ def as_embeddings(name, values):
     """`values` as a 2-D float array `[rows, dim]` with at least one row, else `UsageError`.
 
     A float array (a memmap too) is kept as it is, not copied: blocks of it become float32
-    as they are read. Other numbers become float32 here.
+    as they are read. Other numbers (bfloat16 included) become float32 here.
     """
     if not (isinstance(values, np.ndarray) and values.dtype.kind == "f"):
         values = np.asarray(values)
+        if values.dtype.name == "bfloat16":  # a mixed_bfloat16 model's outputs
+            values = values.astype(np.float32)
         if values.dtype.kind not in "iuf":
             raise UsageError(
                 f"`{name}` must hold real numbers (an [N, dim] float array), got dtype "
