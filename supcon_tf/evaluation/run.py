@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf.errors import DataError
 from supcon_tf.evaluation._checks import _check_labels, _check_scores
 from supcon_tf.evaluation.calibration import expected_calibration_error
 from supcon_tf.evaluation.corruptions import evaluate_corruptions
@@ -265,10 +266,14 @@ def _encoder_result(
 
 
 def _load_model(path):
+    """A run's saved Keras model (never unsafe deserialisation), or a one-line `DataError`."""
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:
-        raise ValueError(f"Could not load the Keras model {path}: {error}") from error
+    except Exception as error:  # a damaged zip, unknown layers, ...
+        reason = " ".join(str(error).split())
+        raise DataError(
+            f"Could not load the Keras model {path}: {reason}; train the run again"
+        ) from error
 
 
 def evaluate_run(

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 
-import keras
 import tensorflow as tf
 
 from supcon_tf.data import folders
@@ -31,6 +30,7 @@ from supcon_tf.data.crops import crop_settings
 from supcon_tf.data.sources import open_streaming_dataset
 from supcon_tf.errors import DataError
 from supcon_tf.evaluation import CLASSIFIER_FILES, ENCODER_FILES
+from supcon_tf.evaluation.run import _load_model
 from supcon_tf.experiment.inputs import open_inputs
 from supcon_tf.experiment.runs import CONFIG_FILE, REPORT_FILE
 from supcon_tf.files import is_file, join, read_text
@@ -79,13 +79,7 @@ def check_finished_run(model_dir):
 
 def load_model(model_dir, name):
     """The Keras model `name` (`encoder.keras`, `classifier.keras`) of a run folder."""
-    path = join(model_dir, name)
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # a damaged zip, unknown layers, ...
-        raise DataError(
-            f"Cannot load {path} ({' '.join(str(error).split())[:200]}); train the run again"
-        ) from error
+    return _load_model(join(model_dir, name))
 
 
 @dataclasses.dataclass(frozen=True)
