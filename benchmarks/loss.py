@@ -182,6 +182,7 @@ def in_process_table(sizes, dim, implementations, repeats, block_size):
     import tensorflow as tf
 
     rows = []
+    summaries = []
     for batch, views in sizes:
         num = batch * views
         rng = np.random.default_rng(0)
@@ -211,9 +212,59 @@ def in_process_table(sizes, dim, implementations, repeats, block_size):
             row.append(f"{cell}, {floor_ratio:.1f}x floor")
         row.append(f"{floor:.3f} ({rate:.0f} GFLOP/s)")
         rows.append(row)
+        summaries.append((f"{batch} x {views}", num, times))
         print(" | ".join(row), flush=True)
     header = ["batch x views (N)", *[f"{name} s (x baseline), x floor" for name in implementations]]
-    return [*header, "floor s (matmul rate)"], rows
+    return [*header, "floor s (matmul rate)"], rows, crossover_lines(summaries)
+
+
+def crossover_lines(summaries):
+    """The dense/blocked crossover and how "auto" compares with the faster kernel.
+
+    Args:
+        summaries: `(size label, N, {implementation: per-round seconds})` per size.
+
+    Returns:
+        Lines of text (none without both dense and blocked timed).
+    """
+    from supcon_tf.losses.kernel_choice import choose_implementation
+
+    timed_both = [item for item in summaries if {"dense", "blocked"} <= set(item[2])]
+    if not timed_both:
+        return []
+    faster = {}
+    for label, _, times in timed_both:
+        ratios = [b / d for b, d in zip(times["blocked"], times["dense"], strict=True)]
+        faster[label] = ("dense" if statistics.median(ratios) >= 1 else "blocked", ratios)
+    dense_sizes = [label for label, _, _ in timed_both if faster[label][0] == "dense"]
+    blocked_sizes = [label for label, _, _ in timed_both if faster[label][0] == "blocked"]
+    lines = [
+        "crossover: dense faster at "
+        + (", ".join(dense_sizes) or "no size")
+        + "; blocked faster at "
+        + (", ".join(blocked_sizes) or "no size")
+        + " (blocked / dense: "
+        + ", ".join(
+            f"{label} {statistics.median(faster[label][1]):.2f}x" for label, _, _ in timed_both
+        )
+        + ")"
+    ]
+    auto_cells = []
+    for label, num, times in timed_both:
+        picked = choose_implementation("auto", num, num)
+        if "auto" in times:
+            best = [min(d, b) for d, b in zip(times["dense"], times["blocked"], strict=True)]
+            ratio = statistics.median(
+                [mine / theirs for mine, theirs in zip(times["auto"], best, strict=True)]
+            )
+            auto_cells.append(f"{label} {picked} {ratio:.2f}x")
+        else:
+            auto_cells.append(f"{label} {picked}")
+    lines.append(
+        "auto (default budget) picks, and its time / the faster kernel's per round: "
+        + ", ".join(auto_cells)
+    )
+    return lines
 
 
 def memory_worker(mode, batch_size, num_views, dim):
@@ -359,10 +410,12 @@ def main(argv=None):
             append_results("Loss: peak memory as users call it", " ".join(sys.argv), table)
         return
     if args.in_process:
-        header, rows = in_process_table(
+        header, rows, crossover = in_process_table(
             sizes, args.dim, implementations, args.repeats * args.rounds, args.block_size
         )
         table = markdown_table(header, rows)
+        if crossover:
+            table += "\n\n" + "\n".join(f"- {line}" for line in crossover)
         print(table)
         if not args.no_append:
             notes = (

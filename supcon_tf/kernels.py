@@ -7,7 +7,7 @@ __all__ = reexport(
     __name__,
     "supcon_tf.losses.kernels",
     (
-        "AUTO_DENSE_MAX_ELEMENTS DEFAULT_BLOCK_ELEMENTS DENOMINATOR_MODES IMPLEMENTATIONS "
+        "DEFAULT_BLOCK_ELEMENTS DENOMINATOR_MODES IMPLEMENTATIONS "
         "MIN_BLOCK_ROWS Positives Variant anchor_losses check_implementation check_variant "
         "choose_implementation default_block_size"
     ),

@@ -16,9 +16,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Small enough that the test's batches cross it: 16 x 2 anchor views against 32 x 2
-# contrasts (4096 logits) is above, 3 x 2 against 6 x 2 (72) below.
-TEST_DENSE_MAX_ELEMENTS = 400
+# A dense-memory budget small enough that the tests' batches cross it: 400 float32 logits
+# in the dense kernel's matrices (200 float64 ones). 16 x 2 anchor views against 32 x 2
+# contrasts (2048 logits) is above, 3 x 2 against 6 x 2 (72) below.
+TEST_BUDGET = 400 * 3 * 4
 
 
 def count_kernel_runs(kernels):
@@ -64,7 +65,6 @@ def run(input_path, output_path):
     from supcon_tf import supervised_contrastive_loss
     from supcon_tf.losses import kernels
 
-    kernels.AUTO_DENSE_MAX_ELEMENTS = TEST_DENSE_MAX_ELEMENTS
     runs, _ = count_kernel_runs(kernels)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     arrays = dict(np.load(input_path))
@@ -73,7 +73,9 @@ def run(input_path, output_path):
     def replica_step(features, labels):
         with tf.GradientTape() as tape:
             tape.watch(features)
-            per_sample = supervised_contrastive_loss(labels, features, temperature=0.1)
+            per_sample = supervised_contrastive_loss(
+                labels, features, temperature=0.1, dense_memory_budget=TEST_BUDGET
+            )
             total = tf.reduce_sum(per_sample)
         return per_sample, tape.gradient(total, features)
 

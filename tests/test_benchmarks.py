@@ -296,3 +296,31 @@ class TestStudyScripts:
         model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[board])
         times = epoch_end_times(tmp_path, "pretrain")
         assert len(times) == 3 and times == sorted(times)
+
+
+class TestLossCrossover:
+    """The crossover lines of `benchmarks/loss.py --in-process` (default suite)."""
+
+    def test_names_the_faster_kernel_per_size_and_auto_against_it(self):
+        from benchmarks.loss import crossover_lines
+
+        summaries = [
+            ("1024 x 2", 2048, {"dense": [1.0, 1.0, 1.0], "blocked": [2.0, 2.0, 2.0]}),
+            (
+                "8192 x 2",
+                16384,
+                {"dense": [3.0, 3.0, 3.0], "blocked": [2.0, 2.0, 2.0], "auto": [2.2, 2.2, 2.2]},
+            ),
+        ]
+        crossover, auto = crossover_lines(summaries)
+        assert crossover == (
+            "crossover: dense faster at 1024 x 2; blocked faster at 8192 x 2 "
+            "(blocked / dense: 1024 x 2 2.00x, 8192 x 2 0.67x)"
+        )
+        # The default budget keeps N = 2048 dense and streams N = 16384 in blocks.
+        assert auto.endswith("1024 x 2 dense, 8192 x 2 blocked 1.10x"), auto
+
+    def test_without_both_kernels_there_is_no_crossover(self):
+        from benchmarks.loss import crossover_lines
+
+        assert crossover_lines([("64 x 2", 128, {"dense": [1.0]})]) == []

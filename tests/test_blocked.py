@@ -18,9 +18,9 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
-from supcon_tf.losses import kernels
+from supcon_tf.losses import kernel_choice, kernels
 from supcon_tf.losses.supcon import _per_sample_loss
-from tests._kernel_choice_worker import TEST_DENSE_MAX_ELEMENTS, count_kernel_runs
+from tests._kernel_choice_worker import TEST_BUDGET, count_kernel_runs
 from tests.reference import npairs_reference, supcon_reference
 
 LABEL_KINDS = ("int", "one_hot", "multi_hot", "none", "mask")
@@ -387,9 +387,8 @@ class TestCompilation:
 
 
 @pytest.fixture
-def kernel_runs(monkeypatch):
-    """Kernels that ran (in order), with the dense threshold lowered to a few hundred logits."""
-    monkeypatch.setattr(kernels, "AUTO_DENSE_MAX_ELEMENTS", TEST_DENSE_MAX_ELEMENTS)
+def kernel_runs():
+    """Kernels that ran (in order); the tests pass a budget of a few hundred logits."""
     runs, restore = count_kernel_runs(kernels)
     yield runs
     restore()
@@ -403,7 +402,8 @@ class TestRunTimeChoice:
         # partial last batch of 2 (4 x 4: dense); the traced batch dimension is None.
         features, labels, _ = make_batch(20, 26, 2, 8, "int")
         model = keras.Sequential([keras.Input((2, 8)), keras.layers.Dense(8)])
-        model.compile(optimizer="sgd", loss=SupervisedContrastiveLoss(), jit_compile=False)
+        loss = SupervisedContrastiveLoss(dense_memory_budget=TEST_BUDGET)
+        model.compile(optimizer="sgd", loss=loss, jit_compile=False)
         model.evaluate(features, labels, batch_size=12, verbose=0)
         assert kernel_runs == ["blocked", "blocked", "dense"]
         del kernel_runs[:]
@@ -419,7 +419,10 @@ class TestRunTimeChoice:
         )
         def auto(y, z):
             return loss_and_gradient_graph(
-                lambda z: supervised_contrastive_loss(y, z, temperature=0.1), z
+                lambda z: supervised_contrastive_loss(
+                    y, z, temperature=0.1, dense_memory_budget=TEST_BUDGET
+                ),
+                z,
             )
 
         for batch, kernel in [(12, "blocked"), (5, "dense")]:
@@ -438,7 +441,7 @@ class TestRunTimeChoice:
 
     def test_eager_call_above_threshold_is_blocked_and_exact(self, kernel_runs):
         features, labels, _ = make_batch(22, 12, 2, 8, "int")
-        loss = SupervisedContrastiveLoss(reduction=None)
+        loss = SupervisedContrastiveLoss(reduction=None, dense_memory_budget=TEST_BUDGET)
         np.testing.assert_allclose(
             loss(labels, features).numpy(),
             supcon_reference(features, labels, 0.1),
@@ -497,14 +500,76 @@ def loss_and_gradient_graph(function, features):
     return per_sample, tape.gradient(total, features)
 
 
+def graph_and_functions(graph, seen=None):
+    """`graph` and every function graph it calls (while-loop bodies, gradients), once each."""
+    seen = set() if seen is None else seen
+    yield graph
+    for function in graph._functions.values():
+        inner = getattr(function, "graph", None)
+        if inner is not None and id(inner) not in seen:
+            seen.add(id(inner))
+            yield from graph_and_functions(inner, seen)
+
+
 class TestOptions:
-    def test_auto_picks_by_size(self):
+    def test_auto_picks_dense_within_the_memory_budget(self):
+        # 4096 x 2 views: three float32 [8192, 8192] matrices, 805 MB, within 1 GiB;
+        # 8192 x 2 views (3.2 GB) or float64 at 4096 x 2 (1.6 GB) beyond it.
+        assert kernel_choice.DEFAULT_DENSE_MEMORY_BUDGET == 2**30
         assert kernels.choose_implementation("auto", 100, 100) == "dense"
-        assert kernels.choose_implementation("auto", 8192, 8192) == "blocked"
+        assert kernels.choose_implementation("auto", 8192, 8192) == "dense"
+        assert kernels.choose_implementation("auto", 16384, 16384) == "blocked"
+        assert kernels.choose_implementation("auto", 8192, 8192, itemsize=8) == "blocked"
         assert kernels.choose_implementation("auto", None, 8192) == "run time"
         assert kernels.choose_implementation("auto", 8192, None, in_xla=True) == "blocked"
         assert kernels.choose_implementation("blocked", 4, 4) == "blocked"
         assert kernels.choose_implementation("dense", 10**5, 10**5) == "dense"
+
+    def test_budget_is_the_dense_working_set_in_bytes(self):
+        working_set = kernel_choice.dense_working_set(300, 600)
+        assert working_set == 3 * 300 * 600 * 4
+        choose = kernels.choose_implementation
+        assert choose("auto", 300, 600, memory_budget=working_set) == "dense"
+        assert choose("auto", 300, 600, memory_budget=working_set - 1) == "blocked"
+        assert choose("auto", 300, 600, memory_budget=0) == "blocked"
+        assert bool(kernel_choice.dense_fits(300, 600, 4, working_set))
+        assert not bool(kernel_choice.dense_fits(300, 600, 4, working_set - 1))
+
+    @pytest.mark.parametrize("budget,kernel", [(1200, "dense"), (1199, "blocked")])
+    def test_budget_argument_picks_the_kernel_that_runs(self, kernel_runs, budget, kernel):
+        # 5 x 2 views: 10 anchor rows against 10 contrasts, 100 float32 logits in each of
+        # three matrices: 1200 bytes.
+        features, labels, _ = make_batch(24, 5, 2, 8, "int")
+        loss = supervised_contrastive_loss(labels, features, dense_memory_budget=budget)
+        assert kernel_runs == [kernel]
+        np.testing.assert_allclose(loss.numpy(), supcon_reference(features, labels, 0.1), rtol=2e-4)
+
+    @pytest.mark.parametrize("implementation,largest", [("blocked", 8 * 64), ("dense", 64 * 64)])
+    def test_blocked_graph_holds_no_matrix_larger_than_a_block(self, implementation, largest):
+        # 32 x 2 views of width 4 (N = 64) in blocks of 8 rows: no tensor of the forward
+        # or backward graph (while-loop bodies included) exceeds one [8, 64] block; the
+        # dense kernel's [64, 64] matrix shows the check can fail.
+        features, labels, _ = make_batch(25, 32, 2, 4, "int")
+
+        @tf.function
+        def step(z):
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                loss = supervised_contrastive_loss(
+                    labels, z, implementation=implementation, block_size=8
+                )
+            return tape.gradient(tf.reduce_sum(loss), z)
+
+        sizes = [
+            tensor.shape.num_elements()
+            for graph in graph_and_functions(
+                step.get_concrete_function(tf.constant(features)).graph
+            )
+            for operation in graph.get_operations()
+            for tensor in operation.outputs
+            if tensor.shape.is_fully_defined()
+        ]
+        assert max(sizes) == largest
 
     def test_default_block_size_bounds_the_block(self):
         for columns in (1, 100, 8192, 131072, 10**7):
@@ -515,13 +580,17 @@ class TestOptions:
             )
 
     def test_get_config_round_trip(self):
-        loss = SupervisedContrastiveLoss(implementation="blocked", block_size=128)
+        loss = SupervisedContrastiveLoss(
+            implementation="blocked", block_size=128, dense_memory_budget=2**32
+        )
         config = loss.get_config()
         assert config["implementation"] == "blocked" and config["block_size"] == 128
+        assert config["dense_memory_budget"] == 2**32
         clone = SupervisedContrastiveLoss.from_config(config)
         assert clone.get_config() == config
         restored = keras.losses.deserialize(keras.losses.serialize(loss))
         assert restored.implementation == "blocked" and restored.block_size == 128
+        assert restored.dense_memory_budget == 2**32
 
     @pytest.mark.parametrize(
         "options,match",
@@ -532,6 +601,10 @@ class TestOptions:
             ({"block_size": -3}, "`block_size`.*got -3"),
             ({"block_size": 2.5}, "`block_size`.*got 2.5"),
             ({"block_size": True}, "`block_size`.*got True"),
+            ({"dense_memory_budget": -1}, "`dense_memory_budget` must be an integer >= 0, got -1"),
+            ({"dense_memory_budget": "1GB"}, "`dense_memory_budget` must be an integer.*'1GB'"),
+            ({"dense_memory_budget": 1.5e9}, "`dense_memory_budget` must be an integer.*float"),
+            ({"dense_memory_budget": True}, "`dense_memory_budget` must be an integer.*True"),
         ],
     )
     def test_bad_options(self, options, match):

@@ -21,7 +21,7 @@ def _names(text):
 # The public names of each old module, as they were before the move.
 MOVED_NAMES = {
     "supcon_tf.kernels": _names(
-        "AUTO_DENSE_MAX_ELEMENTS DEFAULT_BLOCK_ELEMENTS DENOMINATOR_MODES IMPLEMENTATIONS "
+        "DEFAULT_BLOCK_ELEMENTS DENOMINATOR_MODES IMPLEMENTATIONS "
         "MIN_BLOCK_ROWS Positives Variant anchor_losses check_implementation check_variant "
         "choose_implementation default_block_size"
     ),

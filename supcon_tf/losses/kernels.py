@@ -10,8 +10,8 @@ share one formulation and one custom gradient:
   each row's log-sum-exp, the backward pass recomputes one block at a time and
   accumulates the anchor and contrast gradients, so the peak extra memory is
   O(block_size x M) instead of O(K x M).
-* `"auto"` picks dense when `K x M` is at most `AUTO_DENSE_MAX_ELEMENTS`, else blocked;
-  from the static shapes when they are known, else at run time (`tf.cond`).
+* `"auto"` picks dense while its working set fits a memory budget, else blocked
+  (`kernel_choice`); from the static shapes when they are known, else at run time.
 
 Why one module of about 900 lines: the two kernels share one custom gradient, one
 precision trick and one row loss for the variants; split apart, each half would have to
@@ -60,17 +60,32 @@ import tensorflow as tf
 # Not in the public API; used only to tell whether a graph is being built for XLA.
 from tensorflow.python.ops import control_flow_util
 
-IMPLEMENTATIONS = ("auto", "dense", "blocked")
+from supcon_tf.losses.kernel_choice import (
+    DEFAULT_BLOCK_ELEMENTS,
+    IMPLEMENTATIONS,
+    MIN_BLOCK_ROWS,
+    check_implementation,
+    choose_implementation,
+    default_block_size,
+    dense_fits,
+)
+
+# The kernel options (`kernel_choice`) stay reachable from here, where they always were.
+__all__ = [
+    "DEFAULT_BLOCK_ELEMENTS",
+    "DENOMINATOR_MODES",
+    "IMPLEMENTATIONS",
+    "MIN_BLOCK_ROWS",
+    "Positives",
+    "Variant",
+    "anchor_losses",
+    "check_implementation",
+    "check_variant",
+    "choose_implementation",
+    "default_block_size",
+]
+
 DENOMINATOR_MODES = ("all", "one_positive", "only_negatives")
-
-# "auto" computes densely while the logit matrix has at most this many entries
-# (4096 x 4096: 64 MB in float32); see benchmarks/RESULTS.md for the measured crossover.
-AUTO_DENSE_MAX_ELEMENTS = 4096 * 4096
-
-# Default rows per block: about this many logits (8 MB in float32) per block, and at
-# least MIN_BLOCK_ROWS rows (for N = 131072 contrasts: 128 MB per block).
-DEFAULT_BLOCK_ELEMENTS = 2**21
-MIN_BLOCK_ROWS = 256
 
 
 class Positives(NamedTuple):
@@ -155,99 +170,12 @@ def check_variant(denominator_mode, positives_cap):
     )
 
 
-def check_implementation(implementation, block_size):
-    """Validates the kernel options of a loss.
-
-    Args:
-        implementation: one of `IMPLEMENTATIONS`.
-        block_size: `None` (automatic) or a positive number of anchor rows per block.
-
-    Example:
-
-    >>> check_implementation("blocked", 256)
-    >>> check_implementation("tiled", None)
-    Traceback (most recent call last):
-    ...
-    ValueError: Unknown `implementation`='tiled'. Expected one of ('auto', 'dense', 'blocked'): 'dense' materialises the whole similarity matrix (fast for small batches), 'blocked' streams over row blocks (memory O(N x block_size)), 'auto' picks by size.
-    """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"Unknown `implementation`={implementation!r}. Expected one of {IMPLEMENTATIONS}: "
-            "'dense' materialises the whole similarity matrix (fast for small batches), "
-            "'blocked' streams over row blocks (memory O(N x block_size)), 'auto' picks by size."
-        )
-    _check_optional_count(
-        "block_size",
-        block_size,
-        1,
-        "None (automatic) or a positive integer number of anchor rows per block",
-    )
-
-
 def _check_optional_count(name, value, minimum, meaning):
     """Raises `ValueError` (saying `meaning`) unless `value` is None or an int >= `minimum`."""
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, int) or value < minimum
     ):
         raise ValueError(f"`{name}` must be {meaning}, got {value!r}.")
-
-
-def choose_implementation(implementation, num_anchors, num_contrasts, in_xla=False):
-    """Resolves `"auto"` from the static logit-matrix size, when it is known.
-
-    Args:
-        implementation: `"auto"`, `"dense"` or `"blocked"`.
-        num_anchors: static number K of anchor views (rows), or None when unknown.
-        num_contrasts: static number M of contrast views (columns), or None.
-        in_xla: whether the kernel is being compiled by XLA.
-
-    Returns:
-        `"dense"` or `"blocked"`; `"auto"` gives dense when `K x M` is at most
-        `AUTO_DENSE_MAX_ELEMENTS`, else blocked. With an unknown size (a `model.fit`
-        batch dimension, a partial last batch, a gathered global batch) it returns
-        `"run time"`: both kernels go into the graph and a `tf.cond` picks one from the
-        actual size, except under XLA (whose conditionals would make the blocked branch
-        carry the dense branch's `[K, M]` intermediates), where it is `"blocked"`.
-
-    Example:
-
-    >>> choose_implementation("auto", 8192, 8192)
-    'blocked'
-    >>> choose_implementation("auto", None, 8192)
-    'run time'
-    """
-    if implementation != "auto":
-        return implementation
-    if num_anchors is None or num_contrasts is None:
-        return "blocked" if in_xla else "run time"
-    return "dense" if num_anchors * num_contrasts <= AUTO_DENSE_MAX_ELEMENTS else "blocked"
-
-
-def default_block_size(num_contrasts):
-    """Rows per block: about `DEFAULT_BLOCK_ELEMENTS` logits, and at least `MIN_BLOCK_ROWS`.
-
-    The lower bound keeps the per-block accumulation of the `[M, D]` contrast gradient
-    (one pass over M x D values per block) small next to the block's products.
-
-    Args:
-        num_contrasts: number M of contrast views (columns of the logit matrix): a
-            Python integer, or a scalar integer tensor when it is known only at run time.
-
-    Returns:
-        A positive multiple of 8 (a Python int, or an int32 tensor for a tensor input).
-
-    Example:
-
-    >>> default_block_size(4096)
-    512
-    >>> default_block_size(131072)
-    256
-    """
-    if isinstance(num_contrasts, int):
-        rows = DEFAULT_BLOCK_ELEMENTS // max(num_contrasts, 1)
-        return max(MIN_BLOCK_ROWS, rows // 8 * 8)
-    rows = DEFAULT_BLOCK_ELEMENTS // tf.maximum(tf.cast(num_contrasts, tf.int32), 1)
-    return tf.maximum(MIN_BLOCK_ROWS, rows // 8 * 8)
 
 
 def _segment_ids(labels):
@@ -704,6 +632,7 @@ def anchor_losses(
     implementation="auto",
     block_size=None,
     variant=None,
+    dense_memory_budget=None,
 ):
     """Per-sample loss of the local anchors against a (possibly larger) contrast set.
 
@@ -722,6 +651,8 @@ def anchor_losses(
             `DEFAULT_BLOCK_ELEMENTS` logits per block).
         variant: a `Variant` (denominator mode, positives cap); weighted positives
             come as `Positives("weights", ...)`.
+        dense_memory_budget: bytes "auto" lets the dense kernel use (None: the default,
+            `kernel_choice.DEFAULT_DENSE_MEMORY_BUDGET`).
 
     Returns:
         `[local_batch]` loss per anchor sample, averaged over its anchor views.
@@ -738,7 +669,7 @@ def anchor_losses(
     >>> bool(tf.reduce_all(tf.abs(dense - blocked) < 1e-5))
     True
     """
-    check_implementation(implementation, block_size)
+    check_implementation(implementation, block_size, dense_memory_budget)
     variant = Variant() if variant is None else variant
     arguments = (features, positives, temperature, contrast_mode, summation)
     options = dict(
@@ -748,8 +679,10 @@ def anchor_losses(
         implementation=implementation,
         block_size=block_size,
         variant=variant,
+        dense_memory_budget=dense_memory_budget,
     )
-    if tf.executing_eagerly() and _blocked_when_static(features, contrast_mode, implementation):
+    blocked = _blocked_when_static(features, contrast_mode, implementation, dense_memory_budget)
+    if tf.executing_eagerly() and blocked:
         # Eagerly, the blocked loop is a Python loop whose every intermediate is a live
         # value: run it as one graph (traced once per shape and options), as lean as a
         # compiled call. Small dense calls stay eager (tracing would cost more).
@@ -757,16 +690,21 @@ def anchor_losses(
     return _anchor_losses(*arguments, **options)
 
 
-def _blocked_when_static(features, contrast_mode, implementation):
+def _blocked_when_static(features, contrast_mode, implementation, dense_memory_budget):
     """Whether the kernel resolves to `"blocked"` from `features`' static shape."""
     num_samples, num_views = features.shape[0], features.shape[1]
     if num_samples is None or num_views is None:
         return implementation == "blocked"
     anchor_views = num_views if contrast_mode == "all" else 1
     num_contrasts = num_samples * num_views
-    return choose_implementation(implementation, num_samples * anchor_views, num_contrasts) == (
-        "blocked"
+    kernel = choose_implementation(
+        implementation,
+        num_samples * anchor_views,
+        num_contrasts,
+        memory_budget=dense_memory_budget,
+        itemsize=features.dtype.size,
     )
+    return kernel == "blocked"
 
 
 def _in_xla():
@@ -786,6 +724,7 @@ def _anchor_losses(
     implementation,
     block_size,
     variant,
+    dense_memory_budget,
 ):
     """`anchor_losses` in a graph (see there)."""
     num_views = features.shape[1]
@@ -853,15 +792,18 @@ def _anchor_losses(
         )
 
     implementation = choose_implementation(
-        implementation, anchors.shape[0], contrast.shape[0], _in_xla()
+        implementation,
+        anchors.shape[0],
+        contrast.shape[0],
+        _in_xla(),
+        memory_budget=dense_memory_budget,
+        itemsize=dtype.size,
     )
     if implementation == "run time":
-        size = tf.cast(tf.shape(anchors)[0], tf.int64) * tf.cast(tf.shape(contrast)[0], tf.int64)
-        terms = tf.cond(
-            size <= AUTO_DENSE_MAX_ELEMENTS,
-            lambda: terms_of("dense"),
-            lambda: terms_of("blocked"),
+        fits = dense_fits(
+            tf.shape(anchors)[0], tf.shape(contrast)[0], dtype.size, dense_memory_budget
         )
+        terms = tf.cond(fits, lambda: terms_of("dense"), lambda: terms_of("blocked"))
     else:
         terms = terms_of(implementation)
     if use_variant:

@@ -80,6 +80,7 @@ def supervised_contrastive_loss(
     positive_mask=None,
     implementation="auto",
     block_size=None,
+    dense_memory_budget=None,
     gather_across_replicas=True,
     memory_embeddings=None,
     memory_labels=None,
@@ -156,15 +157,19 @@ def supervised_contrastive_loss(
             the single-device loss and gradients of the global batch. `False` keeps
             each replica's own shard as its only negatives. No effect outside a
             multi-replica context.
-        implementation: `"auto"` (default: dense for small batches, blocked above
-            `kernels.AUTO_DENSE_MAX_ELEMENTS` similarities, decided at run time when the
-            batch size is unknown while tracing, as in `model.fit`, for a partial last
-            batch or a gathered global batch), `"dense"` (the whole
-            similarity matrix at once) or `"blocked"` (row blocks with a streaming
-            log-sum-exp; memory O(N x block_size) for huge batches). Same values and
-            gradients either way.
+        implementation: `"auto"` (default: dense while its similarity matrices fit
+            `dense_memory_budget`, blocked beyond; decided at run time when the batch
+            size is unknown while tracing, as in `model.fit`, for a partial last batch
+            or a gathered global batch), `"dense"` (the whole similarity matrix at once)
+            or `"blocked"` (row blocks with a streaming log-sum-exp; memory
+            O(N x block_size) for huge batches). Same values and gradients either way.
         block_size: anchor rows per block of `"blocked"`; `None` picks about
-            `kernels.DEFAULT_BLOCK_ELEMENTS` similarities per block.
+            `kernel_choice.DEFAULT_BLOCK_ELEMENTS` similarities per block.
+        dense_memory_budget: bytes that `"auto"` lets the dense kernel's N x N matrices
+            take (it keeps `kernel_choice.DENSE_LIVE_MATRICES` of them); `None` (default)
+            is `kernel_choice.DEFAULT_DENSE_MEMORY_BUDGET`, 1 GiB: dense up to 4096 x 2
+            views in float32. Raise it to keep larger batches dense where memory allows
+            (dense is faster while it fits), lower it to bound the memory.
         memory_embeddings: optional memory bank (XBM, the MoCo queue): embeddings of
             K past samples, `[K, V, D]` with the views and width of `y_pred` (`[K, D]`
             for `[B, D]` embeddings). They are extra contrasts for every anchor (in the
@@ -197,7 +202,7 @@ def supervised_contrastive_loss(
     temperature, base_temperature = _check_options(
         temperature, base_temperature, contrast_mode, summation
     )
-    kernels.check_implementation(implementation, block_size)
+    kernels.check_implementation(implementation, block_size, dense_memory_budget)
     kernels.check_variant(denominator_mode, positives_cap)
     features = _as_views(y_pred)
     _check_cap_views(positives_cap, _num_views(features))
@@ -248,6 +253,7 @@ def supervised_contrastive_loss(
         local_batch=local_batch,
         implementation=implementation,
         block_size=block_size,
+        dense_memory_budget=dense_memory_budget,
         variant=kernels.Variant(denominator_mode, positives_cap),
         pair_weights=pair_weights,
     )
@@ -275,6 +281,7 @@ def _per_sample_loss(
     local_batch=None,
     implementation="auto",
     block_size=None,
+    dense_memory_budget=None,
     variant=None,
     pair_weights=False,
 ):
@@ -287,7 +294,8 @@ def _per_sample_loss(
         positive_mask: optional `[G, G]` custom positives (with `y_true=None`).
         anchor_start, local_batch: the anchors are samples
             `anchor_start .. anchor_start + local_batch - 1` (default: all G samples).
-        implementation, block_size: the kernel (see `kernels.anchor_losses`).
+        implementation, block_size, dense_memory_budget: the kernel (see
+            `kernels.anchor_losses`).
         variant: a `kernels.Variant` (None: the paper's loss).
         pair_weights: `y_true` is a `[G, G]` pair-weight matrix.
 
@@ -307,6 +315,7 @@ def _per_sample_loss(
         implementation=implementation,
         block_size=block_size,
         variant=variant,
+        dense_memory_budget=dense_memory_budget,
     )
 
 
@@ -368,6 +377,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
             similarity matrix is computed (see `supervised_contrastive_loss`); use
             `"blocked"` for batches too large for an `[N, N]` matrix.
         block_size: anchor rows per block of `"blocked"` (`None`: automatic).
+        dense_memory_budget: bytes `"auto"` lets the dense kernel use (`None`: 1 GiB,
+            dense up to 4096 x 2 views); see `supervised_contrastive_loss`.
         gather_across_replicas: under a `tf.distribute` strategy with several
             replicas, use the whole global batch (all replicas' embeddings and labels)
             as contrasts for this replica's anchors (default `True`, the paper's
@@ -414,6 +425,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         normalize=True,
         implementation="auto",
         block_size=None,
+        dense_memory_budget=None,
         gather_across_replicas=True,
         denominator_mode="all",
         positives_cap=None,
@@ -424,7 +436,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _check_options(temperature, base_temperature, contrast_mode, summation)
-        kernels.check_implementation(implementation, block_size)
+        kernels.check_implementation(implementation, block_size, dense_memory_budget)
         kernels.check_variant(denominator_mode, positives_cap)
         checks.boolean("gather_across_replicas", gather_across_replicas)
         self.temperature = temperature
@@ -434,6 +446,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
         self.normalize = normalize
         self.implementation = implementation
         self.block_size = block_size
+        self.dense_memory_budget = dense_memory_budget
         self.gather_across_replicas = gather_across_replicas
         self.denominator_mode = denominator_mode
         self.positives_cap = positives_cap
@@ -450,6 +463,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
             normalize=self.normalize,
             implementation=self.implementation,
             block_size=self.block_size,
+            dense_memory_budget=self.dense_memory_budget,
             gather_across_replicas=self.gather_across_replicas,
             memory_embeddings=memory_embeddings,
             memory_labels=memory_labels,
@@ -469,6 +483,7 @@ class SupervisedContrastiveLoss(_LabelLoss):
                 "normalize": self.normalize,
                 "implementation": self.implementation,
                 "block_size": self.block_size,
+                "dense_memory_budget": self.dense_memory_budget,
                 "gather_across_replicas": self.gather_across_replicas,
                 "denominator_mode": self.denominator_mode,
                 "positives_cap": self.positives_cap,
