@@ -171,13 +171,16 @@ def parse_sizes(text):
     return sizes
 
 
-def in_process_table(sizes, dim, implementations, repeats, block_size):
+def in_process_table(sizes, dim, implementations, repeats, block_size, limits=None):
     """Times the implementations alternately in this process; ratios to baseline and floor.
 
     Each round times every implementation once; an implementation's figure is the median
     over rounds of (its time / the baseline's time in that round). The floor is three
     products at the best matmul rate measured in this process, before and after.
+    `limits` maps an implementation to the most views N it runs at (its N x N matrices);
+    above that its cell is "-".
     """
+    limits = limits or {}
     import numpy as np
     import tensorflow as tf
 
@@ -189,8 +192,9 @@ def in_process_table(sizes, dim, implementations, repeats, block_size):
         features = tf.constant(rng.normal(size=(batch, views, dim)).astype("float32"))
         labels = tf.constant(rng.integers(0, 10, size=batch))
         rate = max(matmul_rates(num, dim, 3).values())
-        steps = {name: make_step(name, labels, features, block_size) for name in implementations}
-        times = {name: [] for name in implementations}
+        running = [name for name in implementations if num <= limits.get(name, num)]
+        steps = {name: make_step(name, labels, features, block_size) for name in running}
+        times = {name: [] for name in running}
         for step in steps.values():
             step()[1].numpy()
         for _ in range(repeats):
@@ -200,6 +204,9 @@ def in_process_table(sizes, dim, implementations, repeats, block_size):
         floor = 3 * 2 * num * num * dim / (rate * 1e9)
         row = [f"{batch} x {views} ({num})"]
         for name in implementations:
+            if name not in times:
+                row.append("-")
+                continue
             seconds = statistics.median(times[name])
             cell = f"{seconds:.3f}"
             if "baseline" in times and name != "baseline":
@@ -410,8 +417,9 @@ def main(argv=None):
             append_results("Loss: peak memory as users call it", " ".join(sys.argv), table)
         return
     if args.in_process:
+        limits = {"baseline": args.max_baseline_views, "dense": args.max_dense_views}
         header, rows, crossover = in_process_table(
-            sizes, args.dim, implementations, args.repeats * args.rounds, args.block_size
+            sizes, args.dim, implementations, args.repeats * args.rounds, args.block_size, limits
         )
         table = markdown_table(header, rows)
         if crossover:

@@ -47,10 +47,19 @@ logits and differentiates the row loss with respect to them (automatic
 differentiation on a `[block, M]` matrix), then folds that into the same two
 products, so the blocked kernel's memory stays O(block_size x M).
 
-The gradient of a row's log-sum-exp is that row's softmax `exp(l - shift) / sum`; the
-forward pass keeps the unnormalised exponentials and the row sums, and the custom
-gradient folds `upstream / sum` into the `[block, D]` factors of its two products, so
-the `[block, M]` matrix is never normalised or scaled.
+Passes over a block: a row's exponentials are shifted by an upper bound of its logits,
+`|a_i| max_j |c_j|` (1/tau for normalised embeddings), put into the product as one more
+column (`[a_i, -shift_i] . [c_j, 1]`), so the forward pass is one product, one exponential
+and one row sum, with no row maximum and no subtraction; where the bound is more than
+`BOUND_SHIFT_MARGIN` above a known logit of some row (tiny temperatures, unnormalised
+embeddings of very different norms) that block takes its row maxima instead.
+
+The gradient of a row's log-sum-exp is that row's softmax `exp(l - shift) / sum`. The
+dense kernel keeps the unnormalised exponentials and the row sums, and folds
+`upstream / sum` into the `[block, D]` factors of its two products, so the `[K, M]`
+matrix is never normalised or scaled. The blocked kernel's backward pass recomputes each
+block's softmax as `exp(l - logsumexp)` from one product (the kept log-sum-exp as the
+shift column) and one exponential, then its two products.
 """
 
 from typing import NamedTuple
@@ -86,6 +95,11 @@ __all__ = [
 ]
 
 DENOMINATOR_MODES = ("all", "one_positive", "only_negatives")
+
+# A row's exponentials are taken relative to an upper bound of its logits, |a_i| max_j |c_j|
+# (no pass over the block), when the bound is at most this far above a logit of the row:
+# every term within e^-47 of the row's largest stays a normal float32.
+BOUND_SHIFT_MARGIN = 40.0
 
 
 class Positives(NamedTuple):
@@ -436,36 +450,61 @@ def _row_terms(
     """
     dtype = anchors.dtype
     minus_infinity = tf.constant(-float("inf"), dtype)
+    if reference_columns is None:
+        reference_columns = self_columns
+    num_contrasts = tf.shape(contrast)[0]
+    # A row's shift enters its product as one more column: [a, -shift] . [c, 1] = l - shift.
+    shifted_contrast = tf.concat([contrast, tf.ones([num_contrasts, 1], dtype)], axis=1)
+    # Upper bounds of the rows' logits, and one logit of each row (not its own) below them.
+    bounds = tf.stop_gradient(tf.norm(anchors, axis=1) * tf.reduce_max(tf.norm(contrast, axis=1)))
+    probe_columns = tf.where(
+        tf.equal(reference_columns, self_columns),
+        (self_columns + 1) % num_contrasts,
+        reference_columns,
+    )
+    probes = tf.stop_gradient(tf.reduce_sum(anchors * tf.gather(contrast, probe_columns), axis=1))
 
-    def shifted_exponentials(logits, include):
-        """`(shift, exps, sums)`: a row's log-sum-exp over `include` is `shift + log(sums)`.
+    def product(block_anchors, self_index, shift):
+        """`[b, M]` logits minus each row's `shift` (None: 0), `-inf` on the self entries."""
+        if shift is None:
+            logits = tf.matmul(block_anchors, contrast, transpose_b=True)
+        else:
+            augmented = tf.concat([block_anchors, -shift[:, None]], axis=1)
+            logits = tf.matmul(augmented, shifted_contrast, transpose_b=True)
+        if include_self:
+            return logits
+        rows = tf.shape(self_index)[0]
+        return tf.tensor_scatter_nd_update(logits, self_index, tf.fill([rows], minus_infinity))
 
-        `include` is None (every entry) or a bool mask; excluded entries hold `-inf` or
-        are masked. A row with no entry gets shift 0 and sum 0 (log-sum-exp `-inf`).
-        """
-        if include is not None:
-            logits = tf.where(include, logits, minus_infinity)
-        row_max = tf.reduce_max(logits, axis=1)
-        shift = tf.where(row_max > minus_infinity, row_max, tf.zeros_like(row_max))
-        exps = tf.exp(logits - shift[:, None])
-        return shift, exps, tf.reduce_sum(exps, axis=1)
+    def shifted_logits(block_anchors, self_index, block_bounds, block_probes):
+        """`(shift, logits - shift)`: the bounds (no pass) when near enough, else row maxima."""
 
-    def forward_block(block_anchors, block_samples, block_self, block_reference):
+        def by_bound():
+            return block_bounds, product(block_anchors, self_index, block_bounds)
+
+        def by_maximum():
+            logits = product(block_anchors, self_index, None)
+            row_max = tf.reduce_max(logits, axis=1)
+            shift = tf.where(row_max > minus_infinity, row_max, tf.zeros_like(row_max))
+            return shift, logits - shift[:, None]
+
+        near = tf.reduce_all(block_bounds - block_probes <= BOUND_SHIFT_MARGIN)
+        return tf.cond(near, by_bound, by_maximum)
+
+    def forward_block(block_anchors, block_samples, block_self, block_reference, *limits):
         rows = tf.shape(block_anchors)[0]
-        logits = tf.matmul(block_anchors, contrast, transpose_b=True)
-        if not include_self:
-            self_index = tf.stack([tf.range(rows), block_self], axis=1)
-            logits = tf.tensor_scatter_nd_update(
-                logits, self_index, tf.fill([rows], minus_infinity)
-            )
+        self_index = tf.stack([tf.range(rows), block_self], axis=1)
         if positive_term == "variant":
+            logits = product(block_anchors, self_index, None)
             return {
                 "logits": logits,
                 "self_index": self_index,
                 "samples": block_samples,
                 "loss": row_loss(logits, block_samples, self_index),
             }
-        shift, exps, sums = shifted_exponentials(logits, None)
+        shift, shifted = shifted_logits(block_anchors, self_index, *limits)
+        exps = tf.exp(shifted)
+        sums = tf.reduce_sum(exps, axis=1)
         log_sums = tf.math.log(sums)
         state = {
             "exps": exps,
@@ -473,8 +512,8 @@ def _row_terms(
             "log_denominator": shift + log_sums,
         }
         if positive_term is None:
-            reference = tf.gather(logits, block_reference, batch_dims=1)
-            state["reference_gap"] = (shift - reference) + log_sums
+            # log-denominator minus the reference logit, both relative to the shift.
+            state["reference_gap"] = log_sums - tf.gather(shifted, block_reference, batch_dims=1)
             return state
         mask = build_mask(block_samples)
         if not include_self:
@@ -483,19 +522,34 @@ def _row_terms(
         state.update(mask=mask, count=count)
         has_positive = count > 0
         if positive_term == "sum":
-            positive = tf.reduce_sum(tf.where(mask, logits, tf.zeros_like(logits)), 1)
-            # log-denominator minus the mean positive logit, without cancelling the shifts.
-            gap = (shift - positive / tf.maximum(count, 1.0)) + log_sums
+            positive = tf.reduce_sum(tf.where(mask, shifted, tf.zeros_like(shifted)), 1)
+            # log-denominator minus the mean positive logit, both relative to the shift.
+            gap = log_sums - positive / tf.maximum(count, 1.0)
+            positive += count * shift
         else:
-            positive_shift, positive_exps, positive_sums = shifted_exponentials(logits, mask)
-            positive = positive_shift + tf.math.log(positive_sums)
-            gap = (shift - positive_shift) + (log_sums - tf.math.log(positive_sums))
+            positive_shifted = tf.where(mask, shifted, minus_infinity)
+            positive_max = tf.reduce_max(positive_shifted, axis=1)
+            positive_max = tf.where(has_positive, positive_max, tf.zeros_like(positive_max))
+            positive_exps = tf.exp(positive_shifted - positive_max[:, None])
+            positive_sums = tf.reduce_sum(positive_exps, axis=1)
+            log_positive = positive_max + tf.math.log(positive_sums)
+            positive = shift + log_positive
+            gap = log_sums - log_positive
             state["positive_softmax"] = (
                 positive_exps * tf.math.reciprocal_no_nan(positive_sums)[:, None]
             )
         state["positive"] = tf.where(has_positive, positive, tf.zeros_like(positive))
         state["gap"] = tf.where(has_positive, gap, tf.zeros_like(gap))
         return state
+
+    def softmax_block(block_anchors, block_self, log_denominator):
+        """Backward state of linear-positives rows: the softmax `exp(l - logsumexp)`."""
+        rows = tf.shape(block_anchors)[0]
+        self_index = tf.stack([tf.range(rows), block_self], axis=1)
+        finite = tf.math.is_finite(log_denominator)  # -inf: a row with no contrast at all
+        shift = tf.where(finite, log_denominator, tf.zeros_like(log_denominator))
+        softmax = tf.exp(product(block_anchors, self_index, shift))
+        return {"exps": softmax, "inverse_sums": tf.ones_like(shift)}
 
     def backward_block(state, block_anchors, grad_denominator, grad_positive):
         """Returns the gradients of the block's anchors and its contrast contribution."""
@@ -538,12 +592,11 @@ def _row_terms(
         grads = list(grads) + [None] * (3 - len(grads))
         return [tf.zeros_like(reference) if grad is None else grad for grad in grads[:2]]
 
-    if reference_columns is None:
-        reference_columns = self_columns
+    row_indices = (anchor_samples, self_columns, reference_columns, bounds, probes)
 
     @tf.custom_gradient
     def dense_terms(anchors, contrast):
-        state = forward_block(anchors, anchor_samples, self_columns, reference_columns)
+        state = forward_block(anchors, *row_indices)
 
         def grad(*grads):
             grad_denominator, grad_positive = upstream(grads, state[output_names[0]])
@@ -562,9 +615,7 @@ def _row_terms(
         padded = tf.pad(tensor, [[0, padding]] + [[0, 0]] * (tensor.shape.rank - 1))
         return tf.reshape(padded, tf.concat([[num_blocks, block_size], tf.shape(tensor)[1:]], 0))
 
-    index_blocks = [
-        blocks_of(tensor) for tensor in (anchor_samples, self_columns, reference_columns)
-    ]
+    index_blocks = [blocks_of(tensor) for tensor in row_indices]
 
     def block_indices(index):
         return [blocks[index] for blocks in index_blocks]
@@ -588,17 +639,25 @@ def _row_terms(
             parallel_iterations=1,
         )
         outputs = [tf.reshape(array.stack(), [-1])[:num_rows] for array in arrays]
+        denominator_blocks = blocks_of(outputs[0])
 
         def grad(*grads):
             grad_denominator, grad_positive = upstream(grads, outputs[0])
-            denominator_blocks = blocks_of(grad_denominator)
-            positive_blocks = blocks_of(grad_positive)
+            grad_denominator_blocks = blocks_of(grad_denominator)
+            grad_positive_blocks = blocks_of(grad_positive)
 
             def backward_step(index, anchor_grads, contrast_grad):
                 block_anchors = anchor_blocks[index]
-                state = forward_block(block_anchors, *block_indices(index))
+                if positive_term is None:
+                    block_self = index_blocks[1][index]
+                    state = softmax_block(block_anchors, block_self, denominator_blocks[index])
+                else:
+                    state = forward_block(block_anchors, *block_indices(index))
                 anchor_grad, block_contrast_grad = backward_block(
-                    state, block_anchors, denominator_blocks[index], positive_blocks[index]
+                    state,
+                    block_anchors,
+                    grad_denominator_blocks[index],
+                    grad_positive_blocks[index],
                 )
                 return (
                     index + 1,
@@ -707,6 +766,11 @@ def _blocked_when_static(features, contrast_mode, implementation, dense_memory_b
     return kernel == "blocked"
 
 
+def _size(tensor):
+    """The number of rows of `tensor`: a Python int when static, else a scalar tensor."""
+    return tensor.shape[0] if tensor.shape[0] is not None else tf.shape(tensor)[0]
+
+
 def _in_xla():
     """Whether the current graph is being built for XLA (`jit_compile=True`, TPU)."""
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
@@ -775,9 +839,13 @@ def _anchor_losses(
     def terms_of(kernel):
         blocks = None
         if kernel == "blocked":
-            blocks = block_size or default_block_size(
-                contrast.shape[0] if contrast.shape[0] is not None else tf.shape(contrast)[0]
-            )
+            blocks = block_size or default_block_size(_size(contrast))
+            # No block taller than the anchors: padding rows would be computed in vain.
+            rows = _size(anchors)
+            if isinstance(rows, int) and isinstance(blocks, int):
+                blocks = max(1, min(blocks, rows))
+            else:
+                blocks = tf.maximum(1, tf.minimum(blocks, rows))
         return _row_terms(
             scaled_anchors,
             contrast,
