@@ -33,7 +33,8 @@ import sys
 from absl import flags
 
 from supcon_tf.cli.console import run_command
-from supcon_tf.cli.flags import config_from_flags, define_flags, flag_groups
+from supcon_tf.cli.flags import config_from_flags, flag_groups
+from supcon_tf.cli.flags import define_flags as define_training_flags
 from supcon_tf.comparison import (
     CLAIMS_FILE,
     TABLES_FILE,
@@ -77,9 +78,9 @@ SMOKE_SETTINGS = {
 DEFAULT_MODEL_DIR = "runs/compare"
 
 
-def define_compare_flags(flag_values=flags.FLAGS):
+def define_flags(flag_values=flags.FLAGS):
     """Defines the `supcon-train` flags and the comparison's own (once)."""
-    define_flags(flag_values)
+    define_training_flags(flag_values)
     if "grid_seeds" in flag_values:
         return
     flag_values.set_default("model_dir", DEFAULT_MODEL_DIR)
@@ -192,7 +193,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    define_compare_flags()
+    define_flags()
     run_command(
         main,
         "supcon-compare",
