@@ -13,6 +13,9 @@ from supcon_tf.data.crops import (
 from supcon_tf.data.parsing import _decode, _input_shard, _records
 
 _ERROR_PATTERN = re.compile(r"assertion failed: \[(.*?)\]", re.DOTALL)
+# Where a training stream's flip and colour augmentation run: in the model on the
+# accelerator (the stream only decodes and crops), or in the stream on the CPU.
+AUGMENT_PLACEMENTS = ("device", "pipeline")
 
 
 def _check_batch(batch_size, input_context):
