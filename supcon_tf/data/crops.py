@@ -74,11 +74,14 @@ def _crop_box(image_shape, seed, min_crop_area):
 def random_resized_crops(encoded, image_size, seeds, min_crop_area=0.08):
     """Random-resized crops of an encoded image, one per seed: float32 `[V, S, S, 3]`.
 
-    `seeds` is `[V, 2]` (`V` known when traced), one stateless seed per view; each crop is the one that
-    `random_resized_crop` draws from that seed on the decoded image. A JPEG is not
-    decoded whole: each view decodes only its box (`tf.io.decode_and_crop_jpeg`), so
-    two views of 8-100 % of the area cost about one full decode. Other formats (PNG,
-    BMP, GIF) are decoded once and sliced. Greyscale and CMYK come out as RGB.
+    `seeds` is `[V, 2]` (`V` known when traced), one stateless seed per view; each crop
+    is the one that `random_resized_crop` draws from that seed on the decoded image. A
+    JPEG is not decoded whole: each view decodes only its box
+    (`tf.io.decode_and_crop_jpeg`), so two views of 8-100 % of the area cost about one
+    full decode; its pixels are those of the whole decode, except that 4:2:0 chroma is
+    upsampled from the window's own blocks (edge pixels may differ by a few levels).
+    Other formats (PNG, BMP, GIF) are decoded once and sliced. Greyscale and CMYK come
+    out as RGB.
 
     Example:
 
