@@ -79,7 +79,9 @@ def make_training_stream(
             they are skipped before decoding.
         seed: seed of the file order, record shuffle and crops.
         augment: optional Keras layer applied to each batch (to every view) with
-            `training=True`, in parallel.
+            `training=True`, in parallel, on the CPU (`augment_placement="pipeline"`);
+            `None` leaves the flip and colour augmentation to the model, on the
+            accelerator (the default placement: the stream only decodes and crops).
         min_crop_area: smallest crop area (fraction of the image); `None`: 0.08 for
             ImageNet-size crops, 0.2 below `SMALL_IMAGE_SIZE` (SupCon's code); 1.0: no
             crop, the whole image resized.
