@@ -296,3 +296,20 @@ class TestStudyScripts:
         model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[board])
         times = epoch_end_times(tmp_path, "pretrain")
         assert len(times) == 3 and times == sorted(times)
+
+
+@pytest.mark.slow
+def test_input_pipeline_script_prints_the_three_pipelines():
+    output = run_script(
+        "benchmarks/input_pipeline.py",
+        "--images=40",
+        "--image_size=32",
+        "--batch_size=8",
+        "--rounds=1",
+        "--seconds=0",
+        "--drain=1",
+        "--no-append",
+    )
+    rows = [row for row in table_rows(output) if row[0] != "pipeline"]
+    assert [row[0] for row in rows] == ["reference", "device placement", "pipeline placement"]
+    assert rows[0][3] == "1.00x" and all(float(row[1].split()[0]) > 0 for row in rows)
