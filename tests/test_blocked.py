@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import SupervisedContrastiveLoss, supervised_contrastive_loss
-from supcon_tf.losses import kernel_choice, kernels
+from supcon_tf.losses import kernel_choice, kernels, symmetric
 from supcon_tf.losses.supcon import _per_sample_loss
 from tests._kernel_choice_worker import TEST_BUDGET, count_kernel_runs
 from tests.reference import npairs_reference, supcon_reference
@@ -255,6 +255,128 @@ class TestGradients:
         np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-5, atol=1e-6)
         scale = np.abs(dense[1]).max()
         np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.fixture
+def symmetric_runs(monkeypatch):
+    """How many times the symmetric blocked kernel ran (not traced: a `tf.cond` traces both)."""
+    original = symmetric.symmetric_terms
+    runs = []
+
+    def counting(*arguments, **options):
+        terms = original(*arguments, **options)
+
+        def record():
+            runs.append("symmetric")
+            return 0
+
+        marker = tf.py_function(record, [], tf.int32)
+        with tf.control_dependencies([marker]):
+            return tuple(tf.identity(term) for term in terms)
+
+    monkeypatch.setattr(symmetric, "symmetric_terms", counting)
+    return runs
+
+
+class TestSymmetricKernel:
+    """The blocked kernel's symmetric fast path (anchors = contrast / tau) and its fallbacks.
+
+    600 views in blocks of 77 rows: 8 blocks, the last one of 61 rows. The tolerances are
+    about three times the float32 differences measured against the dense kernel (3e-7
+    relative in the losses, 4e-7 of the largest gradient entry).
+    """
+
+    def run_both(self, labels, features, **options):
+        dense = loss_and_gradient(
+            lambda z: supervised_contrastive_loss(labels, z, implementation="dense", **options),
+            features,
+        )
+        blocked = loss_and_gradient(
+            lambda z: supervised_contrastive_loss(
+                labels, z, implementation="blocked", block_size=77, **options
+            ),
+            features,
+        )
+        return dense, blocked
+
+    def assert_close(self, blocked, dense):
+        np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-6, atol=0)
+        scale = np.abs(dense[1]).max()
+        np.testing.assert_allclose(blocked[1], dense[1], rtol=0, atol=1e-6 * scale)
+
+    @pytest.mark.parametrize("label_kind", ("int", "none"))
+    def test_default_case_runs_symmetric_and_equals_dense(self, symmetric_runs, label_kind):
+        features, labels, _ = make_batch(7, 300, 2, 32, label_kind, num_classes=10)
+        dense, blocked = self.run_both(labels, features)
+        assert symmetric_runs == ["symmetric"]
+        self.assert_close(blocked, dense)
+
+    def test_npairs_includes_self_in_symmetric_kernel(self, symmetric_runs):
+        features, labels, _ = make_batch(8, 300, 2, 32, "int", num_classes=10)
+        unit = tf.math.l2_normalize(features, axis=-1)
+
+        def per_sample(implementation, block_size):
+            return lambda z: _per_sample_loss(
+                z,
+                labels,
+                None,
+                0.1,
+                "all",
+                "out",
+                include_self=True,
+                implementation=implementation,
+                block_size=block_size,
+            )
+
+        dense = loss_and_gradient(per_sample("dense", None), unit.numpy())
+        blocked = loss_and_gradient(per_sample("blocked", 77), unit.numpy())
+        assert symmetric_runs == ["symmetric"]
+        self.assert_close(blocked, dense)
+
+    def test_tiny_temperature_falls_back_to_row_blocks(self, symmetric_runs):
+        # At tau = 0.01 a row's logits span 200 below the common shift 1/tau: one
+        # shift for all rows could underflow a row, so the row-block kernel runs.
+        features, labels, _ = make_batch(7, 300, 2, 32, "int", num_classes=10)
+        dense, blocked = self.run_both(labels, features, temperature=0.01)
+        assert symmetric_runs == []
+        np.testing.assert_allclose(blocked[0], dense[0], rtol=1e-5, atol=1e-6)
+        scale = np.abs(dense[1]).max()
+        np.testing.assert_allclose(blocked[1], dense[1], rtol=1e-4, atol=1e-5 * scale)
+
+    @pytest.mark.parametrize(
+        "contrast_mode,summation,label_kind",
+        [("one", "out", "int"), ("all", "in", "int"), ("all", "out", "multi_hot")],
+    )
+    def test_other_losses_use_row_blocks(
+        self, symmetric_runs, contrast_mode, summation, label_kind
+    ):
+        features, labels, _ = make_batch(9, 40, 2, 8, label_kind)
+        supervised_contrastive_loss(
+            labels,
+            features,
+            contrast_mode=contrast_mode,
+            summation=summation,
+            implementation="blocked",
+            block_size=7,
+        )
+        assert symmetric_runs == []
+
+    def test_local_anchors_use_row_blocks(self, symmetric_runs):
+        features, labels, _ = make_batch(10, 40, 2, 8, "int")
+        unit = tf.math.l2_normalize(features, axis=-1)
+        _per_sample_loss(
+            unit,
+            labels,
+            None,
+            0.1,
+            "all",
+            "out",
+            anchor_start=0,
+            local_batch=20,
+            implementation="blocked",
+            block_size=7,
+        )
+        assert symmetric_runs == []
 
 
 class TestLocalAnchors:

@@ -69,6 +69,7 @@ import tensorflow as tf
 # Not in the public API; used only to tell whether a graph is being built for XLA.
 from tensorflow.python.ops import control_flow_util
 
+from supcon_tf.losses import symmetric
 from supcon_tf.losses.kernel_choice import (
     DEFAULT_BLOCK_ELEMENTS,
     IMPLEMENTATIONS,
@@ -424,6 +425,69 @@ def _row_terms(
     include_self,
     block_size,
     row_loss=None,
+    symmetric_anchors=False,
+):
+    """`_kernel_terms`, or the symmetric blocked kernel where it applies.
+
+    The arguments and the returned terms are those of `_kernel_terms`, plus:
+
+    Args:
+        symmetric_anchors: the caller's word that `anchors` is `contrast` divided by the
+            temperature, row for row. Then blocked linear-positives terms (`block_size`
+            set, `positive_term` None) use `symmetric.symmetric_terms` (each similarity
+            once) when one shift suits every row, checked at run time; else, and in every
+            other case, `_kernel_terms` runs.
+    """
+    arguments = (anchors, contrast, anchor_samples, self_columns, reference_columns)
+    options = dict(
+        build_mask=build_mask,
+        positive_term=positive_term,
+        include_self=include_self,
+        block_size=block_size,
+        row_loss=row_loss,
+    )
+    if not symmetric_anchors or positive_term is not None or block_size is None:
+        return _kernel_terms(*arguments, **options)
+    if reference_columns is None:
+        reference_columns = self_columns
+    # One shift for every row: the largest bound of the logits, |a_i| max_j |c_j|, when
+    # no row's known logit (one of its positives, else its neighbour) is far below it.
+    contrast_norm = tf.reduce_max(tf.norm(contrast, axis=1))
+    shift = tf.stop_gradient(tf.reduce_max(tf.norm(anchors, axis=1)) * contrast_norm)
+    probe_columns = tf.where(
+        tf.equal(reference_columns, self_columns),
+        (self_columns + 1) % tf.shape(contrast)[0],
+        reference_columns,
+    )
+    probes = tf.stop_gradient(tf.reduce_sum(anchors * tf.gather(contrast, probe_columns), axis=1))
+    one_shift = tf.reduce_all(shift - probes <= BOUND_SHIFT_MARGIN)
+
+    def by_rows():
+        # A custom gradient in a `tf.cond` branch may use only the branch's own tensors:
+        # the kernel's gradient uses its inputs, so they enter the branch as copies.
+        inputs = (tf.identity(anchors), tf.identity(contrast))
+        return _kernel_terms(*inputs, *arguments[2:], **options)
+
+    return tf.cond(
+        one_shift,
+        lambda: symmetric.symmetric_terms(
+            anchors, contrast, shift, reference_columns, include_self, block_size
+        ),
+        by_rows,
+    )
+
+
+def _kernel_terms(
+    anchors,
+    contrast,
+    anchor_samples,
+    self_columns,
+    reference_columns,
+    build_mask,
+    positive_term,
+    include_self,
+    block_size,
+    row_loss=None,
 ):
     """Per-row log-denominator and positive terms, with a custom gradient.
 
@@ -438,7 +502,6 @@ def _row_terms(
             `"variant"` (the whole row loss is `row_loss`).
         block_size: rows per block, or None for one dense block.
         row_loss: for `"variant"`: `(logits, anchor_samples, self_index) -> [b]` losses.
-
     Returns:
         `(log_denominator, reference_gap)` when `positive_term` is None, where
         `reference_gap = log_denominator - logit[reference column]` is computed without
@@ -795,6 +858,19 @@ def _anchor_losses(
     anchor_views = num_views if contrast_mode == "all" else 1
     dtype = features.dtype
     global_batch = tf.shape(features)[0]
+    # The anchors are the contrast rows themselves (one replica, every view an anchor):
+    # the blocked kernel may use the symmetry of the similarities (not under XLA, whose
+    # loops need static shapes).
+    symmetric_anchors = (
+        contrast_mode == "all"
+        and isinstance(anchor_start, int)
+        and anchor_start == 0
+        and (
+            local_batch is None
+            or (isinstance(local_batch, int) and local_batch == features.shape[0])
+        )
+        and not _in_xla()
+    )
     if local_batch is None:
         local_batch = global_batch - anchor_start
     dim = tf.shape(features)[2]
@@ -857,6 +933,7 @@ def _anchor_losses(
             include_self,
             block_size=blocks,
             row_loss=row_loss,
+            symmetric_anchors=symmetric_anchors,
         )
 
     implementation = choose_implementation(
@@ -904,7 +981,7 @@ def _anchor_losses(
         else:
             gap += tf.math.log(safe_counts)
             loss = log_denominator + tf.math.log(safe_counts) - positive
-        # The value without cancelling the two shifts (see `_row_terms`); the gradient
+        # The value without cancelling the two shifts (see `_kernel_terms`); the gradient
         # flows through `loss`.
         loss = tf.stop_gradient(gap) + (loss - tf.stop_gradient(loss))
     loss = tf.where(counts > 0, loss, tf.zeros_like(loss))
