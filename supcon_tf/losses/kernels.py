@@ -465,8 +465,11 @@ def _row_terms(
     def by_rows():
         # A custom gradient in a `tf.cond` branch may use only the branch's own tensors:
         # the kernel's gradient uses its inputs, so they enter the branch as copies.
-        inputs = (tf.identity(anchors), tf.identity(contrast))
-        return _kernel_terms(*inputs, *arguments[2:], **options)
+        def copy(value):
+            return tf.identity(value) if isinstance(value, tf.Tensor) else value
+
+        copied = {name: copy(value) for name, value in options.items()}
+        return _kernel_terms(*[copy(value) for value in arguments], **copied)
 
     return tf.cond(
         one_shift,
