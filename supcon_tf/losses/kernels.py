@@ -60,6 +60,12 @@ dense kernel keeps the unnormalised exponentials and the row sums, and folds
 matrix is never normalised or scaled. The blocked kernel's backward pass recomputes each
 block's softmax as `exp(l - logsumexp)` from one product (the kept log-sum-exp as the
 shift column) and one exponential, then its two products.
+
+When the anchors are the contrast set itself (`contrast_mode="all"` on one replica) and the
+positives are linear, the similarity matrix is symmetric: the blocked kernel then computes
+each similarity once (`symmetric.symmetric_terms`, about 3 products and one exponential of
+the whole problem instead of 4 and 2), provided one shift suits every row; else, and
+under XLA, it takes the row blocks above.
 """
 
 from typing import NamedTuple
