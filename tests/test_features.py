@@ -12,8 +12,12 @@ from supcon_tf.data import make_dataset
 from supcon_tf.errors import UsageError
 from supcon_tf.experiment import ExperimentConfig, run_experiment
 from supcon_tf.experiment.features import FrozenFeatures, embed, embed_inputs
-from supcon_tf.models import build_cross_entropy_classifier, build_encoder, build_linear_classifier
-from supcon_tf.models.classifiers import linear_head
+from supcon_tf.models import (
+    build_cross_entropy_classifier,
+    build_encoder,
+    build_linear_classifier,
+    linear_head,
+)
 from supcon_tf.training.checkpoints import TrainingCheckpoint
 
 

@@ -28,8 +28,8 @@ from supcon_tf.models import (
     HybridSupConModel,
     build_cross_entropy_classifier,
     build_linear_classifier,
+    linear_head,
 )
-from supcon_tf.models.classifiers import linear_head
 from supcon_tf.training.distribute import synchronize_batch_norm
 from supcon_tf.training.selection import BestEpoch
 
