@@ -74,14 +74,24 @@ def embed(encoder, images, batch_size, augmenter=None):
     array([[0., 1., 2., 3.],
            [4., 5., 6., 7.]], dtype=float32)
     """
+    return _embed_with(_features_function(encoder, augmenter), encoder, images, batch_size)
 
-    @tf.function
+
+def _features_function(encoder, augmenter):
+    """`images -> features` as one `tf.function`, traced once for every batch size."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *encoder.input_shape[1:]), tf.float32)])
     def features(batch):
         if augmenter is not None:
             batch = augmenter(batch, training=True)
         return tf.cast(encoder(batch, training=False), tf.float32)
 
-    parts = [features(batch).numpy() for batch in make_dataset(images, batch_size=batch_size)]
+    return features
+
+
+def _embed_with(features, encoder, images, batch_size):
+    batches = make_dataset(images, batch_size=batch_size)
+    parts = [features(tf.cast(batch, tf.float32)).numpy() for batch in batches]
     if not parts:
         return np.zeros((0, *encoder.output_shape[1:]), np.float32)
     return np.concatenate(parts)
