@@ -43,6 +43,7 @@ setup(
             "supcon-prepare=supcon_tf.cli.prepare:run",
             "supcon-export=supcon_tf.cli.export:run",
             "supcon-embed=supcon_tf.cli.embed:run",
+            "supcon-compare=supcon_tf.cli.compare:run",
         ]
     },
     classifiers=[

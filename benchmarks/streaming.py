@@ -6,8 +6,10 @@ Two questions, each configuration in a fresh child process (its own peak RSS):
    batch 64) on generated folders of 2,000 and 8,000 JPEGs of 256x256 px. Streaming
    holds only bounded buffers, so the peak RSS should not follow the dataset size.
 2. throughput: images/s of `make_training_stream` at 224-px crops (2 views, SimAugment's
-   colour distortion and flip applied in the pipeline), next to the images/s that
-   ResNet-50 (ImageNet stem, 224 px, 2 views) trains at on the same machine.
+   colour distortion and flip applied in the pipeline: `augment_placement="pipeline"`,
+   not the default), next to the images/s that ResNet-50 (ImageNet stem, 224 px, 2
+   views) trains at on the same machine. `benchmarks/input_pipeline.py` compares both
+   placements per core against a plain reference pipeline.
 
     python benchmarks/streaming.py                 # both, appends to results/streaming.md
     python benchmarks/streaming.py --no-append --sizes 200 400 --batches 5

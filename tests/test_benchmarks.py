@@ -62,6 +62,31 @@ def test_train_step_script_prints_three_steps():
     ]
 
 
+@pytest.mark.slow
+def test_train_loop_script_times_both_sides(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("test", 2)):
+        for label in range(10):
+            folder = tmp_path / split / f"class_{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    output = run_script(
+        "benchmarks/train_loop.py",
+        f"--data_dir={tmp_path}",
+        "--epochs=1",
+        "--rounds=1",
+        "--batch_size=8",
+        "--no-append",
+    )
+    rows = {row[0]: row for row in table_rows(output) if not row[0].startswith("---")}
+    assert {"plain Keras script", "supcon-train (cross-entropy arm)"} <= set(rows)
+    assert "supcon-train / plain, per round" in output
+
+
 @pytest.mark.benchmark
 def test_blocked_8192_by_2_views_under_1_5_gb():
     from benchmarks.common import run_child
@@ -313,3 +338,20 @@ class TestStudyScripts:
         model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[board])
         times = epoch_end_times(tmp_path, "pretrain")
         assert len(times) == 3 and times == sorted(times)
+
+
+@pytest.mark.slow
+def test_input_pipeline_script_prints_the_three_pipelines():
+    output = run_script(
+        "benchmarks/input_pipeline.py",
+        "--images=40",
+        "--image_size=32",
+        "--batch_size=8",
+        "--rounds=1",
+        "--seconds=0",
+        "--drain=1",
+        "--no-append",
+    )
+    rows = [row for row in table_rows(output) if row[0] != "pipeline"]
+    assert [row[0] for row in rows] == ["reference", "device placement", "pipeline placement"]
+    assert rows[0][3] == "1.00x" and all(float(row[1].split()[0]) > 0 for row in rows)

@@ -162,6 +162,7 @@ FLAG_MODULES = {
     "supcon-augment-preview": "supcon_tf.cli.augment_preview",
     "supcon-export": "supcon_tf.cli.export",
     "supcon-embed": "supcon_tf.cli.embed",
+    "supcon-compare": "supcon_tf.cli.compare",
 }
 
 
@@ -229,6 +230,7 @@ def _script_of_module(module):
         "supcon_tf.cli.augment_preview": "supcon-augment-preview",
         "supcon_tf.cli.export": "supcon-export",
         "supcon_tf.cli.embed": "supcon-embed",
+        "supcon_tf.cli.compare": "supcon-compare",
     }
     return scripts.get(module)
 

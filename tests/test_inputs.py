@@ -12,10 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from supcon_tf.data import write_shards
-from supcon_tf.experiment import ExperimentConfig, preflight, run_experiment
+from supcon_tf.experiment import ExperimentConfig, components, preflight, run_experiment
+from supcon_tf.experiment.config import RESUMABLE_FIELDS
 from supcon_tf.experiment.inputs import ArrayInputs, StreamInputs, check_image_size, open_inputs
+from supcon_tf.experiment.run import _defaults
+from supcon_tf.experiment.runs import RunDirectory
 from tests._processes import run_module
 from tests._streaming_worker import write_id_folder
 from tests.test_streaming import TFDS_MISSING, build_tfds_dataset, truncate, write_mixed_folder
@@ -115,7 +119,11 @@ class TestStreamedExperiment:
 
     def test_tfrecord_shards_train(self, id_folder, tmp_path):
         write_shards(id_folder, tmp_path / "shards", num_shards=2, progress=False)
-        report = run_experiment(tiny_config(tmp_path / "shards", tmp_path / "run", method="simclr"))
+        # The old placement: the views are flipped and coloured in tf.data, not in the model.
+        config = tiny_config(
+            tmp_path / "shards", tmp_path / "run", method="simclr", augment_placement="pipeline"
+        )
+        report = run_experiment(config)
         dataset = report["dataset"]  # validation: records held out of the train shards
         assert dataset["train"] + dataset["validation"] == 48 and dataset["validation"] > 0
         assert 0.0 <= report["supcon"]["validation_accuracy"] <= 1.0
@@ -194,3 +202,83 @@ class TestCommandLine:
         report = json.loads((tmp_path / "report.json").read_text())
         assert report["config"]["encoder"] == "resnet50" and report["config"]["stem"] == "imagenet"
         assert report["dataset"]["input_shape"] == [64, 64, 3]
+
+
+def write_flat_png_folder(root, per_class=32, size=16, seed=0):
+    """Flat-colour PNGs whose channels stay inside (0, 1) under any brightness shift of
+    SimAugment at strength 0.5 (at most 0.4), so only grayscale makes R = G = B."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            folder = Path(root, split, name)
+            folder.mkdir(parents=True)
+            for index in range(per_class):
+                colour = [rng.integers(140, 150), rng.integers(80, 90), rng.integers(110, 120)]
+                pixels = np.full((size, size, 3), colour, np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return Path(root)
+
+
+class TestAugmentPlacement:
+    """Where a streamed run's views are flipped and coloured: the model, or `tf.data`."""
+
+    def views(self, config, inputs, batches=2):
+        """`(views as the input pipeline gives them, views as the model trains on them)`,
+        both `[N, V, S, S, 3]`, of the first `batches` batches of 64."""
+        model = components.new_supcon_model(config, inputs.input_shape, crop=False)
+        stream = inputs.training_batches(
+            64,
+            config.seed,
+            1,
+            0,
+            0,
+            augmenter=components.stream_augmenter(config, inputs.streamed),
+            views=config.views,
+        )
+        piped, trained = [], []
+        for images, _ in list(stream)[:batches]:
+            piped.append(images.numpy())
+            drawn = model.draw_views(images, training=True).numpy()  # [V, B, S, S, 3]
+            trained.append(np.moveaxis(drawn, 0, 1))
+        return np.concatenate(piped), np.concatenate(trained), model
+
+    def test_placements_draw_views_alike(self, tmp_path):
+        root = write_flat_png_folder(tmp_path / "flat")
+        device = tiny_config(
+            root, tmp_path, crop_min_area=1.0, augment_strength=0.5, validation_fraction=0.0
+        )
+        pipeline = dataclasses.replace(device, augment_placement="pipeline")
+        assert device.augment_placement == "device"  # the default
+        inputs = open_inputs(device.data_source())
+        plain, device_views, device_model = self.views(device, inputs)
+        piped, pipeline_views, pipeline_model = self.views(pipeline, inputs)
+        assert device_model.augmenter is not None and pipeline_model.augmenter is None
+        # Device placement: the CPU only decoded (whole flat images here): no colour op.
+        assert np.all(np.ptp(plain, axis=(2, 3)) == 0) and np.array_equal(plain[:, 0], plain[:, 1])
+        np.testing.assert_array_equal(pipeline_views, piped)  # the model adds nothing
+        assert not np.array_equal(piped, plain)
+        # Both: SimAugment drawn per view and per image (p = 0.8 jitter, then p = 0.2
+        # grayscale: 0.2 * 0.8 of the views unchanged, 0.2 gray; 256 views, 4 sigma < 0.1),
+        # and the two views of an image differ.
+        for views in (device_views, pipeline_views):
+            unchanged = np.all(np.abs(views - plain) < 1e-6, axis=(2, 3, 4))
+            gray = np.all(np.abs(views - views[..., :1]) < 1e-5, axis=(2, 3, 4))
+            assert abs(unchanged.mean() - 0.16) < 0.1 and abs(gray.mean() - 0.2) < 0.1
+            assert np.mean(np.all(views[:, 0] == views[:, 1], axis=(1, 2, 3))) < 0.1
+
+    def test_unknown_placement(self, tmp_path):
+        with pytest.raises(
+            ValueError, match=r"`augment_placement` must be one of 'device', 'pipeline', got 'gpu'"
+        ):
+            tiny_config("digits", tmp_path, image_size=None, augment_placement="gpu")
+
+    def test_a_run_folder_from_before_the_option_resumes(self, tmp_path):
+        config = tiny_config("digits", tmp_path, image_size=None)
+        stored = dataclasses.asdict(config)
+        del stored["augment_placement"]
+        (tmp_path / "config.json").write_text(json.dumps(stored))
+        run = RunDirectory(str(tmp_path))
+        run.check_config(dataclasses.asdict(config), RESUMABLE_FIELDS, defaults=_defaults())
+        pipeline = dataclasses.replace(config, augment_placement="pipeline")
+        with pytest.raises(ValueError, match=r"augment_placement: 'device' -> 'pipeline'"):
+            run.check_config(dataclasses.asdict(pipeline), RESUMABLE_FIELDS, defaults=_defaults())

@@ -32,6 +32,7 @@ from supcon_tf.data.streaming import (
     crop_settings,
     input_error_message,
     random_resized_crop,
+    random_resized_crops,
 )
 from supcon_tf.data.tfrecords import IMAGE_KEY, LABEL_KEY, image_example
 from supcon_tf.errors import DataError, UsageError
@@ -203,6 +204,57 @@ class TestCrops:
             np.testing.assert_array_equal(crop.numpy(), expected)
         np.testing.assert_array_equal(central_crop(tf.constant(image), 32, 1.0), expected)
         assert not np.array_equal(central_crop(tf.constant(image), 32, 0.875), expected)
+
+
+class TestFusedCrops:
+    """`random_resized_crops` (fused decode-and-crop) against decoding whole, then cropping."""
+
+    SEEDS = [[seed, 3] for seed in range(12)]
+
+    @staticmethod
+    def image():
+        noise = np.random.default_rng(2).integers(0, 256, (30, 40, 3)).astype(np.uint8)
+        return tf.cast(tf.image.resize(noise[None], [123, 157])[0], tf.uint8)
+
+    def whole_then_cropped(self, decoded, image_size=32):
+        return np.stack(
+            [random_resized_crop(decoded, image_size, seed).numpy() for seed in self.SEEDS]
+        )
+
+    def test_jpeg_windows_are_the_crops_of_the_decoded_image(self):
+        # Without chroma subsampling a JPEG window decodes to exactly the whole image's pixels.
+        encoded = tf.io.encode_jpeg(self.image(), quality=95, chroma_downsampling=False)
+        expected = self.whole_then_cropped(tf.io.decode_jpeg(encoded, channels=3))
+        np.testing.assert_array_equal(random_resized_crops(encoded, 32, self.SEEDS), expected)
+
+    def test_subsampled_jpeg_differs_only_at_window_edges(self):
+        # 4:2:0 chroma is upsampled from the window's own blocks: its edge pixels may differ.
+        encoded = tf.io.encode_jpeg(self.image(), quality=95)
+        expected = self.whole_then_cropped(tf.io.decode_jpeg(encoded, channels=3))
+        difference = np.abs(random_resized_crops(encoded, 32, self.SEEDS).numpy() - expected)
+        assert difference.mean() < 0.5 / 255 and difference.max() < 32 / 255
+
+    @pytest.mark.parametrize(
+        "encode, channels",
+        [(tf.io.encode_png, 3), (tf.io.encode_png, 1), (tf.io.encode_jpeg, 1)],
+    )
+    def test_png_and_greyscale_jpeg(self, encode, channels):
+        encoded = encode(self.image()[..., :channels])
+        rgb = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        crops = random_resized_crops(encoded, 24, self.SEEDS)
+        np.testing.assert_array_equal(crops, self.whole_then_cropped(rgb, 24))
+        if channels == 1:
+            np.testing.assert_array_equal(crops[..., 0], crops[..., 2])
+
+    def test_whole_image_views_decode_once_and_are_equal(self):
+        encoded = tf.io.encode_png(self.image())
+        views = random_resized_crops(encoded, 16, self.SEEDS[:2], min_crop_area=1.0).numpy()
+        expected = random_resized_crop(self.image(), 16, [0, 0], min_crop_area=1.0).numpy()
+        np.testing.assert_array_equal(views, np.stack([expected, expected]))
+
+    def test_bad_fraction(self):
+        with pytest.raises(ValueError, match=r"`min_crop_area` must be a number in \(0, 1\]"):
+            random_resized_crops(tf.io.encode_png(self.image()), 16, self.SEEDS, 0.0)
 
 
 def write_png_folder(root, per_class=6, size=32, seed=0):

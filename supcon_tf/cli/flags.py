@@ -14,6 +14,7 @@ from absl import flags
 
 from supcon_tf.augment import AUGMENTATIONS
 from supcon_tf.data.class_split import SPLITS
+from supcon_tf.data.streaming import AUGMENT_PLACEMENTS
 from supcon_tf.experiment import (
     LOSSES,
     METHODS,
@@ -165,6 +166,12 @@ def _define_data_flags(define):
     define.choice("augment", AUGMENTATIONS, "Augmentation policy (views and classifier training).")
     define.number("augment_magnitude", "RandAugment magnitude (randaugment policies).", 0.0, 10.0)
     define.number("augment_strength", "Colour-jitter strength s (simaugment policies).", 1e-6)
+    define.choice(
+        "augment_placement",
+        AUGMENT_PLACEMENTS,
+        "Where streamed views are flipped and coloured: device (in the model, the default) or "
+        "pipeline (in tf.data, on the CPU).",
+    )
 
 
 def _define_model_flags(define):

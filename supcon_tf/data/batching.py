@@ -4,10 +4,18 @@ import re
 
 import tensorflow as tf
 
-from supcon_tf.data.crops import central_crop, check_image_size, crop_settings, random_resized_crop
+from supcon_tf.data.crops import (
+    central_crop,
+    check_image_size,
+    crop_settings,
+    random_resized_crops,
+)
 from supcon_tf.data.parsing import _decode, _input_shard, _records
 
 _ERROR_PATTERN = re.compile(r"assertion failed: \[(.*?)\]", re.DOTALL)
+# Where a training stream's flip and colour augmentation run: in the model on the
+# accelerator (the stream only decodes and crops), or in the stream on the CPU.
+AUGMENT_PLACEMENTS = ("device", "pipeline")
 
 
 def _check_batch(batch_size, input_context):
@@ -71,7 +79,9 @@ def make_training_stream(
             they are skipped before decoding.
         seed: seed of the file order, record shuffle and crops.
         augment: optional Keras layer applied to each batch (to every view) with
-            `training=True`, in parallel.
+            `training=True`, in parallel, on the CPU (`augment_placement="pipeline"`);
+            `None` leaves the flip and colour augmentation to the model, on the
+            accelerator (the default placement: the stream only decodes and crops).
         min_crop_area: smallest crop area (fraction of the image); `None`: 0.08 for
             ImageNet-size crops, 0.2 below `SMALL_IMAGE_SIZE` (SupCon's code); 1.0: no
             crop, the whole image resized.
@@ -108,30 +118,33 @@ def make_training_stream(
         return records.map(lambda index, element: {**element, "epoch": epoch, "index": index})
 
     elements = tf.data.Dataset.range(initial_epoch, last_epoch).flat_map(one_epoch)
-    elements = _decode(splits, elements.skip(initial_step * pipeline_batch))
     seed_base = seed * 1_000_003 + pipeline_id
+    count = 1 if views is None else views
 
-    def crops(element):
+    def crops(encoded, element):
         crop_seed = tf.stack(
             [tf.constant(seed_base, tf.int64), element["epoch"] * 2**32 + element["index"]]
         )
         if views is None:
-            images = random_resized_crop(element["image"], image_size, crop_seed, min_crop_area)
+            seeds = crop_seed[None]
         else:
-            images = tf.stack(
-                [
-                    random_resized_crop(
-                        element["image"],
-                        image_size,
-                        tf.random.experimental.stateless_fold_in(crop_seed, view),
-                        min_crop_area,
-                    )
-                    for view in range(views)
-                ]
-            )
-        return images, tf.cast(element["label"], tf.int32)
+            seeds = [
+                tf.random.experimental.stateless_fold_in(crop_seed, view) for view in range(views)
+            ]
+        images = random_resized_crops(encoded, image_size, seeds, min_crop_area)
+        return images[0] if views is None else images
 
-    batches = elements.map(crops, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def blank():
+        return tf.zeros(
+            [image_size, image_size, 3] if views is None else [count, image_size, image_size, 3]
+        )
+
+    elements = _decode(splits, elements.skip(initial_step * pipeline_batch), crops, blank)
+    batches = elements.map(
+        lambda element: (element["image"], tf.cast(element["label"], tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     batches = batches.batch(per_replica, drop_remainder=True)
     if augment is not None:
 

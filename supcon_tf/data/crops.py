@@ -5,6 +5,11 @@ SimCLR crop, but they must stay two: this one crops one decoded image of any siz
 `tf.data`, with a stateless seed of `(seed, epoch, position)` so that a resumed stream is
 the same stream; the layer crops a batch of same-size images inside a model, from a
 `keras.random.SeedGenerator`, and compiles under XLA.
+
+`random_resized_crops` draws a training image's views straight from its encoded bytes:
+a JPEG decodes only each view's window (`tf.io.decode_and_crop_jpeg`, the fused
+decode-and-crop of the standard ImageNet input pipelines), other formats decode once.
+Its boxes are those `random_resized_crop` draws from the same seeds.
 """
 
 import tensorflow as tf
@@ -47,8 +52,14 @@ def random_resized_crop(image, image_size, seed, min_crop_area=0.08):
     check_fraction("min_crop_area", min_crop_area)
     if min_crop_area == 1.0:
         return _resized(image, image_size)
+    begin, size = _crop_box(tf.shape(image), seed, min_crop_area)
+    return _resized(tf.slice(image, begin, size), image_size)
+
+
+def _crop_box(image_shape, seed, min_crop_area):
+    """`(begin, size)` of a random crop box of an image of `image_shape` (`[H, W, C]`)."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
+        image_shape,
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
         seed=seed,
         min_object_covered=0.0,
@@ -57,7 +68,57 @@ def random_resized_crop(image, image_size, seed, min_crop_area=0.08):
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
-    return _resized(tf.slice(image, begin, size), image_size)
+    return begin, size
+
+
+def random_resized_crops(encoded, image_size, seeds, min_crop_area=0.08):
+    """Random-resized crops of an encoded image, one per seed: float32 `[V, S, S, 3]`.
+
+    `seeds` is `[V, 2]` (`V` known when traced), one stateless seed per view; each crop
+    is the one that `random_resized_crop` draws from that seed on the decoded image. A
+    JPEG is not decoded whole: each view decodes only its box
+    (`tf.io.decode_and_crop_jpeg`), so two views of 8-100 % of the area cost about one
+    full decode; its pixels are those of the whole decode, except that 4:2:0 chroma is
+    upsampled from the window's own blocks (edge pixels may differ by a few levels).
+    Other formats (PNG, BMP, GIF) are decoded once and sliced. Greyscale and CMYK come
+    out as RGB.
+
+    Example:
+
+    >>> encoded = tf.io.encode_jpeg(tf.zeros([50, 80, 3], tf.uint8))
+    >>> tuple(random_resized_crops(encoded, 24, [[0, 1], [0, 2]]).shape)
+    (2, 24, 24, 3)
+    """
+    check_fraction("min_crop_area", min_crop_area)
+    views = tf.unstack(tf.convert_to_tensor(seeds, tf.int64))
+    if min_crop_area == 1.0:
+        return tf.stack([_resized(_decoded(encoded), image_size)] * len(views))
+
+    def decoded_then_cropped():
+        image = _decoded(encoded)
+        return tf.stack(
+            [random_resized_crop(image, image_size, seed, min_crop_area) for seed in views]
+        )
+
+    def decoded_in_boxes():
+        height_width = tf.io.extract_jpeg_shape(encoded)[:2]
+        shape = tf.concat([height_width, [3]], axis=0)
+
+        def one_view(seed):
+            begin, size = _crop_box(shape, seed, min_crop_area)
+            window = tf.stack([begin[0], begin[1], size[0], size[1]])
+            crop = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+            return _resized(crop, image_size)
+
+        return tf.stack([one_view(seed) for seed in views])
+
+    return tf.cond(tf.io.is_jpeg(encoded), decoded_in_boxes, decoded_then_cropped)
+
+
+def _decoded(encoded):
+    """Any supported image format as uint8 RGB `[H, W, 3]` (the first frame of a GIF)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
 
 
 def central_crop(image, image_size, fraction=EVALUATION_CROP_FRACTION):

@@ -136,34 +136,47 @@ def _records(splits, split, shuffle_seed, pipelines, pipeline_id, repeat):
     return records.repeat() if repeat else records
 
 
-def _decode_image(element):
-    """Decodes to uint8 RGB `[H, W, 3]` (greyscale is repeated, CMYK and alpha converted)."""
+def _encoded(element):
+    """The element's encoded image: its record's payload, or the bytes of its file."""
     encoded = element["payload"]
-    if element["payload"].dtype == tf.string:
-        encoded = tf.cond(
-            tf.strings.length(encoded) > 0,
-            lambda: encoded,
-            lambda: tf.io.read_file(element["name"]),
-        )
+    return tf.cond(
+        tf.strings.length(encoded) > 0, lambda: encoded, lambda: tf.io.read_file(element["name"])
+    )
+
+
+def _whole_image(encoded, element):
+    """Decodes to uint8 RGB `[H, W, 3]` (greyscale is repeated, CMYK and alpha converted)."""
+    del element
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image = tf.ensure_shape(image, [None, None, 3])
-    return {**element, "image": image, "readable": tf.constant(True)}
+    return tf.ensure_shape(image, [None, None, 3])
 
 
-def _decoded(element):
+def _blank_image():
+    return tf.zeros([1, 1, 3], tf.uint8)
+
+
+def _decoded(element, decode, blank):
     """One element with `image` and `readable`; an unreadable image gives `readable=False`."""
     one = tf.data.Dataset.from_tensors(element)
-    decoded = one.map(_decode_image).ignore_errors()
-    placeholder = one.map(
-        lambda item: {**item, "image": tf.zeros([1, 1, 3], tf.uint8), "readable": False}
-    )
+    decoded = one.map(
+        lambda item: {**item, "image": decode(_encoded(item), item), "readable": True}
+    ).ignore_errors()
+    placeholder = one.map(lambda item: {**item, "image": blank(), "readable": False})
     return decoded.concatenate(placeholder).take(1)
 
 
-def _decode(splits, elements):
-    """Decodes in parallel; stops on (or, when configured, leaves out) unreadable images."""
+def _decode(splits, elements, decode=_whole_image, blank=_blank_image):
+    """Decodes in parallel; stops on (or, when configured, leaves out) unreadable images.
+
+    `decode(encoded, element)` gives an element's `image` (by default the whole image,
+    uint8 `[H, W, 3]`; the training stream decodes its crops); `blank()` stands in for
+    an unreadable one.
+    """
     elements = elements.interleave(
-        _decoded, block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        lambda element: _decoded(element, decode, blank),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
     if splits.skip_corrupt_images:
 

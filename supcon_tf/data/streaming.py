@@ -14,10 +14,13 @@ its prepared TFRecord files; needs the `tensorflow-datasets` extra).
 derived from `(seed, epoch)`, sharded over the input pipelines by file (`InputContext`),
 read in parallel (shards with `interleave`), shuffled in a bounded buffer (records),
 decoded, cropped and batched in parallel, and prefetched. Each training view is a
-random-resized crop of the decoded image at `image_size` (the SimCLR/SupCon
-convention) drawn with a stateless seed of `(seed, epoch, position in the epoch)`, so
-the stream is the same whether or not a run was interrupted: `initial_epoch` and
-`initial_step` resume it at a given batch without decoding what came before.
+random-resized crop of the image at `image_size` (the SimCLR/SupCon convention; a JPEG
+decodes only the crop's window, see `random_resized_crops`) drawn with a stateless seed
+of `(seed, epoch, position in the epoch)`, so the stream is the same whether or not a
+run was interrupted: `initial_epoch` and `initial_step` resume it at a given batch
+without decoding what came before. The flip and colour augmentation are left to the
+model, on the accelerator (or, passed as `augment`, applied in the stream on the CPU:
+see `AUGMENT_PLACEMENTS`).
 `make_evaluation_stream` resizes a central crop of the shorter side. The crop sizes
 follow the image size, as in the paper's code: images of `SMALL_IMAGE_SIZE` (96) px
 and above train on crops of 8-100 % of the area and evaluate on a central crop of
@@ -55,6 +58,7 @@ Example:
 """
 
 from supcon_tf.data.batching import (
+    AUGMENT_PLACEMENTS,
     input_error_message,
     make_evaluation_stream,
     make_training_stream,
@@ -67,6 +71,7 @@ from supcon_tf.data.crops import (
     check_fraction,
     crop_settings,
     random_resized_crop,
+    random_resized_crops,
 )
 from supcon_tf.data.parsing import (
     SHUFFLE_BUFFER_RECORDS,
@@ -80,6 +85,7 @@ from supcon_tf.data.sources import (
 )
 
 __all__ = [
+    "AUGMENT_PLACEMENTS",
     "EVALUATION_CROP_FRACTION",
     "SHUFFLE_BUFFER_RECORDS",
     "SMALL_IMAGE_SIZE",
@@ -95,5 +101,6 @@ __all__ = [
     "make_training_stream",
     "open_streaming_dataset",
     "random_resized_crop",
+    "random_resized_crops",
     "training_steps_per_epoch",
 ]

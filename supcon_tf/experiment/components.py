@@ -61,12 +61,29 @@ def augmenter(config, crop=True):
     )
 
 
+def stream_augmenter(config, streamed):
+    """The augmenter a streamed input pipeline applies to the contrastive views, or None.
+
+    With `augment_placement="pipeline"` a streamed dataset's views are flipped and
+    coloured in `tf.data` (the pipeline has cropped them); otherwise (the default
+    `"device"`, or a dataset in RAM) the model does it.
+    """
+    if streamed and config.augment_placement == "pipeline":
+        return augmenter(config, crop=False)
+    return None
+
+
 def new_supcon_model(config, input_shape, crop=True, **options):
-    """A `SupConModel` on a new encoder with the configured head, augmenter and views."""
+    """A `SupConModel` on a new encoder with the configured head, augmenter and views.
+
+    `crop=False` when the input pipeline draws the views (a streamed dataset); the model
+    then has no augmenter at all if the pipeline augments them (`stream_augmenter`).
+    """
+    in_model = None if stream_augmenter(config, not crop) else augmenter(config, crop=crop)
     return SupConModel(
         new_encoder(config, input_shape),
         projection_head=projection_head(config),
-        augmenter=augmenter(config, crop=crop),
+        augmenter=in_model,
         num_views=config.views,
         **options,
     )

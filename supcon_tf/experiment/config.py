@@ -24,7 +24,7 @@ import dataclasses
 from supcon_tf import checks
 from supcon_tf.augment import AUGMENTATIONS
 from supcon_tf.data.class_split import SPLITS, check_unseen_classes
-from supcon_tf.data.streaming import check_fraction
+from supcon_tf.data.streaming import AUGMENT_PLACEMENTS, check_fraction
 from supcon_tf.errors import UsageError
 from supcon_tf.experiment.inputs import DataSource
 from supcon_tf.losses import SupervisedContrastiveLoss
@@ -211,6 +211,12 @@ class ExperimentConfig:
         augment: augmentation policy (see `supcon_tf.augment.build_augmenter`).
         augment_magnitude: RandAugment magnitude in [0, 10] (randaugment policies).
         augment_strength: colour-jitter strength `s` (simaugment, stacked_randaugment).
+        augment_placement: where a streamed dataset's contrastive views (pretraining,
+            hybrid) are flipped and coloured: `"device"` (the default: the input
+            pipeline only decodes and crops, the model augments on the accelerator, so
+            a few CPU cores keep up with it) or `"pipeline"` (in `tf.data`, on the CPU).
+            In-RAM datasets' views are always augmented by the model; the classifier
+            and baseline stages augment in the input pipeline either way.
         classifier_optimizer: optimizer of the classifier stage (the linear head on the
             frozen encoder; `momentum` applies to it too).
         classifier_learning_rate: its (peak) learning rate, scaled to
@@ -318,6 +324,7 @@ class ExperimentConfig:
     augment: str = "none"
     augment_magnitude: float = 9.0
     augment_strength: float = 1.0
+    augment_placement: str = "device"
     classifier_optimizer: str = "adam"
     classifier_learning_rate: float = 1e-2
     classifier_lr_schedule: str = "constant"
@@ -387,6 +394,7 @@ class ExperimentConfig:
         checks.choice("augment", self.augment, AUGMENTATIONS)
         checks.number("augment_magnitude", self.augment_magnitude, minimum=0.0, maximum=10.0)
         checks.number("augment_strength", self.augment_strength, minimum=0.0, inclusive=False)
+        checks.choice("augment_placement", self.augment_placement, AUGMENT_PLACEMENTS)
 
     def _check_model(self):
         checks.choice("encoder", self.encoder, ENCODERS)

@@ -7,7 +7,8 @@
   come from `make_dataset`, the model's augmenter draws the views on the device.
 * `StreamInputs`: image folders with an `image_size`, TFRecord shards and TFDS datasets
   (`open_streaming_dataset`); the input pipeline draws a random-resized crop per view
-  and the model's augmenter (built without its crop) does the rest. Training batches
+  and the model's augmenter (built without its crop) does the rest on the accelerator,
+  or, with `augment_placement="pipeline"`, the input pipeline does it on the CPU. Training batches
   go through `strategy.distribute_datasets_from_function`, so that every input
   pipeline (worker, TPU host) reads its own files and batches per replica.
 

@@ -215,9 +215,18 @@ class Stages:
         views = config.views if inputs.streamed else None
         model(inputs.example_images(views))
 
+        augmenter = components.stream_augmenter(config, inputs.streamed)
+
         def training_batches(end_epoch, first_epoch, step):
             return inputs.training_batches(
-                config.batch_size, config.seed, end_epoch, first_epoch, step, labels, views=views
+                config.batch_size,
+                config.seed,
+                end_epoch,
+                first_epoch,
+                step,
+                labels,
+                augmenter=augmenter,
+                views=views,
             )
 
         return training_batches
