@@ -202,6 +202,23 @@ class TestStudyScripts:
         ]
         assert "| a | 0.8500 (0.8000-0.9000) | 0.1000 (0.1000-0.1000) | 3, 5 |" in table(rows)
 
+    def test_linear_stage_table_gives_each_arms_accuracies_and_costs(self):
+        from benchmarks.linear_stage import ARMS, table
+
+        rows = [
+            {"arm": arm, "seed": seed, "test_accuracy": 0.5 + 0.1 * seed, "selected_epoch": 3}
+            | {"validation_accuracy": 0.4, "fixed_seconds": 10.0 - index, "seconds_per_epoch": 2.0}
+            for index, arm in enumerate(ARMS)
+            for seed in (0, 1)
+        ]
+        lines = table(rows).splitlines()
+        assert (
+            lines[2]
+            == "| frozen features | 0.5000, 0.6000 | 0.5500 | 0.4000 | 3, 3 | 10.0 | 2.00 |"
+        )
+        assert lines[3].startswith("| image path (before) | 0.5000, 0.6000 |")
+        assert lines[3].endswith("| 9.0 | 2.00 |")
+
     def test_budget_study_chooses_the_recipe_on_validation(self, monkeypatch, tmp_path):
         from benchmarks import cifar10_studies
 

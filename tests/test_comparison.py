@@ -228,14 +228,24 @@ class TestSmokeComparison:
         baseline = robustness["methods"]["cross_entropy"]["mean_corruption_error"]
         assert baseline["values"] == [1.0, 1.0]
 
-    def test_runs_again_without_training_again(self, smoke_run):
-        folder, _ = smoke_run
-        reports = sorted(folder.glob("runs/*/seed_*/report.json"))
-        before = {path: path.stat().st_mtime_ns for path in reports}
-        claims = json.loads((folder / "claims.json").read_text())
-        result = run_module("supcon_tf.cli.compare", ["--smoke", f"--model_dir={folder}"])
-        assert {path: path.stat().st_mtime_ns for path in reports} == before
-        again = json.loads((folder / "claims.json").read_text())
-        for claim in ("accuracy", "robustness", "stability", "runs"):
-            assert again[claim] == claims[claim]
-        assert "### Accuracy" in result.stdout
+
+class TestResume:
+    def test_a_stored_evaluation_of_the_same_recipes_is_read_back_not_redone(self, tmp_path):
+        from supcon_tf.comparison import protocol
+
+        folder = tmp_path / "final" / "seed_0"
+        folder.mkdir(parents=True)
+        selected = {"supcon": "a", "cross_entropy": "b"}
+        stored = {"classifiers": {"supcon": {"top1_accuracy": 0.5}}}
+        (folder / "report.json").write_text(
+            json.dumps({"recipes": selected, "seed": 0, "evaluation": stored})
+        )
+        # A dataset that does not exist: anything but reading the stored result fails.
+        config = ExperimentConfig(dataset=str(tmp_path / "missing"), model_dir=str(tmp_path))
+        settings = protocol.Protocol(
+            seeds=(0,), grid_seeds=(0,), corruption_samples=10, corruptions=None
+        )
+        assert protocol._evaluate_seed(config, settings, 0, {}, selected, []) == stored
+        # Other recipes: the stored evaluation is not theirs.
+        with pytest.raises(KeyError):
+            protocol._evaluate_seed(config, settings, 0, {}, {"supcon": "c"}, [])

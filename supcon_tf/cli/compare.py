@@ -73,7 +73,7 @@ SMOKE_SETTINGS = {
     "optimizers": ["adam", "sgd"],
     "learning_rate_factors": ["1"],
     "augmentations": ["none"],
-    "corruption_samples": 50,
+    "corruption_samples": 20,
 }
 DEFAULT_MODEL_DIR = "runs/compare"
 

@@ -45,6 +45,7 @@ The package, one job per module, in the order of the method:
 - `preflight`: the checks before anything is written;
 - `components`: the encoder, heads, loss and augmenter of a configuration;
 - `phases`: training and evaluating one phase, resumable;
+- `features`: the classifier stage's data as frozen features, embedded once;
 - `stages`: pretraining, classifier, baseline, hybrid;
 - `runs`: the run folder, its lock and its resumption rules;
 - `report`: `report.json`, with the budgets of the two arms;

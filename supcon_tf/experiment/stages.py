@@ -15,6 +15,7 @@ import keras
 from supcon_tf.evaluation.retrieval_section import classifier_encoder
 from supcon_tf.experiment import components
 from supcon_tf.experiment.config import PHASES
+from supcon_tf.experiment.features import AUGMENTED_COPIES, FrozenFeatures, embed_inputs
 from supcon_tf.experiment.inputs import unseen_inputs
 from supcon_tf.experiment.phases import (
     build_phase_optimizer,
@@ -27,6 +28,7 @@ from supcon_tf.models import (
     HybridSupConModel,
     build_cross_entropy_classifier,
     build_linear_classifier,
+    linear_head,
 )
 from supcon_tf.training.distribute import synchronize_batch_norm
 from supcon_tf.training.selection import BestEpoch
@@ -106,7 +108,14 @@ class Stages:
         return keras.saving.load_model(join(self.run_directory.root, file_name), safe_mode=True)
 
     def _probe(self, phase, encoder, inputs):
-        """A head on the frozen `encoder` for `inputs`' classes, trained as `phase`."""
+        """A head on the frozen `encoder` for `inputs`' classes, trained as `phase`.
+
+        On a dataset in RAM the encoder embeds the images once (augmented copies of
+        the training set with `augment`, see `supcon_tf.experiment.features`) and the
+        head trains on the features; the saved model is the classifier from images to
+        logits, whose layers the head shares. A streamed dataset's head trains on its
+        images, whose crops the input pipeline draws in every step.
+        """
         config = self.config
         model = build_linear_classifier(
             encoder,
@@ -117,9 +126,14 @@ class Stages:
             standardize=config.classifier_standardize,
         )
         # The classifier stage trains with its own recipe (classifier_* settings).
-        return self._classify(
-            phase, model, config.classifier_epochs, config.classifier_recipe(), inputs
+        epochs, recipe = config.classifier_epochs, config.classifier_recipe()
+        if inputs.streamed:
+            return self._classify(phase, model, epochs, recipe, inputs)
+        augmenter = components.augmenter(config) if config.augment != "none" else None
+        features = embed_inputs(
+            encoder, inputs, recipe.batch_size, augmenter, copies=min(AUGMENTED_COPIES, epochs)
         )
+        return self._classify(phase, linear_head(model), epochs, recipe, features, saved=model)
 
     def train_baseline(self):
         """A new encoder and head trained end to end with cross-entropy; saves `baseline.keras`."""
@@ -171,10 +185,10 @@ class Stages:
             **options,
         )
 
-    def _save_and_score(self, model, name, batch_size, inputs):
-        """Saves `<name>.keras`; returns its validation and test accuracy (on `inputs`) and
-        test loss."""
-        model.save(join(self.run_directory.root, f"{name}.keras"))
+    def _save_and_score(self, model, name, batch_size, inputs, saved=None):
+        """Saves `saved` (default: `model`) as `<name>.keras`; returns `model`'s validation
+        and test accuracy (on `inputs`) and test loss."""
+        (saved or model).save(join(self.run_directory.root, f"{name}.keras"))
         _, validation_accuracy = evaluate_split(
             model, inputs.evaluation_batches("validation", batch_size)
         )
@@ -217,17 +231,27 @@ class Stages:
 
         return training_batches
 
-    def _classify(self, phase, model, epochs, recipe, inputs=None):
+    def _classify(self, phase, model, epochs, recipe, inputs=None, saved=None):
         """Trains a classifier phase with `recipe` on `inputs` (default: the run's), keeps
-        its best validation epoch, saves `<phase>.keras`, evaluates validation and test."""
+        its best validation epoch, saves `<phase>.keras`, evaluates validation and test.
+
+        With `FrozenFeatures` as `inputs`, `model` is the head (features -> logits) of
+        the classifier `saved` (images -> logits), which is saved with the head's
+        trained optimizer.
+        """
         config, inputs = self.config, inputs or self.inputs
         compile_classifier(model, recipe, epochs, inputs.num_train)
         model(inputs.example_images())
-        augmenter = components.augmenter(config, crop=not inputs.streamed)
+        # Frozen features carry their augmented copies; images are augmented per batch.
+        augmentation = (
+            {}
+            if isinstance(inputs, FrozenFeatures)
+            else {"augmenter": components.augmenter(config, crop=not inputs.streamed)}
+        )
 
         def training_batches(end_epoch, first_epoch, step):
             return inputs.training_batches(
-                recipe.batch_size, config.seed, end_epoch, first_epoch, step, augmenter=augmenter
+                recipe.batch_size, config.seed, end_epoch, first_epoch, step, **augmentation
             )
 
         best_epoch = None
@@ -251,8 +275,14 @@ class Stages:
         selected_epoch = epochs_trained
         if best_epoch and config.select_best_epoch:
             selected_epoch = best_epoch.restore(model) or epochs_trained
+        if saved is not None:
+            saved.compile(
+                optimizer=model.optimizer,
+                loss=model.loss,
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            )
         return {
-            **self._save_and_score(model, phase, recipe.batch_size, inputs),
+            **self._save_and_score(model, phase, recipe.batch_size, inputs, saved),
             "selected_epoch": selected_epoch,
             "epochs_trained": epochs_trained,
             "history": history,

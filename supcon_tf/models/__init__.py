@@ -3,7 +3,8 @@
 - `encoders`: `build_encoder` (ResNets and small CNNs, no head);
 - `layers`: `ProjectionHead` and `L2Normalize`;
 - `supcon_model`: `SupConModel` (stage 1: contrastive pre-training) and `HybridSupConModel`;
-- `classifiers`: `build_linear_classifier` (stage 2) and `build_cross_entropy_classifier`;
+- `classifiers`: `build_linear_classifier` (stage 2), its `linear_head` on features, and
+  `build_cross_entropy_classifier`;
 - `memory_bank`, `momentum_encoder`: extra contrasts from past steps;
 - `gradient_cache`: large contrastive batches in small chunks.
 
@@ -19,6 +20,7 @@ from supcon_tf.models.classifiers import (
     HIDDEN_ACTIVATIONS,
     build_cross_entropy_classifier,
     build_linear_classifier,
+    linear_head,
 )
 from supcon_tf.models.encoders import ENCODERS, STEMS, build_encoder
 from supcon_tf.models.layers import L2Normalize, ProjectionHead
@@ -49,5 +51,6 @@ __all__ = [
     "build_linear_classifier",
     "check_momentum",
     "check_momentum_encoder_memory",
+    "linear_head",
     "train_step_with_key_network",
 ]

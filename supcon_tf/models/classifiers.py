@@ -1,5 +1,9 @@
 """The classifiers on a trained encoder: the linear probe and the cross-entropy baseline.
 
+`linear_head(classifier)` is the probe's head alone, a model from features to logits
+that shares the classifier's layers: training it on features the frozen encoder
+computed once trains the classifier itself (`supcon_tf.experiment.features`).
+
 Example:
 
 >>> from supcon_tf.models import build_encoder
@@ -105,6 +109,50 @@ def build_linear_classifier(
     encoder.trainable = False
     head = (hidden_units, dropout, hidden_activation, standardize)
     return _classifier(encoder, num_classes, head, True, "linear_classifier")
+
+
+def linear_head(classifier):
+    """The head of a `build_linear_classifier` model, as a model from features to logits.
+
+    The head model reuses the classifier's own layers (standardisation, dropout, hidden
+    and logits layers), so the two share every weight: training the head on the frozen
+    encoder's features trains the classifier, and the classifier (images -> logits) is
+    what gets saved. `head(encoder(images, training=False), training=t)` equals
+    `classifier(images, training=t)`.
+
+    Args:
+        classifier: a model built by `build_linear_classifier` (input, frozen encoder,
+            then the head's layers in a chain).
+
+    Returns:
+        A `keras.Model` from features `[B, F]` to logits `[B, num_classes]`.
+
+    Raises:
+        ValueError: `classifier` is not a linear classifier on an encoder.
+
+    Example:
+
+    >>> from supcon_tf.models import build_encoder
+    >>> classifier = build_linear_classifier(build_encoder("small_cnn", (8, 8, 1)), 10)
+    >>> head = linear_head(classifier)
+    >>> head.input_shape, head.get_layer("logits") is classifier.get_layer("logits")
+    ((None, 128), True)
+    """
+    if not isinstance(classifier, keras.Model) or len(classifier.layers) < 3:
+        raise ValueError(
+            "`classifier` must be a model of build_linear_classifier (images -> frozen "
+            f"encoder -> head), got {type(classifier).__name__}."
+        )
+    _, encoder, *head_layers = classifier.layers
+    if not isinstance(encoder, keras.Model) or encoder.trainable:
+        raise ValueError(
+            "`classifier` must be a model of build_linear_classifier, whose second layer is "
+            f"the frozen encoder; got {type(encoder).__name__} (trainable={encoder.trainable})."
+        )
+    features = inputs = keras.Input(encoder.output_shape[1:], name="features")
+    for layer in head_layers:
+        features = layer(features)
+    return keras.Model(inputs, features, name=f"{classifier.name}_head")
 
 
 def build_cross_entropy_classifier(
