@@ -275,6 +275,9 @@ def symmetric_runs(monkeypatch):
             return tuple(tf.identity(term) for term in terms)
 
     monkeypatch.setattr(symmetric, "symmetric_terms", counting)
+    # A fresh graph function: one traced by an earlier test would hold the unpatched kernel.
+    fresh = tf.function(kernels._anchor_losses, autograph=False)
+    monkeypatch.setattr(kernels, "_graph_anchor_losses", fresh)
     return runs
 
 
