@@ -519,6 +519,33 @@ def kernel_runs():
     restore()
 
 
+class TestDefaultBudgetByKernel:
+    """The default budget is smaller where the blocked kernel can use the symmetry."""
+
+    def test_symmetric_case_goes_blocked_from_2048_by_2_views(self, kernel_runs):
+        # 1024 x 2 views: 3 x 2048^2 x 4 bytes = 50 MB, within 64 MiB: dense;
+        # 2048 x 2 views: 201 MB: blocked (the symmetric kernel), though within 1 GiB.
+        assert kernel_choice.SYMMETRIC_DENSE_MEMORY_BUDGET == 64 * 2**20
+        for batch, kernel in ((1024, "dense"), (2048, "blocked")):
+            features, labels, _ = make_batch(30, batch, 2, 4, "int")
+            del kernel_runs[:]
+            supervised_contrastive_loss(labels, features, temperature=0.1)
+            assert kernel_runs == [kernel]
+
+    @pytest.mark.parametrize(
+        "options", [{"summation": "in"}, {"contrast_mode": "one"}], ids=["in", "one"]
+    )
+    def test_row_block_cases_keep_the_1_gib_budget(self, kernel_runs, options):
+        features, labels, _ = make_batch(31, 2048, 2, 4, "int")
+        supervised_contrastive_loss(labels, features, temperature=0.1, **options)
+        assert kernel_runs == ["dense"]
+
+    def test_an_explicit_budget_wins(self, kernel_runs):
+        features, labels, _ = make_batch(32, 1024, 2, 4, "int")
+        supervised_contrastive_loss(labels, features, temperature=0.1, dense_memory_budget=0)
+        assert kernel_runs == ["blocked"]
+
+
 class TestRunTimeChoice:
     """With the size unknown when the graph is built, "auto" decides from the actual size."""
 

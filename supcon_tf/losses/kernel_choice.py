@@ -7,9 +7,11 @@ fits a memory budget, and in row blocks beyond it:
   its peak (K anchor views, M contrast views): the product, and its exponentials, which
   the backward pass reuses; the budget is compared with
   `DENSE_LIVE_MATRICES * K * M * itemsize` bytes (`dense_working_set`);
-* the default budget, `DEFAULT_DENSE_MEMORY_BUDGET` (1 GiB), lets the dense kernel run up
-  to 4096 x 2 views of float32 (805 MB), where it is faster than the blocked one, and
-  streams 8192 x 2 views (3.2 GB dense) in blocks;
+* the default budget is `SYMMETRIC_DENSE_MEMORY_BUDGET` (64 MiB: dense up to 1024 x 2 views
+  of float32) where the blocked kernel can use the symmetry of the similarities (the usual
+  case: every view an anchor on one replica, summation "out"), because that kernel is the
+  faster one from 2048 x 2 views on; elsewhere `DEFAULT_DENSE_MEMORY_BUDGET` (1 GiB: dense up
+  to 4096 x 2 views, 805 MB, where the row-block kernel is the slower one);
 * a loss takes `dense_memory_budget=` (bytes; `None` for this default): raise it to keep
   larger batches dense on a machine with the memory, lower it to bound the memory.
 
@@ -43,6 +45,11 @@ DENSE_LIVE_MATRICES = 3
 
 # "auto" stays dense while `dense_working_set` is at most this many bytes (1 GiB).
 DEFAULT_DENSE_MEMORY_BUDGET = 2**30
+# Where the blocked kernel computes each similarity once (`supcon_tf.losses.symmetric`:
+# contrast_mode "all" on one replica, summation "out" with label or SimCLR positives), it
+# is the faster kernel from 2048 x 2 views on (measured on a 2-core CPU: 1.2x the matmul
+# floor against dense's 1.9x), so "auto" keeps only up to 1024 x 2 views (50 MB) dense there.
+SYMMETRIC_DENSE_MEMORY_BUDGET = 64 * 2**20
 
 # Default rows per block: about this many similarities (8 MB in float32) per block, and
 # at least MIN_BLOCK_ROWS rows (for M = 131072 contrasts: 128 MB per block).
@@ -134,6 +141,21 @@ def choose_implementation(
 def budget_bytes(memory_budget):
     """The budget in bytes: `memory_budget`, or the default for None."""
     return DEFAULT_DENSE_MEMORY_BUDGET if memory_budget is None else memory_budget
+
+
+def default_budget(memory_budget, symmetric):
+    """`memory_budget`, or for None the default of the kernel that would run blocked.
+
+    >>> default_budget(None, symmetric=True) == SYMMETRIC_DENSE_MEMORY_BUDGET
+    True
+    >>> default_budget(None, symmetric=False) == DEFAULT_DENSE_MEMORY_BUDGET
+    True
+    >>> default_budget(123, symmetric=True)
+    123
+    """
+    if memory_budget is not None:
+        return memory_budget
+    return SYMMETRIC_DENSE_MEMORY_BUDGET if symmetric else DEFAULT_DENSE_MEMORY_BUDGET
 
 
 def dense_fits(num_anchors, num_contrasts, itemsize, memory_budget):

@@ -167,9 +167,12 @@ def supervised_contrastive_loss(
             `kernel_choice.DEFAULT_BLOCK_ELEMENTS` similarities per block.
         dense_memory_budget: bytes that `"auto"` lets the dense kernel's N x N matrices
             take (it keeps `kernel_choice.DENSE_LIVE_MATRICES` of them); `None` (default)
-            is `kernel_choice.DEFAULT_DENSE_MEMORY_BUDGET`, 1 GiB: dense up to 4096 x 2
-            views in float32. Raise it to keep larger batches dense where memory allows
-            (dense is faster while it fits), lower it to bound the memory.
+            is `kernel_choice.SYMMETRIC_DENSE_MEMORY_BUDGET`, 64 MiB (dense up to 1024 x 2
+            views in float32), where the blocked kernel uses the symmetry of the
+            similarities (`contrast_mode="all"` on one replica, `summation="out"` with
+            labels or SimCLR) and is the faster one beyond, else
+            `kernel_choice.DEFAULT_DENSE_MEMORY_BUDGET`, 1 GiB (dense up to 4096 x 2
+            views). Raise it to keep larger batches dense, lower it to bound the memory.
         memory_embeddings: optional memory bank (XBM, the MoCo queue): embeddings of
             K past samples, `[K, V, D]` with the views and width of `y_pred` (`[K, D]`
             for `[B, D]` embeddings). They are extra contrasts for every anchor (in the
@@ -377,8 +380,8 @@ class SupervisedContrastiveLoss(_LabelLoss):
             similarity matrix is computed (see `supervised_contrastive_loss`); use
             `"blocked"` for batches too large for an `[N, N]` matrix.
         block_size: anchor rows per block of `"blocked"` (`None`: automatic).
-        dense_memory_budget: bytes `"auto"` lets the dense kernel use (`None`: 1 GiB,
-            dense up to 4096 x 2 views); see `supervised_contrastive_loss`.
+        dense_memory_budget: bytes `"auto"` lets the dense kernel use (`None`: the
+            default of the kernel that would run); see `supervised_contrastive_loss`.
         gather_across_replicas: under a `tf.distribute` strategy with several
             replicas, use the whole global batch (all replicas' embeddings and labels)
             as contrasts for this replica's anchors (default `True`, the paper's
