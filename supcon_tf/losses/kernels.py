@@ -568,9 +568,16 @@ def _symmetric_candidate(
     linear_positives = (
         variant.is_default and summation == "out" and positives.kind in ("labels", "samples")
     )
+    return linear_positives and _anchors_are_contrast(
+        contrast_mode, anchor_start, local_batch, features
+    )
+
+
+def _anchors_are_contrast(contrast_mode, anchor_start, local_batch, features):
+    """Whether the anchors are the contrast rows themselves (one replica, every view an
+    anchor), outside XLA (whose loops need the static shapes the symmetric kernel lacks)."""
     return (
-        linear_positives
-        and contrast_mode == "all"
+        contrast_mode == "all"
         and isinstance(anchor_start, int)
         and anchor_start == 0
         and (
@@ -630,16 +637,7 @@ def _anchor_losses(
     # The anchors are the contrast rows themselves (one replica, every view an anchor):
     # the blocked kernel may use the symmetry of the similarities (not under XLA, whose
     # loops need static shapes).
-    symmetric_anchors = (
-        contrast_mode == "all"
-        and isinstance(anchor_start, int)
-        and anchor_start == 0
-        and (
-            local_batch is None
-            or (isinstance(local_batch, int) and local_batch == features.shape[0])
-        )
-        and not _in_xla()
-    )
+    symmetric_anchors = _anchors_are_contrast(contrast_mode, anchor_start, local_batch, features)
     if local_batch is None:
         local_batch = global_batch - anchor_start
     dim = tf.shape(features)[2]
