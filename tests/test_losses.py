@@ -493,6 +493,16 @@ class TestErrors:
         with pytest.raises(ValueError, match="rank"):
             supervised_contrastive_loss([0], np.ones(shape, "float32"))
 
+    @pytest.mark.parametrize("shape", [(0, 2, 3), (0, 3), (4, 0, 3)])
+    @pytest.mark.parametrize("implementation", ["dense", "blocked", "auto"])
+    def test_empty_batch_or_views(self, shape, implementation):
+        with pytest.raises(ValueError, match="no samples or no views"):
+            supervised_contrastive_loss(
+                np.zeros(shape[0], "int32"),
+                np.ones(shape, "float32"),
+                implementation=implementation,
+            )
+
     def test_label_count_mismatch(self):
         with pytest.raises(ValueError, match="rows but `y_pred` has a batch of 4"):
             supervised_contrastive_loss([0, 1, 2], np.ones((4, 2, 3), "float32"))

@@ -36,6 +36,11 @@ def _as_views(y_pred):
             f"got rank {rank} with shape {y_pred.shape}. For a single embedding, add a batch "
             "axis; for one view per sample use [batch, dim]."
         )
+    if 0 in y_pred.shape[:2]:
+        raise ValueError(
+            f"Embeddings `y_pred` have no samples or no views (shape {y_pred.shape}): the loss "
+            "needs at least one sample with at least one view."
+        )
     if rank == 2:
         return y_pred[:, None, :]
     if rank > 3:

@@ -6,14 +6,15 @@ the temperature (`a_i = c_i / tau`), so the shifted exponentials
     E_ij = exp(a_i . c_j - s)        (one shift s for every row, E_ii = 0 unless self counts)
 
 form a symmetric `[N, N]` matrix. `symmetric_terms` computes each entry once: row block I
-takes the columns from its own first row on (`j >= start(I)`), and the part right of its
-diagonal block is used twice, by rows (row sums, products for rows of I) and by columns
-(column sums, transposed products for the later rows). Per pair of views that is half a
-product and half an exponential in the forward pass, and in the backward pass half a
-product (the recomputed block) and two products of width 2D, about 3 products and one
-exponential of the whole `N x N x D` problem in all (the row-block kernel does 4 products
-and 2 exponentials). The peak extra memory is one `[block, N]` block, as in the row-block
-kernel.
+takes the columns up to its own last row (`j < end(I)`), and the part left of its diagonal
+block is used twice, by rows (row sums, products for rows of I) and by columns (column
+sums, transposed products for the earlier rows). Per pair of views that is half a product
+and half an exponential in the forward pass, and in the backward pass half a product (the
+recomputed block) and two products of width 2D, about 3 products and one exponential of
+the whole `N x N x D` problem in all (the row-block kernel does 4 products and 2
+exponentials). The backward pass walks the blocks from the last: rows after block I are
+final by then, so the running sum of products covers only the rows before it and shrinks.
+The peak extra memory is one `[block, N]` block, as in the row-block kernel.
 
 Gradients: with `g_i` the upstream gradient of row i's log-denominator `lse_i` and
 `u_i = g_i exp(s - lse_i)` (the softmax is `u_i E_ij / g_i`),
@@ -72,31 +73,31 @@ def symmetric_terms(anchors, contrast, shift, reference_columns, include_self, b
     shifted_contrast = tf.concat([contrast, tf.ones([num_rows, 1], dtype)], axis=1)
 
     def block_exps(start, end):
-        """`[N - start, end - start]`: E of the block's rows from column `start` on, transposed.
+        """`[end, end - start]`: E of the block's rows up to column `end`, transposed.
 
         The block is computed as columns (`contrast @ anchors^T`): a CPU matmul with a long
         first dimension runs on every core, and the products below then have the long side
         as their contraction or their rows (about twice the rate of the row orientation on
-        a 2-core CPU at 16384 x 2 views).
+        a 2-core CPU at 16384 x 2 views). The contrast rows are a prefix (`[:end]`), which
+        TensorFlow slices without a copy.
         """
         exps = tf.exp(
-            tf.matmul(shifted_contrast[start:], shifted_anchors[start:end], transpose_b=True)
+            tf.matmul(shifted_contrast[:end], shifted_anchors[start:end], transpose_b=True)
         )
         if include_self:
             return exps
-        # The self entries are the diagonal of the leading square.
-        return tf.linalg.set_diag(exps, tf.zeros([end - start], dtype))
+        # The self entries are the diagonal of the trailing square (row start + t, column t).
+        return tf.linalg.set_diag(exps, tf.zeros([end - start], dtype), k=-start)
 
     def bounds(index):
         start = index * block_size
         return start, tf.minimum(start + block_size, num_rows)
 
     def spread(start, end, own, transposed):
-        """The block's sums for its rows (`own`) and for the later rows, as `[N, ...]`."""
-        later = transposed[end - start :]
+        """The block's sums for its rows (`own`) and for the earlier rows, as `[N, ...]`."""
         return tf.pad(
-            tf.concat([own, later], axis=0),
-            [[start, 0]] + [[0, 0]] * (own.shape.rank - 1),
+            tf.concat([transposed[:start], own], axis=0),
+            [[0, num_rows - end]] + [[0, 0]] * (own.shape.rank - 1),
         )
 
     def loop(step, initial):
@@ -104,6 +105,7 @@ def symmetric_terms(anchors, contrast, shift, reference_columns, include_self, b
             lambda index, _: index < num_blocks,
             step,
             [tf.constant(0), initial],
+            shape_invariants=[tf.TensorShape([]), tf.TensorShape([None])],
             parallel_iterations=1,
         )
         return total
@@ -133,15 +135,35 @@ def symmetric_terms(anchors, contrast, shift, reference_columns, include_self, b
             scale = tf.where(finite, grad_denominator * tf.exp(-log_sums), tf.zeros_like(log_sums))
             factors = tf.concat([contrast, scale[:, None] * anchors], axis=1)
 
-            def backward_step(index, products):
+            # Blocks in reverse order: block I's products finish its own rows (the later
+            # blocks have added theirs) and add to the rows before it, so the running sum
+            # covers only rows [0, start(I)) and shrinks; finished rows go to an array.
+            dim = tf.shape(anchors)[1]
+
+            def backward_step(index, pending, finished):
                 start, end = bounds(index)
                 exps = block_exps(start, end)
-                own = tf.matmul(exps, factors[start:], transpose_a=True)
+                own = tf.matmul(exps, factors[:end], transpose_a=True)
                 transposed = tf.matmul(exps, factors[start:end])
-                return index + 1, products + spread(start, end, own, transposed)
+                finished = finished.write(index, own + pending[start:end])
+                return index - 1, pending[:start] + transposed[:start], finished
 
-            dim = tf.shape(anchors)[1]
-            products = loop(backward_step, tf.zeros([num_rows, 2 * dim], dtype))
+            _, _, finished = tf.while_loop(
+                lambda index, *_: index >= 0,
+                backward_step,
+                [
+                    num_blocks - 1,
+                    tf.zeros([num_rows, 2 * dim], dtype),
+                    tf.TensorArray(dtype, size=num_blocks, infer_shape=False),
+                ],
+                shape_invariants=[
+                    tf.TensorShape([]),
+                    tf.TensorShape([None, anchors.shape[1] and 2 * anchors.shape[1]]),
+                    tf.TensorShape(None),
+                ],
+                parallel_iterations=1,
+            )
+            products = finished.concat()
             return scale[:, None] * products[:, :dim], products[:, dim:]
 
         return (log_denominator, reference_gap), grad
