@@ -12,19 +12,23 @@ Three `tf.data` pipelines read the same folder of 256-px JPEGs and yield batches
 * pipeline placement (the old one): the same stream with SimAugment's flip and colour
   distortion applied in `tf.data`.
 
-The three iterate in interleaved rounds (a round times each pipeline in turn, in a
-rotating order) after a warm-up, and the table gives the median and spread (min-max)
-of the rounds in source images/s (each with its 2 views) and per core (the rate
-divided by the cores this process may run on, `os.sched_getaffinity`).
+The three run in interleaved rounds (a round times each pipeline in turn, in a
+rotating order, each in a fresh process of its own after a warm-up, so that no
+pipeline's threads fill buffers while another is timed), and the table gives the
+median and spread (min-max) of the rounds in source images/s (each with its 2 views)
+and per core (the rate divided by the cores this process may run on,
+`os.sched_getaffinity`).
 
     python benchmarks/input_pipeline.py                       # generates 1,000 JPEGs
     python benchmarks/input_pipeline.py --root=/data/jpegs    # <root>/train/<class>/*.jpg
-    python benchmarks/input_pipeline.py --rounds=1 --seconds=0 --images=100 --no-append
+    python benchmarks/input_pipeline.py --rounds=1 --seconds=0 --warmup=1 --images=100 --no-append
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,34 +93,36 @@ def supcon_pipeline(root, batch_size, image_size, views, placement):
     )
 
 
-def measure(root, batch_size, image_size, views, rounds, seconds, drain):
-    """`{pipeline: [images/s of each round]}`, the pipelines timed in interleaved rounds.
+def worker(root, name, batch_size, image_size, views, seconds, warmup):
+    """Times one pipeline in this (fresh) process; prints its images/s as JSON."""
+    if name == "reference":
+        dataset = reference_pipeline(root, batch_size, image_size, views)
+    else:
+        dataset = supcon_pipeline(root, batch_size, image_size, views, name)
+    iterator = iter(dataset)
+    for _ in range(warmup):  # tracing, autotuning and the buffers filling
+        next(iterator)
+    start, count = time.perf_counter(), 0
+    while count < 2 or time.perf_counter() - start < seconds:
+        next(iterator)
+        count += 1
+    print(json.dumps({"rate": count * batch_size / (time.perf_counter() - start)}))
 
-    An idle pipeline fills its buffers while the others are timed; `drain` untimed
-    batches empty them before each timing, which then lasts at least `seconds`.
-    """
-    iterators = {
-        "reference": iter(reference_pipeline(root, batch_size, image_size, views)),
-        **{
-            name: iter(supcon_pipeline(root, batch_size, image_size, views, name))
-            for name in PIPELINES[1:]
-        },
-    }
-    for iterator in iterators.values():
-        for _ in range(drain + 1):  # tracing and autotuning
-            next(iterator)
+
+def measure(root, batch_size, image_size, views, rounds, seconds, warmup):
+    """`{pipeline: [images/s of each round]}`: each round times every pipeline in a fresh
+    process of its own, in a rotating order (no pipeline's threads run beside another's)."""
     rates = {name: [] for name in PIPELINES}
     for round_index in range(rounds):
         order = PIPELINES[round_index % 3 :] + PIPELINES[: round_index % 3]
         for name in order:
-            iterator = iterators[name]
-            for _ in range(drain):
-                next(iterator)
-            start, count = time.perf_counter(), 0
-            while count < 2 or time.perf_counter() - start < seconds:
-                next(iterator)
-                count += 1
-            rates[name].append(count * batch_size / (time.perf_counter() - start))
+            command = [sys.executable, __file__, "--worker", name, "--root", root]
+            command += [f"--batch_size={batch_size}", f"--image_size={image_size}"]
+            command += [f"--views={views}", f"--seconds={seconds}", f"--warmup={warmup}"]
+            completed = subprocess.run(command, capture_output=True, text=True, check=False)
+            if completed.returncode:
+                raise RuntimeError(f"{name} failed:\n{completed.stderr[-3000:]}")
+            rates[name].append(json.loads(completed.stdout.strip().splitlines()[-1])["rate"])
     return rates
 
 
@@ -146,10 +152,21 @@ def main(argv):
     parser.add_argument("--views", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3.0, help="least timed per round")
-    parser.add_argument("--drain", type=int, default=2, help="untimed batches before each")
+    parser.add_argument("--seconds", type=float, default=8.0, help="least timed per round")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed batches before each")
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--worker", choices=PIPELINES, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
+    if arguments.worker:
+        return worker(
+            arguments.root,
+            arguments.worker,
+            arguments.batch_size,
+            arguments.image_size,
+            arguments.views,
+            arguments.seconds,
+            arguments.warmup,
+        )
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as scratch:
         root = arguments.root or write_folder(os.path.join(scratch, "jpegs"), arguments.images)
@@ -160,14 +177,14 @@ def main(argv):
             arguments.views,
             arguments.rounds,
             arguments.seconds,
-            arguments.drain,
+            arguments.warmup,
         )
     body = (
         f"Training input at {arguments.image_size}-px crops, {arguments.views} views per "
         f"image, batch {arguments.batch_size}, from 256-px JPEGs; {arguments.rounds} "
-        f"interleaved rounds, each timing every pipeline for at least {arguments.seconds:g} s "
-        f"after {arguments.drain} untimed batches; {cores} cores. Median (min-max) over the "
-        "rounds:\n\n"
+        f"interleaved rounds, each timing every pipeline in a fresh process for at least "
+        f"{arguments.seconds:g} s after {arguments.warmup} untimed batches; {cores} cores. "
+        "Median (min-max) over the rounds:\n\n"
         + markdown_table(
             ["pipeline", "images/s", "images/s per core", "vs reference"],
             summary_rows(rates, cores),

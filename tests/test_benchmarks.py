@@ -349,7 +349,7 @@ def test_input_pipeline_script_prints_the_three_pipelines():
         "--batch_size=8",
         "--rounds=1",
         "--seconds=0",
-        "--drain=1",
+        "--warmup=1",
         "--no-append",
     )
     rows = [row for row in table_rows(output) if row[0] != "pipeline"]

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from supcon_tf.data import (
     tfrecords,
     write_shards,
 )
+from supcon_tf.data.parsing import DECODE_GROUP, _decode
 from supcon_tf.data.streaming import (
     central_crop,
     crop_settings,
@@ -416,6 +418,51 @@ class TestCorruptImages:
         assert splits.skipped_images == [f"{corrupt_folder}/train/b/03.jpg"]
         read = epoch_identities(batches)
         assert 8 + 3 not in read  # the truncated image's identity
+
+
+class TestDecodingInGroups:
+    """Unreadable images at every place of a decoding group (`parsing.DECODE_GROUP`)."""
+
+    COUNT = 2 * DECODE_GROUP + 8  # two whole groups and a partial one
+    UNREADABLE = (0, DECODE_GROUP - 1, DECODE_GROUP, DECODE_GROUP + 1, 2 * DECODE_GROUP - 1)
+
+    def elements(self, unreadable):
+        payloads = [
+            b"not an image" if index in unreadable else encoded_png(index)
+            for index in range(self.COUNT)
+        ]
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "name": [f"image-{index:02d}" for index in range(self.COUNT)],
+                "payload": payloads,
+                "label": list(range(self.COUNT)),
+            }
+        )
+
+    def splits(self, skip):
+        return types.SimpleNamespace(skip_corrupt_images=skip, kind="folder", skipped_images=[])
+
+    @pytest.mark.parametrize("last", [False, True], ids=["inside", "stream_end"])
+    def test_skipping_keeps_the_order_and_records_every_unreadable_image(self, last):
+        unreadable = self.UNREADABLE + ((self.COUNT - 1,) if last else ())
+        splits = self.splits(skip=True)
+        decoded = list(_decode(splits, self.elements(unreadable)))
+        kept = [index for index in range(self.COUNT) if index not in unreadable]
+        assert [int(element["label"]) for element in decoded] == kept
+        # Each image is the one its element named (a PNG of constant level = its index).
+        assert [int(element["image"][0, 0, 0]) for element in decoded] == kept
+        assert splits.skipped_images == [f"image-{index:02d}" for index in unreadable]
+
+    @pytest.mark.parametrize("first", UNREADABLE[1:] + (COUNT - 1,))
+    def test_the_error_names_the_first_unreadable_image(self, first):
+        with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+            list(_decode(self.splits(skip=False), self.elements((first, self.COUNT - 1))))
+        message = input_error_message(raised.value)
+        assert message.startswith(f"Cannot read image image-{first:02d}: it is not a readable")
+
+    def test_readable_stream_is_unchanged(self):
+        decoded = list(_decode(self.splits(skip=False), self.elements(())))
+        assert [int(element["label"]) for element in decoded] == list(range(self.COUNT))
 
 
 def write_records(path, examples):

@@ -1,6 +1,7 @@
 """Reading a stream: files sharded over input pipelines, records parsed, images decoded."""
 
 import logging
+import os
 
 import tensorflow as tf
 
@@ -9,6 +10,8 @@ SHUFFLE_BUFFER_RECORDS = 4096
 _BUFFER_SEED = 7919
 # Records of a shard whose held-out hashes (`supcon_tf.data.holdout`) are computed together.
 _HOLDOUT_BLOCK = 1024
+# Elements decoded together in one small dataset (see `_decode`).
+DECODE_GROUP = 16
 # A label value that no record has: marks a record without the label feature.
 _MISSING_LABEL = -(2**62)
 
@@ -155,58 +158,89 @@ def _blank_image():
     return tf.zeros([1, 1, 3], tf.uint8)
 
 
-def _decoded(element, decode, blank):
-    """One element with `image` and `readable`; an unreadable image gives `readable=False`."""
-    one = tf.data.Dataset.from_tensors(element)
-    decoded = one.map(
-        lambda item: {**item, "image": decode(_encoded(item), item), "readable": True}
+def _available_cores():
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _decoded_group(group, decode, blank):
+    """The elements of `group` (a batch of elements) with their `image`, in order.
+
+    Decoding runs with errors ignored; an element whose decode failed shows as a gap in
+    the positions that come out. Each element that comes out carries the names of the
+    elements missing just before it (`unreadable`, usually none), and a last, blank
+    element (`closing`) carries those missing at the end of the group.
+    """
+    size = tf.shape(group["name"], out_type=tf.int64)[0]
+    positions = tf.data.Dataset.from_tensor_slices(group).enumerate()
+    decoded = positions.map(
+        lambda position, item: (position, {**item, "image": decode(_encoded(item), item)})
     ).ignore_errors()
-    placeholder = one.map(lambda item: {**item, "image": blank(), "readable": False})
-    return decoded.concatenate(placeholder).take(1)
+    first = tf.nest.map_structure(lambda column: column[0], group)
+    closing = tf.data.Dataset.from_tensors((size, {**first, "image": blank()}))
+
+    def mark(expected, positioned):
+        position, item = positioned
+        return position + 1, {
+            **item,
+            "unreadable": group["name"][expected:position],
+            "closing": position == size,
+        }
+
+    return decoded.concatenate(closing).scan(tf.constant(0, tf.int64), mark)
 
 
 def _decode(splits, elements, decode=_whole_image, blank=_blank_image):
     """Decodes in parallel; stops on (or, when configured, leaves out) unreadable images.
 
     `decode(encoded, element)` gives an element's `image` (by default the whole image,
-    uint8 `[H, W, 3]`; the training stream decodes its crops); `blank()` stands in for
-    an unreadable one.
+    uint8 `[H, W, 3]`; the training stream decodes its crops); `blank()` is a stand-in
+    of the same rank. The elements are decoded in groups of `DECODE_GROUP`, each group
+    a small dataset of its own (one per element cost about 15 % of the decoding rate
+    of 224-px JPEG crops), two groups per available core at a time; the order of the
+    elements is kept, and unreadable images are met in that order.
     """
-    elements = elements.interleave(
-        lambda element: _decoded(element, decode, blank),
-        block_length=1,
+    if splits.skip_corrupt_images:
+
+        def record_skip(names):
+            for name in names.numpy():
+                path = name.decode()
+                if path not in splits.skipped_images:  # an epoch may read a file twice
+                    splits.skipped_images.append(path)
+                    logging.warning("Skipping unreadable image %s (skip_corrupt_images).", path)
+            return True
+
+        def on_unreadable(names):
+            return tf.py_function(record_skip, [names], tf.bool)
+
+    else:
+        where = "in TFRecord file " if splits.kind != "folder" else ""
+
+        def on_unreadable(names):
+            return _assertion(
+                False,
+                f"Cannot read image {where}",
+                names[0],
+                ": it is not a readable image (corrupt or truncated). Remove or replace it, "
+                "or skip unreadable images (skip_corrupt_images=True, --skip_corrupt_images).",
+            )
+
+    def keep(element):
+        """Meets the unreadable images before `element`; False for a group's closing one."""
+        unreadable = element["unreadable"]
+        done = tf.cond(
+            tf.size(unreadable) > 0, lambda: on_unreadable(unreadable), lambda: tf.constant(True)
+        )
+        with tf.control_dependencies([done]):
+            return tf.logical_not(element["closing"])
+
+    decoded = elements.batch(DECODE_GROUP).interleave(
+        lambda group: _decoded_group(group, decode, blank),
+        cycle_length=min(64, 2 * _available_cores()),
+        block_length=DECODE_GROUP,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    if splits.skip_corrupt_images:
-
-        def record_skip(name):
-            path = name.numpy().decode()
-            if path not in splits.skipped_images:  # an epoch may read a file twice
-                splits.skipped_images.append(path)
-                logging.warning("Skipping unreadable image %s (skip_corrupt_images).", path)
-            return False
-
-        def keep(element):
-            return tf.cond(
-                element["readable"],
-                lambda: tf.constant(True),
-                lambda: tf.py_function(record_skip, [element["name"]], tf.bool),
-            )
-
-        return elements.filter(keep)
-
-    where = "in TFRecord file " if splits.kind != "folder" else ""
-
-    def check(element):
-        checked = _assertion(
-            element["readable"],
-            f"Cannot read image {where}",
-            element["name"],
-            ": it is not a readable image (corrupt or truncated). Remove or replace it, or "
-            "skip unreadable images (skip_corrupt_images=True, --skip_corrupt_images).",
-        )
-        with tf.control_dependencies([checked]):
-            return {**element, "image": tf.identity(element["image"])}
-
-    return elements.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return decoded.filter(keep)
