@@ -36,17 +36,21 @@ def _as_views(y_pred):
             f"got rank {rank} with shape {y_pred.shape}. For a single embedding, add a batch "
             "axis; for one view per sample use [batch, dim]."
         )
-    if 0 in y_pred.shape[:2]:
-        raise ValueError(
-            f"Embeddings `y_pred` have no samples or no views (shape {y_pred.shape}): the loss "
-            "needs at least one sample with at least one view."
-        )
     if rank == 2:
         return y_pred[:, None, :]
     if rank > 3:
         dims = tf.shape(y_pred)
         y_pred = tf.reshape(y_pred, tf.concat([dims[:2], [-1]], axis=0))
     return y_pred
+
+
+def _check_not_empty(features):
+    """Raises when the `[B, V, D]` embeddings of a batch have no sample or no view."""
+    if 0 in features.shape[:2]:
+        raise ValueError(
+            f"Embeddings `y_pred` have no samples or no views (shape {features.shape}): the "
+            "loss needs at least one sample with at least one view."
+        )
 
 
 def _num_views(features):

@@ -22,6 +22,7 @@ from supcon_tf import checks
 from supcon_tf.losses import kernels
 from supcon_tf.losses.labels import (
     _as_views,
+    _check_not_empty,
     _flat_labels,
     _num_views,
     _positives,
@@ -208,6 +209,7 @@ def supervised_contrastive_loss(
     kernels.check_implementation(implementation, block_size, dense_memory_budget)
     kernels.check_variant(denominator_mode, positives_cap)
     features = _as_views(y_pred)
+    _check_not_empty(features)
     _check_cap_views(positives_cap, _num_views(features))
     if y_true is None and positive_mask is None and _num_views(features) < 2:
         raise ValueError(
